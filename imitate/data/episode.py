@@ -1,0 +1,127 @@
+"""One demonstration, validated when it is made.
+
+An episode of T transitions holds, for every step t, the observation o_t, the action a_t taken there,
+the reward r_t, the done flag d_t and the observation o_{t+1} that followed (robomimic's ``next_obs``):
+
+    t:         0     1     2   ...  T-1
+    obs:       o0    o1    o2  ...  o_{T-1}
+    actions:   a0    a1    a2  ...  a_{T-1}
+    next_obs:  o1    o2    o3  ...  o_T
+
+The same field checks serve in-memory episodes and the lazy reader, which checks shapes and dtypes
+from file metadata before reading any data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from imitate.errors import DemoFileError
+
+#: Per-step fields that every episode holds besides ``obs/<key>`` and ``next_obs/<key>``.
+STEP_FIELDS = ("actions", "rewards", "dones")
+
+
+def check_fields(where: str, fields: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> int:
+    """Check the shapes and dtypes of one episode's fields; return its length T.
+
+    Args:
+        where: how the error names the episode, e.g. ``"demo_7 in lift.hdf5"``.
+        fields: field name (``"actions"``, ``"obs/state"``, ...) -> (shape, dtype).
+
+    Raises:
+        DemoFileError: naming ``where`` and the key: a non-numeric dtype, an empty episode, actions
+            that are not (T, A), or fields whose row counts disagree with ``actions``.
+    """
+    for key, (shape, dtype) in fields.items():
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "biuf":
+            raise DemoFileError(f"{where}: {key} has non-numeric dtype {dtype} (expected numbers)")
+        if len(shape) == 0:
+            raise DemoFileError(f"{where}: {key} is a scalar; expected one row per step")
+    if "actions" not in fields:
+        raise DemoFileError(f"{where}: missing key 'actions'")
+    a_shape = fields["actions"][0]
+    if len(a_shape) != 2:
+        raise DemoFileError(f"{where}: actions has shape {tuple(a_shape)}; expected (T, action_dim)")
+    n = a_shape[0]
+    if n == 0:
+        raise DemoFileError(f"{where}: the demo is empty (actions has 0 rows)")
+    for key, (shape, _) in fields.items():
+        if shape[0] != n:
+            raise DemoFileError(f"{where}: actions has {n} rows but {key} has {shape[0]}")
+    for key in ("rewards", "dones"):
+        if key in fields and not (len(fields[key][0]) == 1 or tuple(fields[key][0][1:]) == (1,)):
+            raise DemoFileError(f"{where}: {key} has shape {tuple(fields[key][0])}; expected ({n},)")
+    return n
+
+
+def check_finite(where: str, key: str, values: np.ndarray, row_offset: int = 0) -> None:
+    """Raise a DemoFileError naming the first row of ``values`` that holds NaN or inf."""
+    if values.dtype.kind != "f":
+        return
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite)) + row_offset
+        raise DemoFileError(f"{where}: {key} holds NaN or inf at step {row}")
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One demonstration of T transitions. Arrays are checked on construction.
+
+    Attributes:
+        obs: observation key -> (T, *shape).
+        next_obs: observation key -> (T, *shape), the observation after each step.
+        actions: (T, A).
+        rewards: (T,).
+        dones: (T,), 1 where the environment terminated.
+        states: (T, S) simulator states, optional.
+        attrs: JSON-compatible scalars stored with the demo (e.g. ``is_success``, ``route``).
+        name: the demo's name in its file, e.g. ``"demo_3"``.
+        source: the file it came from, for error messages.
+    """
+
+    obs: Mapping[str, np.ndarray]
+    next_obs: Mapping[str, np.ndarray]
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    states: np.ndarray | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    name: str = "demo"
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        where = f"{self.name} in {self.source}"
+        set_ = object.__setattr__
+        set_(self, "obs", {k: np.asarray(v) for k, v in self.obs.items()})
+        set_(self, "next_obs", {k: np.asarray(v) for k, v in self.next_obs.items()})
+        set_(self, "actions", np.asarray(self.actions))
+        set_(self, "rewards", np.asarray(self.rewards).reshape(-1))
+        set_(self, "dones", np.asarray(self.dones).reshape(-1))
+        if self.states is not None:
+            set_(self, "states", np.asarray(self.states))
+        if not self.obs:
+            raise DemoFileError(f"{where}: no observation keys")
+        if set(self.obs) != set(self.next_obs):
+            raise DemoFileError(
+                f"{where}: obs keys {sorted(self.obs)} differ from next_obs keys {sorted(self.next_obs)}")
+        arrays = self.arrays()
+        check_fields(where, {k: (v.shape, v.dtype) for k, v in arrays.items()})
+        for k, v in arrays.items():
+            check_finite(where, k, v)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every per-step field under its file key: ``obs/<k>``, ``next_obs/<k>``, ``actions``, ..."""
+        out = {f"obs/{k}": v for k, v in self.obs.items()}
+        out.update({f"next_obs/{k}": v for k, v in self.next_obs.items()})
+        out.update(actions=self.actions, rewards=self.rewards, dones=self.dones)
+        if self.states is not None:
+            out["states"] = self.states
+        return out

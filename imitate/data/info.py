@@ -1,0 +1,91 @@
+"""A full check and a summary of a demonstration file (``imitate data info``)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from imitate.data.hdf5 import scan_demo_file
+from imitate.data.store import load_demo_file
+
+
+def content_digest(store) -> str:
+    """SHA-256 of every per-step array of a store, in a fixed key order (independent of file layout)."""
+    h = hashlib.sha256()
+    h.update(np.asarray(store.episode_ends).tobytes())
+    for key in sorted(store.keys):
+        h.update(key.encode())
+        for chunk in store.iter_chunks(key):
+            h.update(np.ascontiguousarray(chunk).tobytes())
+    return h.hexdigest()
+
+
+def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Validate a file fully (structure and every value) and describe it as a JSON-able dict."""
+    layout = scan_demo_file(path)
+    store = load_demo_file(path, lazy=True, cache_blocks=2)
+    lengths = layout.lengths
+    lo = np.full(store.shape("actions"), np.inf)
+    hi = -lo
+    for chunk in store.iter_chunks("actions"):
+        lo, hi = np.minimum(lo, chunk.min(0)), np.maximum(hi, chunk.max(0))
+    attrs: dict[str, Any] = {}
+    for name in sorted({k for a in layout.demo_attrs for k in a}):
+        values = [a[name] for a in layout.demo_attrs if name in a]
+        if all(isinstance(v, str) for v in values):
+            attrs[name] = dict(sorted(Counter(values).items()))
+        elif all(isinstance(v, (bool, np.bool_)) for v in values):
+            attrs[name] = {"true": int(sum(values)), "of": len(values)}
+        elif all(isinstance(v, (int, float)) for v in values):
+            attrs[name] = {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+    info = {
+        "file": str(path),
+        "bytes": os.path.getsize(path),
+        "demos": len(layout.demo_names),
+        "transitions": int(lengths.sum()),
+        "length": {"min": int(lengths.min()), "mean": float(lengths.mean()), "max": int(lengths.max())},
+        "env_args": layout.env_args,
+        "obs": {k: {"shape": list(layout.shapes[f"obs/{k}"]), "dtype": str(layout.dtypes[f"obs/{k}"])}
+                for k in layout.obs_keys},
+        "actions": {"dim": int(store.action_dim), "dtype": str(layout.dtypes["actions"]),
+                    "min": lo.round(6).tolist(), "max": hi.round(6).tolist()},
+        "filter_keys": {k: len(v) for k, v in layout.filter_keys.items()},
+        "has_states": layout.has_states,
+        "demo_attrs": attrs,
+        "content_sha256": content_digest(store),
+    }
+    store.close()
+    return info
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The human-readable form of `demo_file_info`."""
+    ln = info["length"]
+    lines = [
+        f"file         {info['file']} ({info['bytes'] / 1e6:.2f} MB)",
+        f"demos        {info['demos']}   transitions {info['transitions']}   "
+        f"length min/mean/max {ln['min']}/{ln['mean']:.1f}/{ln['max']}",
+    ]
+    env = info["env_args"]
+    lines.append(f"env          {env['env_name']} (type {env.get('type')}) kwargs {env.get('env_kwargs', {})}"
+                 if env else "env          none (env_args absent: no rollouts)")
+    lines.append("obs keys")
+    width = max(len(k) for k in info["obs"])
+    for k, v in info["obs"].items():
+        lines.append(f"  {k:<{width}}  {tuple(v['shape'])} {v['dtype']}")
+    a = info["actions"]
+    lines.append(f"actions      dim {a['dim']} {a['dtype']}   min {a['min']}   max {a['max']}")
+    fk = ", ".join(f"{k} ({n})" for k, n in info["filter_keys"].items()) or "none"
+    lines.append(f"filter keys  {fk}")
+    for name, v in info["demo_attrs"].items():
+        if "of" in v:
+            lines.append(f"{name:<12} {v['true']}/{v['of']}")
+        elif "mean" in v:
+            lines.append(f"{name:<12} mean {v['mean']:.3f} (min {v['min']:.3f}, max {v['max']:.3f})")
+        else:
+            lines.append(f"{name:<12} " + ", ".join(f"{k} {n}" for k, n in v.items()))
+    lines.append(f"content      sha256 {info['content_sha256'][:16]}...   valid: yes")
+    return "\n".join(lines)

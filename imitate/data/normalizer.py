@@ -1,0 +1,124 @@
+"""Normalizer: per-key affine maps fitted on the data, kept as buffers inside the model.
+
+    normalized = raw * scale + offset          raw = (normalized - offset) / scale
+
+Modes per key:
+- ``minmax``: each dimension's [min, max] onto [-1, 1] (the heads expect actions there);
+- ``meanstd``: zero mean, unit variance;
+- ``identity``: unchanged (e.g. discrete action indices).
+
+A dimension that never varies maps to 0 (minmax, meanstd). The statistics (min, max, mean, std) and
+the map are buffers, so they are saved and loaded with the weights. An unknown key is an error, never
+a silent pass-through.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+MODES = ("minmax", "meanstd", "identity")
+_EPS = 1e-6
+
+
+class _KeyStats(nn.Module):
+    def __init__(self, shape: Sequence[int], mode: str):
+        super().__init__()
+        self.mode = mode
+        for name, fill in (("scale", 1.0), ("offset", 0.0), ("min", 0.0), ("max", 0.0), ("mean", 0.0), ("std", 1.0)):
+            self.register_buffer(name, torch.full(tuple(shape), fill, dtype=torch.float32))
+
+
+class Normalizer(nn.Module):
+    """Per-key normalization of observations and actions.
+
+    Args:
+        specs: key -> (per-step shape, mode). Keys are e.g. ``"obs/agent_pos"`` and ``"action"``.
+    """
+
+    def __init__(self, specs: Mapping[str, tuple[Sequence[int], str]]):
+        super().__init__()
+        for key, (_, mode) in specs.items():
+            if mode not in MODES:
+                raise ValueError(f"normalizer mode {mode!r} for {key!r}: choose one of {MODES}")
+            if "." in key or not key:
+                raise ValueError(f"normalizer key {key!r} must be non-empty and free of '.'")
+        self.specs = {k: (tuple(int(d) for d in s), m) for k, (s, m) in specs.items()}
+        self.stats = nn.ModuleDict({k: _KeyStats(s, m) for k, (s, m) in self.specs.items()})
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.specs)
+
+    def _get(self, key: str) -> _KeyStats:
+        if key not in self.stats:
+            raise KeyError(f"the normalizer has no key {key!r}; it knows {self.keys}")
+        return self.stats[key]
+
+    def fit(self, key: str, chunks: Iterable[np.ndarray]) -> None:
+        """Fit one key's statistics from chunks of rows (N, *shape), streaming (float64 sums)."""
+        st = self._get(key)
+        shape = tuple(st.scale.shape)
+        n, s1, s2 = 0, np.zeros(shape), np.zeros(shape)
+        lo, hi = np.full(shape, np.inf), np.full(shape, -np.inf)
+        for chunk in chunks:
+            x = np.asarray(chunk, dtype=np.float64).reshape(-1, *shape)
+            if not len(x):
+                continue
+            n += len(x)
+            s1 += x.sum(0)
+            s2 += (x * x).sum(0)
+            lo, hi = np.minimum(lo, x.min(0)), np.maximum(hi, x.max(0))
+        if n == 0:
+            raise ValueError(f"no data to fit the normalizer for {key!r}")
+        mean = s1 / n
+        std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+        if st.mode == "minmax":
+            width = hi - lo
+            flat = width < _EPS
+            scale = np.where(flat, 1.0, 2.0 / np.where(flat, 1.0, width))
+            offset = np.where(flat, -(hi + lo) / 2, -1.0 - lo * scale)
+        elif st.mode == "meanstd":
+            safe = np.where(std < _EPS, 1.0, std)
+            scale, offset = 1.0 / safe, -mean / safe
+        else:
+            scale, offset = np.ones(shape), np.zeros(shape)
+        for name, value in (("scale", scale), ("offset", offset), ("min", lo), ("max", hi), ("mean", mean), ("std", std)):
+            getattr(st, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+
+    @classmethod
+    def from_store(cls, store, obs_keys: Sequence[str] | None = None, obs_mode: str = "meanstd",
+                   action_mode: str = "minmax", episodes: np.ndarray | None = None) -> "Normalizer":
+        """Fit on a store's observations (``obs/<key>``) and actions (``action``) over some episodes."""
+        obs_keys = list(obs_keys) if obs_keys is not None else list(store.obs_keys)
+        specs = {f"obs/{k}": (store.shape(f"obs/{k}"), obs_mode) for k in obs_keys}
+        specs["action"] = (store.shape("actions"), action_mode)
+        norm = cls(specs)
+        for k in obs_keys:
+            norm.fit(f"obs/{k}", store.iter_chunks(f"obs/{k}", episodes))
+        norm.fit("action", store.iter_chunks("actions", episodes))
+        return norm
+
+    def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """x (..., *shape) raw -> normalized."""
+        st = self._get(key)
+        return x * st.scale + st.offset
+
+    def unnormalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """x (..., *shape) normalized -> raw."""
+        st = self._get(key)
+        return (x - st.offset) / st.scale
+
+    def forward(self, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Normalize every entry of a dict; every key must be known."""
+        return {k: self.normalize(k, v) for k, v in data.items()}
+
+    def config(self) -> dict:
+        """JSON description (shapes and modes) from which `from_config` rebuilds the module."""
+        return {k: {"shape": list(s), "mode": m} for k, (s, m) in self.specs.items()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Mapping]) -> "Normalizer":
+        return cls({k: (tuple(v["shape"]), v["mode"]) for k, v in config.items()})

@@ -1,0 +1,184 @@
+"""WindowSampler: training windows of observation history and action chunks, vectorized.
+
+A window anchored at step t of an episode [s, e) holds To observations and Ta actions
+(To = 2, Ta = 8 below). Rows before s repeat the first observation; rows after e-1 repeat the last
+action and are marked False in ``action_mask``:
+
+    t:        -1   0   1   2   3   4   5   6
+    obs:       o   o                                  rows t-To+1 .. t, clamped to >= s
+    action:        a   a   a   a   a   a   a   a      rows t .. t+Ta-1, clamped to <= e-1
+
+Every step of every chosen episode anchors one window. The anchors and their episode bounds are
+computed once; each batch is one vectorized index computation and one gather per key.
+
+Order: each epoch shuffles the episode blocks of the store (see `imitate.data.store.partition_blocks`)
+and then the windows within groups of ``shuffle_blocks`` consecutive (shuffled) blocks. A store that
+fits in one group (by default up to 8 * 16384 transitions) is fully shuffled; larger ones are
+shuffled block-locally, so the lazy reader loads every block once per epoch. The order depends only
+on the seed, the epoch and the block layout, so in-memory and lazy stores give identical batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields as dc_fields, replace
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from imitate.data.store import EpisodeStore
+from imitate.errors import ImitateError
+
+
+@dataclass
+class Batch:
+    """One batch of windows (NumPy arrays, or torch tensors after `to_torch`).
+
+    Attributes:
+        obs: observation key -> (B, To, *shape).
+        action: (B, Ta, A).
+        action_mask: (B, Ta) bool, False where the window ran past its episode's end.
+        next_obs: observation key -> (B, To, *shape), the observations after the obs rows; optional.
+        reward: (B, Ta), aligned with ``action``; optional.
+        done: (B, Ta), aligned with ``action``; optional.
+    """
+
+    obs: dict
+    action: object
+    action_mask: object
+    next_obs: dict | None = None
+    reward: object | None = None
+    done: object | None = None
+
+    def to_torch(self, device=None, non_blocking: bool = False) -> "Batch":
+        """The same batch as torch tensors (zero-copy on CPU)."""
+        import torch
+
+        def conv(x):
+            if x is None:
+                return None
+            if isinstance(x, dict):
+                return {k: conv(v) for k, v in x.items()}
+            t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+            return t.to(device, non_blocking=non_blocking) if device is not None else t
+
+        return replace(self, **{f.name: conv(getattr(self, f.name)) for f in dc_fields(self)})
+
+
+class WindowSampler:
+    """Seeded batches of windows from an `EpisodeStore` (in memory or lazy).
+
+    Args:
+        store: the demonstrations.
+        obs_horizon: To, observation steps per window (the current one and To-1 before it).
+        action_horizon: Ta, actions per window (the current one and Ta-1 after it).
+        batch_size: B.
+        episodes: episode indices to draw from, or a filter key name such as ``"train"``; default all.
+        obs_keys: observation keys to gather (default: all the store holds).
+        with_next: also gather ``next_obs``, ``reward`` and ``done``.
+        seed: seed of the order; epoch k's order is a function of (seed, k) alone.
+        shuffle_blocks: how many episode blocks are shuffled together.
+        drop_last: `__iter__` leaves out the last, smaller batch of an epoch.
+        rank, world_size: for several processes: each rank draws a disjoint share of every epoch.
+    """
+
+    def __init__(self, store: EpisodeStore, obs_horizon: int = 2, action_horizon: int = 16, batch_size: int = 256,
+                 episodes: Sequence[int] | str | None = None, obs_keys: Sequence[str] | None = None,
+                 with_next: bool = False, seed: int = 0, shuffle_blocks: int = 8, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        if obs_horizon < 1 or action_horizon < 1 or batch_size < 1:
+            raise ImitateError(f"obs_horizon, action_horizon and batch_size must be >= 1 "
+                               f"(got {obs_horizon}, {action_horizon}, {batch_size})")
+        if not 0 <= rank < world_size:
+            raise ImitateError(f"rank {rank} is outside world_size {world_size}")
+        self.store = store
+        self.obs_horizon, self.action_horizon, self.batch_size = obs_horizon, action_horizon, batch_size
+        self.obs_keys = list(obs_keys) if obs_keys is not None else list(store.obs_keys)
+        for k in self.obs_keys:
+            store.shape(f"obs/{k}")  # unknown key: KeyError naming the store's keys
+        self.with_next = with_next
+        self.seed, self.shuffle_blocks, self.drop_last = seed, max(1, shuffle_blocks), drop_last
+        self.rank, self.world_size = rank, world_size
+        if isinstance(episodes, str):
+            episodes = store.episodes_in(episodes)
+        self.episodes = np.arange(store.n_episodes) if episodes is None else np.unique(np.asarray(episodes))
+        if len(self.episodes) == 0:
+            raise ImitateError(f"{store.source}: no episodes selected for sampling")
+        starts, ends = store.episode_starts[self.episodes], store.episode_ends[self.episodes]
+        lengths = ends - starts
+        # One window per step: its anchor row t and its episode's [start, end).
+        self._anchor = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]).astype(np.int64)
+        self._ep_start = np.repeat(starts, lengths)
+        self._ep_end = np.repeat(ends, lengths)
+        self._block = np.searchsorted(store.block_starts, self._anchor, side="right") - 1
+        self._obs_offsets = np.arange(-obs_horizon + 1, 1, dtype=np.int64)
+        self._act_offsets = np.arange(action_horizon, dtype=np.int64)
+        self.epoch, self._cursor, self._order = 0, 0, None
+
+    def __len__(self) -> int:
+        """Batches in one epoch (of this rank's share)."""
+        n = self.windows_per_epoch
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def n_windows(self) -> int:
+        return len(self._anchor)
+
+    @property
+    def windows_per_epoch(self) -> int:
+        return len(range(self.rank, self.n_windows, self.world_size))
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Window indices of one epoch, this rank's share, in sampling order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        blocks = np.unique(self._block)
+        group_of_block = np.empty(self.store.block_starts.size, dtype=np.int64)
+        group_of_block[blocks[rng.permutation(len(blocks))]] = np.arange(len(blocks)) // self.shuffle_blocks
+        order = np.lexsort((rng.random(self.n_windows), group_of_block[self._block]))
+        return order[self.rank::self.world_size]
+
+    def gather(self, windows: np.ndarray) -> Batch:
+        """The batch for given window indices (B,)."""
+        t = self._anchor[windows][:, None]
+        obs_rows = np.maximum(t + self._obs_offsets, self._ep_start[windows][:, None])      # (B, To)
+        act_steps = t + self._act_offsets                                                   # (B, Ta)
+        last = self._ep_end[windows][:, None] - 1
+        act_rows = np.minimum(act_steps, last)
+        store = self.store
+        batch = Batch(obs={k: store.get(f"obs/{k}", obs_rows) for k in self.obs_keys},
+                      action=store.get("actions", act_rows), action_mask=act_steps <= last)
+        if self.with_next:
+            batch.next_obs = {k: store.get(f"next_obs/{k}", obs_rows) for k in self.obs_keys}
+            batch.reward = store.get("rewards", act_rows)
+            batch.done = store.get("dones", act_rows)
+        return batch
+
+    def __iter__(self) -> Iterator[Batch]:
+        """One epoch of batches; each call starts the next epoch."""
+        order = self.epoch_order(self.epoch)
+        self.epoch += 1
+        stop = len(order) - (len(order) % self.batch_size if self.drop_last else 0)
+        for i in range(0, stop, self.batch_size):
+            yield self.gather(order[i:i + self.batch_size])
+
+    def sample(self) -> Batch:
+        """The next batch of an endless stream that runs through epoch after epoch (for step-based training)."""
+        parts, need = [], self.batch_size
+        while need:
+            if self._order is None or self._cursor >= len(self._order):
+                self._order, self._cursor = self.epoch_order(self.epoch), 0
+                self.epoch += 1
+            take = self._order[self._cursor:self._cursor + need]
+            parts.append(take)
+            self._cursor += len(take)
+            need -= len(take)
+        return self.gather(np.concatenate(parts) if len(parts) > 1 else parts[0])
+
+    def state_dict(self) -> dict:
+        """Position of the stream, to resume exactly."""
+        started = self._order is not None
+        return {"epoch": self.epoch - 1 if started else self.epoch, "cursor": self._cursor if started else 0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self._order = self.epoch_order(self.epoch)
+        self._cursor = int(state["cursor"])
+        self.epoch += 1

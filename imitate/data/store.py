@@ -1,0 +1,292 @@
+"""EpisodeStore: every episode's steps in contiguous arrays per key, plus episode ends.
+
+    key "actions":   [ a0 a1 a2 | a0 a1 | a0 a1 a2 a3 ]      rows of all episodes, back to back
+    episode_ends:              3       5             9       (exclusive row ends)
+
+Like a replay buffer, a row index addresses one transition of one episode, and the windowed sampler
+(`imitate.data.sampler`) gathers rows with one indexing operation per key.
+
+Two backings answer `get(key, rows)` identically:
+- `EpisodeStore`: arrays in memory.
+- `LazyEpisodeStore`: the file stays on disk; rows are read in blocks of whole episodes (about
+  `block_rows` rows each) and a few blocks are cached, so peak memory stays bounded for files
+  larger than memory. Both partition their episodes into the same blocks, which the sampler uses to
+  keep its reads local.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from imitate.data.episode import Episode, check_finite
+from imitate.data.hdf5 import DemoFileLayout, read_demo, scan_demo_file
+from imitate.errors import DemoFileError, ImitateError
+
+DEFAULT_BLOCK_ROWS = 16384
+
+
+def partition_blocks(episode_ends: np.ndarray, block_rows: int) -> np.ndarray:
+    """Group consecutive episodes into blocks of about ``block_rows`` rows; return block row starts.
+
+    Blocks begin on episode boundaries, so a window (which never leaves its episode) never crosses a
+    block. Returns (n_blocks + 1,) row offsets, the last one the total row count.
+    """
+    starts = [0]
+    for end in episode_ends:
+        if end - starts[-1] >= block_rows:
+            starts.append(int(end))
+    if starts[-1] != int(episode_ends[-1]):
+        starts.append(int(episode_ends[-1]))
+    return np.asarray(starts, dtype=np.int64)
+
+
+class EpisodeStore:
+    """Demonstrations held in memory as one array per key.
+
+    Attributes:
+        keys: per-step keys, e.g. ``obs/agent_pos``, ``next_obs/agent_pos``, ``actions``, ``rewards``, ``dones``.
+        obs_keys: observation keys (without the ``obs/`` prefix).
+        episode_ends: (E,) exclusive row end of each episode.
+        demo_names: (E,) names of the episodes in their file.
+        env_args: robomimic ``env_args`` (env_name, type, env_kwargs), or None.
+        filter_keys: mask name -> demo names.
+        demo_attrs: per-episode attributes (e.g. ``route``, ``is_success``).
+        source: the file the data came from.
+        block_starts: (n_blocks + 1,) row offsets of the episode blocks (see `partition_blocks`).
+    """
+
+    lazy = False
+
+    def __init__(self, arrays: dict[str, np.ndarray], episode_ends: np.ndarray, demo_names: Sequence[str],
+                 env_args: dict[str, Any] | None = None, filter_keys: dict[str, list[str]] | None = None,
+                 demo_attrs: Sequence[dict[str, Any]] | None = None, source: str = "<memory>",
+                 block_rows: int = DEFAULT_BLOCK_ROWS):
+        self._arrays = arrays
+        self.keys = list(arrays)
+        self.obs_keys = [k[4:] for k in self.keys if k.startswith("obs/")]
+        self.episode_ends = np.asarray(episode_ends, dtype=np.int64)
+        self.demo_names = list(demo_names)
+        self.env_args = env_args
+        self.filter_keys = dict(filter_keys or {})
+        self.demo_attrs = list(demo_attrs) if demo_attrs is not None else [{} for _ in self.demo_names]
+        self.source = source
+        self.block_rows = block_rows
+        self.block_starts = partition_blocks(self.episode_ends, block_rows)
+
+    # -- construction -----------------------------------------------------------------------------
+    @classmethod
+    def from_episodes(cls, episodes: Sequence[Episode], env_args: dict[str, Any] | None = None,
+                      filter_keys: dict[str, list[str]] | None = None, **kwargs) -> "EpisodeStore":
+        """Concatenate validated episodes (named by their ``name``) into a store."""
+        if not episodes:
+            raise ImitateError("no episodes given")
+        keys = list(episodes[0].arrays())
+        keys = [k for k in keys if k != "states"]
+        arrays = {k: np.concatenate([ep.arrays()[k] for ep in episodes]) for k in keys}
+        ends = np.cumsum([len(ep) for ep in episodes])
+        return cls(arrays, ends, [ep.name for ep in episodes], env_args, filter_keys,
+                   [dict(ep.attrs) for ep in episodes], **kwargs)
+
+    # -- shape of the data ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Number of transitions."""
+        return int(self.episode_ends[-1])
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_ends)
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        return np.concatenate([[0], self.episode_ends[:-1]]).astype(np.int64)
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return np.diff(np.concatenate([[0], self.episode_ends]))
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """Per-step shape of a key (``actions`` -> (A,))."""
+        self._check_key(key)
+        return tuple(self._arrays[key].shape[1:])
+
+    def dtype(self, key: str) -> np.dtype:
+        self._check_key(key)
+        return self._arrays[key].dtype
+
+    @property
+    def action_dim(self) -> int:
+        return self.shape("actions")[0]
+
+    def _check_key(self, key: str) -> None:
+        if key not in self.keys:
+            raise KeyError(f"{self.source}: no key {key!r}; the store holds {self.keys}")
+
+    def episodes_in(self, filter_key: str | None) -> np.ndarray:
+        """Indices of the episodes a filter key names (all episodes for None)."""
+        if filter_key is None:
+            return np.arange(self.n_episodes)
+        if filter_key not in self.filter_keys:
+            raise ImitateError(f"{self.source}: no filter key {filter_key!r} "
+                               f"(the file has {sorted(self.filter_keys) or 'none'})")
+        index = {name: i for i, name in enumerate(self.demo_names)}
+        return np.sort(np.asarray([index[n] for n in self.filter_keys[filter_key]], dtype=np.int64))
+
+    # -- data access ------------------------------------------------------------------------------
+    def get(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of one key: ``rows`` of any shape (...) -> (..., *shape(key))."""
+        self._check_key(key)
+        return np.take(self._arrays[key], rows, axis=0)
+
+    def iter_chunks(self, key: str, episodes: np.ndarray | None = None, chunk_rows: int = 1 << 20):
+        """Yield the rows of ``key`` for the chosen episodes in chunks (for statistics)."""
+        starts, ends = self.episode_starts, self.episode_ends
+        sel = np.arange(self.n_episodes) if episodes is None else np.asarray(episodes)
+        rows = np.concatenate([np.arange(starts[i], ends[i]) for i in sel]) if len(sel) else np.zeros(0, int)
+        for i in range(0, len(rows), chunk_rows):
+            yield self.get(key, rows[i:i + chunk_rows])
+
+    def episode(self, i: int) -> Episode:
+        """Episode ``i`` as a validated `Episode`."""
+        rows = np.arange(self.episode_starts[i], self.episode_ends[i])
+        arrays = {k: self.get(k, rows) for k in self.keys}
+        return Episode(obs={k: arrays[f"obs/{k}"] for k in self.obs_keys},
+                       next_obs={k: arrays[f"next_obs/{k}"] for k in self.obs_keys},
+                       actions=arrays["actions"], rewards=arrays["rewards"], dones=arrays["dones"],
+                       attrs=self.demo_attrs[i], name=self.demo_names[i], source=self.source)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.source!r}, episodes={self.n_episodes}, transitions={len(self)}, "
+                f"obs_keys={self.obs_keys}, action_dim={self.action_dim})")
+
+
+class LazyEpisodeStore(EpisodeStore):
+    """The same interface as `EpisodeStore`, reading episode blocks from the file on demand.
+
+    At most ``cache_blocks`` blocks are held in memory (least recently used evicted). Peak memory is
+    about ``cache_blocks * block_rows`` rows of every key.
+    """
+
+    lazy = True
+
+    def __init__(self, layout: DemoFileLayout, block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 8):
+        self._layout = layout
+        self._shapes = {k: layout.shapes[k] for k in layout.store_keys}
+        self._dtypes = {k: layout.dtypes[k] for k in layout.store_keys}
+        self._file: h5py.File | None = None
+        self._pid = None
+        self.cache_blocks = max(1, int(cache_blocks))
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self.keys = list(layout.store_keys)
+        self.obs_keys = list(layout.obs_keys)
+        self.episode_ends = np.cumsum(layout.lengths).astype(np.int64)
+        self.demo_names = list(layout.demo_names)
+        self.env_args = layout.env_args
+        self.filter_keys = dict(layout.filter_keys)
+        self.demo_attrs = list(layout.demo_attrs)
+        self.source = layout.path
+        self.block_rows = block_rows
+        self.block_starts = partition_blocks(self.episode_ends, block_rows)
+        self._block_first_episode = np.searchsorted(self.episode_ends, self.block_starts[:-1], side="right")
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        self._check_key(key)
+        return self._shapes[key]
+
+    def dtype(self, key: str) -> np.dtype:
+        self._check_key(key)
+        return self._dtypes[key]
+
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():  # a forked worker opens its own handle
+            self._file = h5py.File(self._layout.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def _load_block(self, b: int) -> dict[str, np.ndarray]:
+        if b in self._cache:
+            self._cache.move_to_end(b)
+            return self._cache[b]
+        first = self._block_first_episode[b]
+        last = np.searchsorted(self.episode_ends, self.block_starts[b + 1], side="left") + 1
+        f, parts = self._handle(), {k: [] for k in self.keys}
+        for i in range(first, last):
+            for k, v in read_demo(f, self._layout, i, self.keys).items():
+                parts[k].append(v.reshape(len(v), *self._shapes[k]))
+        block = {k: np.concatenate(v) for k, v in parts.items()}
+        self._cache[b] = block
+        while len(self._cache) > self.cache_blocks:
+            self._cache.popitem(last=False)
+        return block
+
+    def get(self, key: str, rows: np.ndarray) -> np.ndarray:
+        self._check_key(key)
+        rows = np.asarray(rows, dtype=np.int64)
+        flat = rows.reshape(-1)
+        block_of = np.searchsorted(self.block_starts, flat, side="right") - 1
+        out = np.empty((flat.size, *self._shapes[key]), dtype=self._dtypes[key])
+        first = block_of[0] if flat.size else 0
+        if flat.size and (block_of == first).all():  # the common case: one block serves the batch
+            out[:] = np.take(self._load_block(first)[key], flat - self.block_starts[first], axis=0)
+        else:
+            for b in np.unique(block_of):
+                sel = block_of == b
+                out[sel] = np.take(self._load_block(b)[key], flat[sel] - self.block_starts[b], axis=0)
+        return out.reshape(*rows.shape, *self._shapes[key])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._cache.clear()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.update(_file=None, _pid=None, _cache=OrderedDict())
+        return state
+
+
+def load_demo_file(path: str | os.PathLike, obs_keys: Sequence[str] | None = None, lazy: bool = False,
+                   block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 8,
+                   check_values: bool = True) -> EpisodeStore:
+    """Read and validate a robomimic-layout demonstration file.
+
+    Structure is checked from metadata first (`scan_demo_file`); then every value is checked for NaN
+    and inf as it is read, once. In lazy mode the values are streamed through once for that check
+    (``check_values=False`` skips it) and stay on disk.
+
+    Args:
+        path: the file.
+        obs_keys: observation keys to load (default: all).
+        lazy: keep the data on disk (`LazyEpisodeStore`).
+        block_rows: rows per episode block (shared by both modes so their batches agree).
+        cache_blocks: lazy mode: blocks kept in memory.
+        check_values: check every value for NaN and inf.
+
+    Raises:
+        DemoFileError: naming the file, demo and key of the first problem found.
+    """
+    layout = scan_demo_file(path, obs_keys)
+    keys = layout.store_keys
+    if lazy:
+        if check_values:
+            with h5py.File(layout.path, "r") as f:
+                for i, demo in enumerate(layout.demo_names):
+                    for k, v in read_demo(f, layout, i, keys).items():
+                        check_finite(f"{demo} in {layout.path}", k, v)
+        return LazyEpisodeStore(layout, block_rows=block_rows, cache_blocks=cache_blocks)
+    total = int(layout.lengths.sum())
+    arrays = {k: np.empty((total, *layout.shapes[k]), dtype=layout.dtypes[k]) for k in keys}
+    ends = np.cumsum(layout.lengths)
+    with h5py.File(layout.path, "r") as f:
+        for i, demo in enumerate(layout.demo_names):
+            start = ends[i] - layout.lengths[i]
+            for k, v in read_demo(f, layout, i, keys).items():
+                if check_values:
+                    check_finite(f"{demo} in {layout.path}", k, v)
+                arrays[k][start:ends[i]] = v.reshape(len(v), *layout.shapes[k])
+    return EpisodeStore(arrays, ends, layout.demo_names, layout.env_args, layout.filter_keys,
+                        layout.demo_attrs, source=layout.path, block_rows=block_rows)
