@@ -10,3 +10,7 @@ class DemoFileError(ImitateError, ValueError):
 
     Messages read like ``"demo_7 in lift.hdf5: actions has 212 rows but obs/state has 211"``.
     """
+
+
+class ConfigError(ImitateError, ValueError):
+    """A setting, flag or keyword argument has a value that cannot be used; the message names it."""

@@ -47,6 +47,13 @@ def test_lazy_and_in_memory_stores_hold_the_same_rows(demo_file):
     rows = np.random.default_rng(1).integers(0, len(mem), size=(40, 3))
     for key in mem.keys:
         np.testing.assert_array_equal(lazy.get(key, rows), mem.get(key, rows), err_msg=key)
+    # windows (rows within one episode), in sorted and in shuffled order
+    starts, ends = mem.episode_starts, mem.episode_ends
+    anchors = np.random.default_rng(2).integers(0, len(mem), size=50)
+    episode = np.searchsorted(ends, anchors, side="right")
+    windows = np.clip(anchors[:, None] + np.arange(-2, 3), starts[episode][:, None], ends[episode][:, None] - 1)
+    for order in (np.argsort(anchors), np.arange(50)):
+        np.testing.assert_array_equal(lazy.get_windows("actions", windows[order]), mem.get("actions", windows[order]))
 
 
 def _write_robomimic_style(path, rng, n_demos=4):

@@ -285,6 +285,9 @@ def write_demo_file(path: str | os.PathLike, episodes: Sequence[Episode], env_ar
         masks[mask_name] = list(members)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the permissions of an ordinary new file, not mkstemp's 0600
     try:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")

@@ -136,19 +136,21 @@ class WindowSampler:
         return order[self.rank::self.world_size]
 
     def gather(self, windows: np.ndarray) -> Batch:
-        """The batch for given window indices (B,)."""
+        """The batch for given window indices (B,), delivered in row order (the loss ignores order;
+        a lazy store then reads one slice per block)."""
+        windows = np.sort(windows)
         t = self._anchor[windows][:, None]
         obs_rows = np.maximum(t + self._obs_offsets, self._ep_start[windows][:, None])      # (B, To)
         act_steps = t + self._act_offsets                                                   # (B, Ta)
         last = self._ep_end[windows][:, None] - 1
         act_rows = np.minimum(act_steps, last)
         store = self.store
-        batch = Batch(obs={k: store.get(f"obs/{k}", obs_rows) for k in self.obs_keys},
-                      action=store.get("actions", act_rows), action_mask=act_steps <= last)
+        batch = Batch(obs={k: store.get_windows(f"obs/{k}", obs_rows) for k in self.obs_keys},
+                      action=store.get_windows("actions", act_rows), action_mask=act_steps <= last)
         if self.with_next:
-            batch.next_obs = {k: store.get(f"next_obs/{k}", obs_rows) for k in self.obs_keys}
-            batch.reward = store.get("rewards", act_rows)
-            batch.done = store.get("dones", act_rows)
+            batch.next_obs = {k: store.get_windows(f"next_obs/{k}", obs_rows) for k in self.obs_keys}
+            batch.reward = store.get_windows("rewards", act_rows)
+            batch.done = store.get_windows("dones", act_rows)
         return batch
 
     def __iter__(self) -> Iterator[Batch]:

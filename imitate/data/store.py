@@ -141,6 +141,10 @@ class EpisodeStore:
         self._check_key(key)
         return np.take(self._arrays[key], rows, axis=0)
 
+    def get_windows(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """Like `get` for windows: rows (B, T) where each window's T rows lie in one episode."""
+        return self.get(key, rows)
+
     def iter_chunks(self, key: str, episodes: np.ndarray | None = None, chunk_rows: int = 1 << 20):
         """Yield the rows of ``key`` for the chosen episodes in chunks (for statistics)."""
         starts, ends = self.episode_starts, self.episode_ends
@@ -167,17 +171,20 @@ class LazyEpisodeStore(EpisodeStore):
     """The same interface as `EpisodeStore`, reading episode blocks from the file on demand.
 
     At most ``cache_blocks`` blocks are held in memory (least recently used evicted). Peak memory is
-    about ``cache_blocks * block_rows`` rows of every key.
+    about ``cache_blocks * block_rows`` rows of every key read. A batch at the seam between two groups
+    of the sampler's ``shuffle_blocks`` blocks touches both groups, so ``cache_blocks`` of at least
+    twice ``shuffle_blocks`` reads every block once per epoch; fewer re-read blocks at the seams.
     """
 
     lazy = True
 
-    def __init__(self, layout: DemoFileLayout, block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 8):
+    def __init__(self, layout: DemoFileLayout, block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 16):
         self._layout = layout
         self._shapes = {k: layout.shapes[k] for k in layout.store_keys}
         self._dtypes = {k: layout.dtypes[k] for k in layout.store_keys}
         self._file: h5py.File | None = None
         self._pid = None
+        self._handles: dict[str, list] = {}
         self.cache_blocks = max(1, int(cache_blocks))
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.keys = list(layout.store_keys)
@@ -200,27 +207,40 @@ class LazyEpisodeStore(EpisodeStore):
         self._check_key(key)
         return self._dtypes[key]
 
-    def _handle(self) -> h5py.File:
-        if self._file is None or self._pid != os.getpid():  # a forked worker opens its own handle
-            self._file = h5py.File(self._layout.path, "r")
-            self._pid = os.getpid()
-        return self._file
+    def _datasets(self, key: str) -> list[h5py.Dataset]:
+        """The per-demo h5py datasets of one key, opened once per process (a forked worker reopens)."""
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid, self._handles = h5py.File(self._layout.path, "r"), os.getpid(), {}
+        if key not in self._handles:
+            data = self._file["data"]
+            handles = [data[demo][key] for demo in self.demo_names]
+            direct = [h.shape[1:] == self._shapes[key] for h in handles]  # (T, 1) rewards need a reshape
+            self._handles[key] = list(zip(handles, direct))
+        return self._handles[key]
 
-    def _load_block(self, b: int) -> dict[str, np.ndarray]:
-        if b in self._cache:
+    def _load_block(self, b: int, key: str) -> np.ndarray:
+        """Rows of block ``b`` for one key, from the cache or read from the file (one read per demo)."""
+        block = self._cache.get(b)
+        if block is not None:
             self._cache.move_to_end(b)
-            return self._cache[b]
-        first = self._block_first_episode[b]
-        last = np.searchsorted(self.episode_ends, self.block_starts[b + 1], side="left") + 1
-        f, parts = self._handle(), {k: [] for k in self.keys}
-        for i in range(first, last):
-            for k, v in read_demo(f, self._layout, i, self.keys).items():
-                parts[k].append(v.reshape(len(v), *self._shapes[k]))
-        block = {k: np.concatenate(v) for k, v in parts.items()}
-        self._cache[b] = block
-        while len(self._cache) > self.cache_blocks:
-            self._cache.popitem(last=False)
-        return block
+            if key in block:
+                return block[key]
+        else:
+            block = self._cache[b] = {}
+            while len(self._cache) > self.cache_blocks:
+                self._cache.popitem(last=False)
+        start, stop = self.block_starts[b], self.block_starts[b + 1]
+        out = np.empty((stop - start, *self._shapes[key]), dtype=self._dtypes[key])
+        datasets, ends = self._datasets(key), self.episode_ends
+        for i in range(self._block_first_episode[b], np.searchsorted(ends, stop, side="left") + 1):
+            lo, hi = ends[i] - self._layout.lengths[i] - start, ends[i] - start
+            dataset, direct = datasets[i]
+            try:  # a whole-dataset read takes h5py's fast path (several times cheaper than a selection)
+                out[lo:hi] = dataset[()] if direct else dataset[()].reshape(hi - lo, *self._shapes[key])
+            except OSError as e:
+                raise DemoFileError(f"{self.demo_names[i]} in {self.source}: cannot read {key} ({e})") from None
+        block[key] = out
+        return out
 
     def get(self, key: str, rows: np.ndarray) -> np.ndarray:
         self._check_key(key)
@@ -230,27 +250,53 @@ class LazyEpisodeStore(EpisodeStore):
         out = np.empty((flat.size, *self._shapes[key]), dtype=self._dtypes[key])
         first = block_of[0] if flat.size else 0
         if flat.size and (block_of == first).all():  # the common case: one block serves the batch
-            out[:] = np.take(self._load_block(first)[key], flat - self.block_starts[first], axis=0)
+            out[:] = np.take(self._load_block(first, key), flat - self.block_starts[first], axis=0)
         else:
             for b in np.unique(block_of):
                 sel = block_of == b
-                out[sel] = np.take(self._load_block(b)[key], flat[sel] - self.block_starts[b], axis=0)
+                out[sel] = np.take(self._load_block(b, key), flat[sel] - self.block_starts[b], axis=0)
         return out.reshape(*rows.shape, *self._shapes[key])
+
+    def get_windows(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """Rows (B, T), each window within one episode, hence within one block.
+
+        Windows sorted by their first row (as the sampler delivers them) are served one slice per
+        block; any other order falls back to per-window grouping.
+        """
+        self._check_key(key)
+        rows = np.asarray(rows, dtype=np.int64)
+        first, starts = rows[:, 0], self.block_starts
+        if len(first) > 1 and (first[1:] < first[:-1]).any():
+            order = np.argsort(first, kind="stable")
+            out = np.empty((*rows.shape, *self._shapes[key]), dtype=self._dtypes[key])
+            out[order] = self.get_windows(key, rows[order])
+            return out
+        lo, hi = np.searchsorted(starts, [first[0], first[-1]], side="right") - 1
+        if lo == hi:  # the common case: one block serves the whole batch
+            return np.take(self._load_block(lo, key), rows - starts[lo], axis=0)
+        out = np.empty((*rows.shape, *self._shapes[key]), dtype=self._dtypes[key])
+        cuts = np.searchsorted(first, starts[lo + 1:hi + 2])  # end of each block's run of windows
+        begin = 0
+        for b, end in zip(range(lo, hi + 1), cuts.tolist()):
+            if end > begin:
+                np.take(self._load_block(b, key), rows[begin:end] - starts[b], axis=0, out=out[begin:end])
+            begin = end
+        return out
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-            self._file = None
+        self._file, self._handles = None, {}
         self._cache.clear()
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_file=None, _pid=None, _cache=OrderedDict())
+        state.update(_file=None, _pid=None, _handles={}, _cache=OrderedDict())
         return state
 
 
 def load_demo_file(path: str | os.PathLike, obs_keys: Sequence[str] | None = None, lazy: bool = False,
-                   block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 8,
+                   block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 16,
                    check_values: bool = True) -> EpisodeStore:
     """Read and validate a robomimic-layout demonstration file.
 

@@ -1,0 +1,92 @@
+"""Run a task's scripted expert and write its demonstrations in robomimic's layout."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from imitate.data.episode import Episode
+from imitate.data.hdf5 import make_env_args, write_demo_file
+
+
+def obs_to_dict(obs: Any) -> dict[str, np.ndarray]:
+    """An environment observation as observation keys: a Dict space's keys, or ``state``."""
+    if isinstance(obs, dict):
+        return {k: np.asarray(v) for k, v in obs.items()}
+    return {"state": np.asarray(obs)}
+
+
+@dataclass
+class CollectResult:
+    """What `collect` wrote and how well the expert did."""
+
+    path: str
+    episodes: int
+    transitions: int
+    success_rate: float | None
+    mean_return: float
+    mode_shares: dict[str, float]
+
+
+def rollout_expert(env, expert, seed: int) -> Episode:
+    """One seeded episode of the expert in ``env``, as an Episode (attrs: return, is_success, route)."""
+    obs, info = env.reset(seed=seed)
+    expert.reset(seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
+    steps: dict[str, list] = {"obs": [], "next_obs": [], "actions": [], "rewards": [], "dones": []}
+    done = False
+    while not done:
+        action = np.asarray(expert.act(obs), dtype=np.float32).reshape(-1)
+        step_action = action if env.action_space.shape == action.shape else type(env.action_space.sample())(action[0])
+        next_obs, reward, terminated, truncated, info = env.step(step_action)
+        steps["obs"].append(obs_to_dict(obs))
+        steps["next_obs"].append(obs_to_dict(next_obs))
+        steps["actions"].append(action)
+        steps["rewards"].append(float(reward))
+        steps["dones"].append(bool(terminated))
+        obs, done = next_obs, terminated or truncated
+    attrs: dict[str, Any] = {"return": float(np.sum(steps["rewards"])), "seed": int(seed)}
+    if "is_success" in info:
+        attrs["is_success"] = bool(info["is_success"])
+    route = info.get("mode", getattr(expert, "route", None))
+    if route is not None:
+        attrs["route"] = str(route)
+    keys = steps["obs"][0].keys()
+    return Episode(obs={k: np.stack([o[k] for o in steps["obs"]]) for k in keys},
+                   next_obs={k: np.stack([o[k] for o in steps["next_obs"]]) for k in keys},
+                   actions=np.stack(steps["actions"]), rewards=np.asarray(steps["rewards"], np.float32),
+                   dones=np.asarray(steps["dones"], np.uint8), attrs=attrs)
+
+
+def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, overwrite: bool = False,
+            env_kwargs: dict[str, Any] | None = None, expert_kwargs: dict[str, Any] | None = None,
+            valid_fraction: float = 0.1, progress: bool = True) -> CollectResult:
+    """Roll out the task's scripted expert for ``episodes`` seeded episodes and write them to ``out``.
+
+    Episode i is reset with seed ``seed + i``. The file's env_args name ``task`` and ``env_kwargs`` so
+    that the environment can be re-created from the file.
+    """
+    from imitate.envs import make_env, make_expert
+    from imitate.errors import ImitateError
+
+    if episodes < 1:
+        raise ImitateError(f"--episodes must be at least 1 (got {episodes})")
+    if os.path.exists(out) and not overwrite:
+        raise ImitateError(f"{out} already exists; pass --overwrite to replace it")
+    env = make_env(task, env_kwargs)
+    expert = make_expert(task, **{**({"env_kwargs": env_kwargs} if env_kwargs else {}), **(expert_kwargs or {})})
+    eps = []
+    for i in tqdm(range(episodes), desc=f"collect {task}", unit="ep", disable=not progress):
+        ep = rollout_expert(env, expert, seed + i)
+        eps.append(Episode(**{**ep.__dict__, "name": f"demo_{i}", "source": str(out)}))
+    env.close()
+    write_demo_file(out, eps, make_env_args(task, env_kwargs), overwrite=overwrite, valid_fraction=valid_fraction,
+                    seed=seed)
+    successes = [ep.attrs["is_success"] for ep in eps if "is_success" in ep.attrs]
+    routes = [ep.attrs["route"] for ep in eps if "route" in ep.attrs]
+    shares = {r: routes.count(r) / len(routes) for r in sorted(set(routes))}
+    return CollectResult(str(out), len(eps), sum(len(ep) for ep in eps),
+                         float(np.mean(successes)) if successes else None,
+                         float(np.mean([ep.attrs["return"] for ep in eps])), shares)

@@ -1,0 +1,69 @@
+"""Gymnasium tasks shipped with imitate and their scripted experts.
+
+Importing this package registers ``imitate/ForkedPath-v0`` with gymnasium.
+"""
+from __future__ import annotations
+
+import gymnasium
+
+from imitate.errors import ConfigError
+
+from imitate.envs.experts import (
+    EXPERTS,
+    Expert,
+    ForkedPathExpert,
+    PendulumExpert,
+    UnknownEnvError,
+    make_expert,
+)
+from imitate.envs.forked_path import ROUTE_NAMES, ForkedPathEnv, ForkedPathGeometry
+
+FORKED_PATH_ID = "imitate/ForkedPath-v0"
+
+if FORKED_PATH_ID not in gymnasium.registry:
+    gymnasium.register(
+        id=FORKED_PATH_ID,
+        entry_point="imitate.envs.forked_path:ForkedPathEnv",
+        max_episode_steps=120,
+    )
+
+
+def make_env(
+    env_id: str, env_kwargs: dict | None = None, render_mode: str | None = None
+) -> gymnasium.Env:
+    """``gymnasium.make(env_id, render_mode=render_mode, **env_kwargs)``; errors name the id.
+
+    Raises:
+        UnknownEnvError: gymnasium does not know ``env_id``.
+        ConfigError: the environment rejects ``env_kwargs`` or ``render_mode``.
+    """
+    env_kwargs = dict(env_kwargs or {})
+    try:
+        return gymnasium.make(env_id, render_mode=render_mode, **env_kwargs)
+    except gymnasium.error.UnregisteredEnv as err:
+        known = sorted(k for k in gymnasium.registry if k.startswith("imitate/"))
+        raise UnknownEnvError(
+            f"gymnasium does not know env id {env_id!r} ({err}); imitate's own tasks: {known}, "
+            f"tasks with a scripted expert: {sorted(EXPERTS)}"
+        ) from err
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"env {env_id!r} rejected env_kwargs={env_kwargs}: {err}") from err
+    except gymnasium.error.Error as err:
+        raise ConfigError(
+            f"env {env_id!r} (env_kwargs={env_kwargs}, render_mode={render_mode!r}): {err}"
+        ) from err
+
+
+__all__ = [
+    "EXPERTS",
+    "FORKED_PATH_ID",
+    "ROUTE_NAMES",
+    "Expert",
+    "ForkedPathEnv",
+    "ForkedPathExpert",
+    "ForkedPathGeometry",
+    "PendulumExpert",
+    "UnknownEnvError",
+    "make_env",
+    "make_expert",
+]

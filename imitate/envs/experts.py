@@ -1,0 +1,217 @@
+"""Scripted experts that label any state of the tasks they know.
+
+An expert chooses its per-episode behaviour (a route, waypoint jitter, noise) in ``reset`` and
+afterwards answers from the current observation alone, so DAgger can query it on states that a
+learner visits and the expert never saw.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from imitate.envs.forked_path import ForkedPathGeometry
+from imitate.errors import ConfigError, ImitateError
+
+
+class UnknownEnvError(ImitateError, ValueError):
+    """An environment id that gymnasium or the expert table does not know."""
+
+
+@runtime_checkable
+class Expert(Protocol):
+    """A scripted demonstrator for one environment."""
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode: draw the per-episode choices, re-seeding when ``seed`` is given."""
+
+    def act(self, obs: Any) -> np.ndarray:
+        """The action for ``obs``, exactly as the environment returns it (dict or array)."""
+
+
+class ForkedPathExpert:
+    """Goes around the barrier of ``imitate/ForkedPath-v0`` through a passage drawn per episode.
+
+    Per episode (``reset``): the route (left with probability ``p_left`` when there are two
+    passages, ``route_probs`` otherwise), a cruise speed, and small offsets of the two waypoints,
+    one below the chosen passage and one above it. Every action adds Ornstein-Uhlenbeck noise
+    (temporally correlated) of standard deviation ``noise`` per axis before clipping to [-1, 1].
+
+    The target waypoint follows from the agent's position alone:
+
+        above the barrier                                  -> the goal
+        at the barrier's level, inside a passage           -> the waypoint above that passage
+                                                              (the route is committed there)
+        below it, not lined up with the chosen passage     -> the waypoint below the passage
+        below it, lined up                                 -> the waypoint above the passage
+
+    Args:
+        p_left: probability of the left passage (only with ``n_routes=2``).
+        noise: standard deviation of the action noise per axis; 0 gives clean labels.
+        env_kwargs: the kwargs given to ``gym.make`` for the environment (``n_routes``), so that
+            expert and environment share one geometry.
+        route_probs: probability of each passage, left to right; defaults to ``p_left`` for two
+            passages and to uniform for more.
+        seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
+    """
+
+    NOISE_CORRELATION = 0.85
+    ALIGN_TOLERANCE = 0.05
+    ENTRY_DEPTH = 0.12
+    EXIT_HEIGHT = 0.1
+
+    def __init__(
+        self,
+        p_left: float = 0.5,
+        noise: float = 0.1,
+        env_kwargs: dict | None = None,
+        route_probs: list[float] | None = None,
+        seed: int | None = None,
+    ):
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
+        unknown = sorted(set(env_kwargs) - {"n_routes"})
+        if unknown:
+            raise ValueError(
+                f"ForkedPathExpert: env_kwargs {unknown} are not ForkedPath-v0 arguments "
+                "(known: ['n_routes'])"
+            )
+        self.geometry = ForkedPathGeometry(**env_kwargs)
+        n_routes = self.geometry.n_routes
+        if route_probs is None:
+            if n_routes == 2:
+                route_probs = [p_left, 1.0 - p_left]
+            elif p_left != 0.5:
+                raise ValueError(
+                    f"ForkedPathExpert: p_left applies to n_routes=2 only "
+                    f"(got n_routes={n_routes}); give route_probs instead"
+                )
+            else:
+                route_probs = [1.0 / n_routes] * n_routes
+        probs = np.asarray(route_probs, dtype=np.float64)
+        if probs.shape != (n_routes,) or np.any(probs < 0) or not np.isclose(probs.sum(), 1.0):
+            raise ValueError(
+                f"ForkedPathExpert: route_probs={list(route_probs)} must hold {n_routes} "
+                "non-negative numbers summing to 1 (p_left must lie in [0, 1])"
+            )
+        if noise < 0:
+            raise ValueError(f"ForkedPathExpert: noise={noise} must be >= 0")
+        self.route_probs = probs
+        self.noise = float(noise)
+        self._rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        geo, rng = self.geometry, self._rng
+        self.route_index = int(rng.choice(geo.n_routes, p=self.route_probs))
+        self.route = geo.route_names[self.route_index]
+        self.speed = float(rng.uniform(0.75, 0.95))
+        gx = geo.gap_centers[self.route_index]
+        h = geo.barrier_half_height
+        self.entry = np.array(
+            [gx + rng.uniform(-0.03, 0.03), -h - self.ENTRY_DEPTH + rng.uniform(-0.04, 0.04)]
+        )
+        self.exit_offset = float(rng.uniform(-0.03, 0.03))
+        self._noise_state = np.zeros(2)
+
+    def _target(self, pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        geo = self.geometry
+        band = geo.barrier_half_height + geo.agent_radius + 0.03
+        exit_y = geo.barrier_half_height + self.EXIT_HEIGHT
+        nearest = geo.gap_centers[geo.route_of(pos[0])]
+        in_passage = abs(pos[0] - nearest) <= 0.5 * geo.gap_width - geo.agent_radius
+        if pos[1] > band or (pos[1] > 0 and not in_passage):
+            return goal
+        if pos[1] >= -band and in_passage:
+            return np.array([nearest + self.exit_offset, exit_y])
+        if abs(pos[0] - self.entry[0]) > self.ALIGN_TOLERANCE:
+            return self.entry
+        return np.array([self.entry[0] + self.exit_offset, exit_y])
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Action (2,) float32 for ``obs`` with keys ``agent_pos`` (2,) and ``goal_pos`` (2,)."""
+        pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+        goal = np.asarray(obs["goal_pos"], dtype=np.float64)
+        delta = self._target(pos, goal) - pos
+        dist = float(np.linalg.norm(delta))
+        command = delta / dist * self.speed if dist > 1e-9 else np.zeros(2)
+        if self.noise > 0:
+            rho = self.NOISE_CORRELATION
+            fresh = self._rng.normal(0.0, self.noise, 2)
+            self._noise_state = rho * self._noise_state + np.sqrt(1 - rho**2) * fresh
+            command = command + self._noise_state
+        return np.clip(command, -1.0, 1.0).astype(np.float32)
+
+
+class PendulumExpert:
+    """Swings ``Pendulum-v1`` up by pumping energy, then balances it with a PD law near the top.
+
+    With θ measured from upright, the dynamics are θ'' = a sin θ + b u with a = 3g/2 and b = 3
+    (unit mass and length). The energy E = θ'²/2 + a (cos θ - 1) is 0 at rest upright and changes
+    as E' = b u θ', so the swing-up pushes with full torque along θ' while E < 0 and brakes when
+    E > 0. Within ``BALANCE_ANGLE`` of the top, with E > ``BALANCE_ENERGY``,
+    u = -(KP θ + KD θ') clipped to [-2, 2].
+
+    Args:
+        env_kwargs: the kwargs given to ``gym.make("Pendulum-v1", ...)``; only ``g`` matters.
+    """
+
+    MAX_TORQUE = 2.0
+    BALANCE_ANGLE = 0.5
+    BALANCE_ENERGY = -2.0
+    KP = 12.0
+    KD = 2.5
+
+    def __init__(self, env_kwargs: dict | None = None):
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
+        unknown = sorted(set(env_kwargs) - {"g"})
+        if unknown:
+            raise ValueError(
+                f"PendulumExpert: env_kwargs {unknown} are not Pendulum-v1 arguments (known: ['g'])"
+            )
+        self.a = 1.5 * float(env_kwargs.get("g", 10.0))
+
+    def reset(self, seed: int | None = None) -> None:
+        """The controller has no per-episode choices."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Torque (1,) float32 for ``obs`` = [cos θ, sin θ, θ'] (3,)."""
+        cos_t, sin_t, theta_dot = (float(v) for v in np.asarray(obs).reshape(3))
+        theta = np.arctan2(sin_t, cos_t)
+        energy = 0.5 * theta_dot**2 + self.a * (cos_t - 1.0)
+        if abs(theta) < self.BALANCE_ANGLE and energy > self.BALANCE_ENERGY:
+            u = -(self.KP * theta + self.KD * theta_dot)
+        elif energy < 0:
+            u = self.MAX_TORQUE * (np.sign(theta_dot) if abs(theta_dot) > 1e-3 else 1.0)
+        else:
+            u = -self.MAX_TORQUE * np.sign(theta_dot) * min(1.0, energy)
+        return np.array([np.clip(u, -self.MAX_TORQUE, self.MAX_TORQUE)], dtype=np.float32)
+
+
+EXPERTS: dict[str, type] = {
+    "imitate/ForkedPath-v0": ForkedPathExpert,
+    "Pendulum-v1": PendulumExpert,
+}
+
+
+def make_expert(env_id: str, **kwargs) -> Expert:
+    """The scripted expert for ``env_id``, built with ``kwargs``: ``env_kwargs`` (the dict given to
+    ``gym.make``) and the expert's own settings (ForkedPath: ``p_left``, ``noise``,
+    ``route_probs``, ``seed``).
+
+    Raises:
+        UnknownEnvError: ``env_id`` has no expert; the message lists those that do.
+        ConfigError: the expert does not take one of ``kwargs`` or rejects its value.
+    """
+    if env_id not in EXPERTS:
+        raise UnknownEnvError(f"no scripted expert for env id {env_id!r}; known: {sorted(EXPERTS)}")
+    cls = EXPERTS[env_id]
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"expert for {env_id!r} ({cls.__name__}) rejected {sorted(kwargs)}: {err}"
+        ) from err

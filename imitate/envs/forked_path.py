@@ -1,0 +1,226 @@
+"""ForkedPath: a point agent must pass a barrier through one of several passages to reach a goal.
+
+The arena is the square [-1, 1]^2. A horizontal barrier of height 2·``barrier_half_height`` is
+centred on y = 0 and spans the whole width except ``n_routes`` passages, evenly spread, passage 0
+leftmost. The agent starts near the bottom, the goal lies near the top, both close to x = 0:
+
+    n_routes = 2                      y
+    +-----------------------------+   1
+    |              G              |
+    |####      #########      ####|   0     # barrier, gaps at x = -0.5 and x = +0.5
+    |              A              |
+    +-----------------------------+  -1
+
+With two passages the block between them sits on the straight line from start to goal, so the mean
+of "go left" and "go right" drives straight into it: an imitation policy has to pick one route.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import gymnasium as gym
+import numpy as np
+
+#: Route names for each supported number of passages, left to right.
+ROUTE_NAMES = {
+    2: ("left", "right"),
+    3: ("left", "center", "right"),
+    4: ("far_left", "left", "right", "far_right"),
+}
+
+
+@dataclass(frozen=True)
+class ForkedPathGeometry:
+    """Layout and dynamics shared by :class:`ForkedPathEnv` and its scripted expert."""
+
+    n_routes: int = 2
+    """Number of passages through the barrier (2 to 4); passage 0 is the leftmost."""
+    arena_half: float = 1.0
+    """The arena is the square [-arena_half, arena_half]^2; touching its wall ends the episode."""
+    barrier_half_height: float = 0.1
+    """The barrier occupies |y| <= barrier_half_height outside the passages."""
+    gap_width: float = 0.4
+    """Width of each passage, in x."""
+    agent_radius: float = 0.03
+    """The agent is a disc of this radius; it collides when the disc touches the barrier or wall."""
+    start_center: tuple[float, float] = (0.0, -0.8)
+    """Mean start position (x, y)."""
+    start_jitter: tuple[float, float] = (0.1, 0.05)
+    """The start position is drawn uniformly within +- these offsets (x, y) of start_center."""
+    goal_center: tuple[float, float] = (0.0, 0.8)
+    """Mean goal position (x, y)."""
+    goal_jitter: tuple[float, float] = (0.1, 0.05)
+    """The goal position is drawn uniformly within +- these offsets (x, y) of goal_center."""
+    goal_radius: float = 0.08
+    """The episode succeeds when the agent's centre comes this close to the goal."""
+    max_speed: float = 0.4
+    """Speed (arena units per second) of an action of 1 along one axis."""
+    dt: float = 0.1
+    """Seconds per step: an action a moves the agent by a * max_speed * dt."""
+
+    def __post_init__(self):
+        if not isinstance(self.n_routes, int) or self.n_routes not in ROUTE_NAMES:
+            raise ValueError(
+                f"ForkedPath: n_routes={self.n_routes!r} is not supported; "
+                f"choose one of {sorted(ROUTE_NAMES)}"
+            )
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        """Names of the passages, left to right: ``("left", "right")`` for two."""
+        return ROUTE_NAMES[self.n_routes]
+
+    @cached_property
+    def gap_centers(self) -> np.ndarray:
+        """x of each passage's centre, left to right, shape (n_routes,); read-only."""
+        cell = 2.0 * self.arena_half / self.n_routes
+        centers = -self.arena_half + cell * (np.arange(self.n_routes) + 0.5)
+        centers.flags.writeable = False
+        return centers
+
+    @cached_property
+    def blocks(self) -> np.ndarray:
+        """The barrier's solid pieces as rectangles [x0, y0, x1, y1], shape (n_routes + 1, 4);
+        read-only."""
+        half_gap = 0.5 * self.gap_width
+        edges = [-self.arena_half]
+        for x in self.gap_centers:
+            edges += [x - half_gap, x + half_gap]
+        edges.append(self.arena_half)
+        h = self.barrier_half_height
+        blocks = np.array([[edges[i], -h, edges[i + 1], h] for i in range(0, len(edges), 2)])
+        blocks.flags.writeable = False
+        return blocks
+
+    def route_of(self, x: float) -> int:
+        """Index of the passage whose centre is nearest to ``x``."""
+        return int(np.argmin(np.abs(self.gap_centers - x)))
+
+    def barrier_distance(self, pos: np.ndarray) -> float:
+        """Distance from the point ``pos`` (2,) to the nearest barrier block (0 inside one)."""
+        blocks = self.blocks
+        dx = np.maximum(np.maximum(blocks[:, 0] - pos[0], pos[0] - blocks[:, 2]), 0.0)
+        dy = np.maximum(np.maximum(blocks[:, 1] - pos[1], pos[1] - blocks[:, 3]), 0.0)
+        return float(np.min(np.hypot(dx, dy)))
+
+
+class ForkedPathEnv(gym.Env):
+    """Reach the goal beyond the barrier through any passage.
+
+    Observation (``Dict``): ``agent_pos`` (2,) and ``goal_pos`` (2,), float32, in [-1, 1].
+    Action: (2,) float32 in [-1, 1], a velocity command; the agent moves by
+    ``action * max_speed * dt`` per step (0.04 arena units at full speed on one axis).
+
+    Reward per step, with d the distance from the agent to the goal:
+
+        r = 10 * (d_before - d_after)     dense progress towards the goal
+            + 10                          on success (d_after <= goal_radius)
+            - 10                          on touching the barrier or the arena wall
+
+    Success and collision terminate the episode; the time limit (``max_episode_steps`` at
+    registration, 120) truncates it.
+
+    Info at every step: ``is_success`` (bool), ``collided`` (bool), and ``mode``: the route taken
+    so far, ``None`` until the agent reaches the barrier's level (its disc enters the band
+    |y| <= barrier_half_height), then the name of the passage nearest to it, fixed from then on.
+
+    Args:
+        n_routes: number of passages (2 to 4); route names are ``ROUTE_NAMES[n_routes]``.
+        render_mode: ``None`` or ``"rgb_array"``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    MODES = ("left", "right")
+    PROGRESS_SCALE = 10.0
+    SUCCESS_BONUS = 10.0
+    COLLISION_PENALTY = 10.0
+    RENDER_SIZE = 256
+
+    def __init__(self, n_routes: int = 2, render_mode: str | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"ForkedPath: render_mode={render_mode!r} is not supported; "
+                f"use None or one of {self.metadata['render_modes']}"
+            )
+        self.geometry = ForkedPathGeometry(n_routes=n_routes)
+        self.modes = self.geometry.route_names
+        self.render_mode = render_mode
+        half = self.geometry.arena_half
+        box = gym.spaces.Box(-half, half, shape=(2,), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict({"agent_pos": box, "goal_pos": box})
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self._agent = np.zeros(2)
+        self._goal = np.zeros(2)
+        self._mode: str | None = None
+        self._collided = False
+        self._success = False
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {
+            "agent_pos": self._agent.astype(np.float32),
+            "goal_pos": self._goal.astype(np.float32),
+        }
+
+    def _info(self) -> dict:
+        return {"is_success": self._success, "collided": self._collided, "mode": self._mode}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        geo = self.geometry
+        offsets = self.np_random.uniform(-1.0, 1.0, size=(2, 2))
+        self._agent = np.asarray(geo.start_center) + offsets[0] * geo.start_jitter
+        self._goal = np.asarray(geo.goal_center) + offsets[1] * geo.goal_jitter
+        self._mode = None
+        self._collided = False
+        self._success = False
+        return self._obs(), self._info()
+
+    def step(self, action):
+        geo = self.geometry
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
+        before = float(np.linalg.norm(self._goal - self._agent))
+        self._agent = self._agent + action * geo.max_speed * geo.dt
+
+        limit = geo.arena_half - geo.agent_radius
+        hit_wall = bool(np.any(np.abs(self._agent) > limit))
+        self._agent = np.clip(self._agent, -limit, limit)
+        if self._mode is None and abs(self._agent[1]) <= geo.barrier_half_height + geo.agent_radius:
+            self._mode = self.modes[geo.route_of(self._agent[0])]
+        self._collided = hit_wall or geo.barrier_distance(self._agent) < geo.agent_radius
+
+        after = float(np.linalg.norm(self._goal - self._agent))
+        self._success = not self._collided and after <= geo.goal_radius
+        reward = self.PROGRESS_SCALE * (before - after)
+        if self._success:
+            reward += self.SUCCESS_BONUS
+        if self._collided:
+            reward -= self.COLLISION_PENALTY
+        terminated = self._success or self._collided
+        return self._obs(), float(reward), terminated, False, self._info()
+
+    def render(self) -> np.ndarray | None:
+        """An (H, W, 3) uint8 frame of the arena, y pointing up; ``None`` without ``rgb_array``."""
+        if self.render_mode != "rgb_array":
+            return None
+        geo, size = self.geometry, self.RENDER_SIZE
+        margin = 8
+        scale = (size - 2 * margin) / (2 * geo.arena_half)
+        centers = np.arange(size) + 0.5
+        wx = (centers - size / 2) / scale
+        wy = (size / 2 - centers) / scale
+        x, y = np.meshgrid(wx, wy)
+
+        frame = np.full((size, size, 3), 245, dtype=np.uint8)
+        half = geo.arena_half
+        border = 2.0 / scale
+        inside = (np.abs(x) <= half) & (np.abs(y) <= half)
+        frame[inside & ((np.abs(x) > half - border) | (np.abs(y) > half - border))] = (40, 40, 40)
+        for x0, y0, x1, y1 in geo.blocks:
+            frame[(x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)] = (120, 120, 120)
+        goal = np.hypot(x - self._goal[0], y - self._goal[1]) <= geo.goal_radius
+        frame[goal] = (60, 170, 75)
+        agent_r = max(geo.agent_radius, 2.5 / scale)
+        agent = np.hypot(x - self._agent[0], y - self._agent[1]) <= agent_r
+        frame[agent] = (200, 50, 50) if self._collided else (40, 90, 210)
+        return frame
