@@ -1,0 +1,240 @@
+"""Autoregressive head: the action chunk as a sequence of discrete tokens, one per entry.
+
+Each action dimension is cut into bins (continuous actions) or already holds category indices
+(discrete actions, config `discrete_nvec`). The Ta * A tokens of a chunk are ordered step-major,
+
+    token p  <->  step p // A, dimension p % A
+
+and a small causal transformer predicts each token from the features and the tokens before it:
+
+    input position:   0          1      2            N-1
+    input:          [feat]     tok_0  tok_1   ...  tok_{N-2}
+    predicts:        tok_0     tok_1  tok_2   ...  tok_{N-1}          N = Ta * A
+
+Training is cross-entropy of the true tokens (teacher forcing). `sample` draws the tokens one at a
+time (with a key/value cache, so each step runs the transformer on one new position only) and maps
+each bin to its centre. `log_prob` is the sum of the token log-probabilities of the bins the
+actions fall into: a discrete log-probability (of the bin cells), not a density. `mode` takes the
+most likely token at every step (greedy decoding).
+
+Bins: "uniform" cuts [-1, 1] into equal bins; "quantile" puts the same share of the training
+actions in every bin, with edges computed by `prepare(actions)` and kept as a buffer (saved with
+the weights). Discrete mode: the action holds integer category indices stored as floats, dimension
+d has `discrete_nvec[d]` categories, and samples are indices (as floats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from policy_heads.base import PolicyHead, masked_mean, step_mask_to_entries
+
+
+class _CausalBlock(nn.Module):
+    """Pre-norm causal transformer block: whole sequences for training, one position at a time for decoding."""
+
+    def __init__(self, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(approximate="tanh"), nn.Linear(4 * d_model, d_model))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, D) -> (B, T, D), every position attending to itself and the ones before it."""
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D / H)
+        x = x + self.proj(attended.transpose(1, 2).reshape(batch, length, width))
+        return x + self.ff(self.norm2(x))
+
+    def step(self, x: Tensor, keys: Tensor, values: Tensor, position: int) -> Tensor:
+        """One new position x (B, D) -> (B, D), attending to the cached positions before it.
+
+        keys and values (B, H, N, D / H) hold the earlier positions; this position's key and value
+        are written into them at index `position`.
+        """
+        batch, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, 3, self.num_heads, 1, -1).unbind(1)  # each (B, H, 1, D / H)
+        keys[:, :, position : position + 1] = k
+        values[:, :, position : position + 1] = v
+        attended = F.scaled_dot_product_attention(q, keys[:, :, : position + 1], values[:, :, : position + 1])
+        x = x + self.proj(attended.reshape(batch, width))
+        return x + self.ff(self.norm2(x))
+
+
+class AutoregressiveHead(PolicyHead, name="autoregressive"):
+    """Discretized actions predicted token by token by a causal transformer."""
+
+    has_log_prob = True
+    has_mode = True
+
+    @dataclass
+    class Config:
+        bins: int = 64
+        """Number of bins per continuous action dimension (ignored in discrete mode)."""
+        binning: str = "uniform"
+        """Bin edges: "uniform" on [-1, 1], or "quantile" of the training actions (needs prepare())."""
+        discrete_nvec: tuple[int, ...] = ()
+        """Categories per action dimension for discrete actions; empty = continuous actions."""
+        d_model: int = 128
+        """Width of the transformer."""
+        num_layers: int = 3
+        """Number of transformer blocks."""
+        num_heads: int = 4
+        """Attention heads per block (must divide d_model)."""
+
+    def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Config | None = None) -> None:
+        super().__init__(feature_dim, action_dim, action_horizon, config)
+        cfg = self.config
+        self.discrete = bool(cfg.discrete_nvec)
+        if self.discrete:
+            if len(cfg.discrete_nvec) != action_dim or min(cfg.discrete_nvec) < 1:
+                raise ValueError(
+                    f"autoregressive head: config field 'discrete_nvec' needs one positive category count per action "
+                    f"dimension (action_dim={action_dim}), got {cfg.discrete_nvec}"
+                )
+            categories = list(cfg.discrete_nvec)
+        else:
+            if cfg.bins < 2:
+                raise ValueError(f"autoregressive head: config field 'bins' must be >= 2, got {cfg.bins}")
+            if cfg.binning not in ("uniform", "quantile"):
+                raise ValueError(f"autoregressive head: config field 'binning' must be 'uniform' or 'quantile', got {cfg.binning!r}")
+            categories = [cfg.bins] * action_dim
+            self.register_buffer("edges", torch.linspace(-1.0, 1.0, cfg.bins + 1).repeat(action_dim, 1))  # (A, bins + 1)
+            self.register_buffer("prepared", torch.tensor(cfg.binning == "uniform"))
+        if cfg.d_model % cfg.num_heads:
+            raise ValueError(f"autoregressive head: num_heads={cfg.num_heads} must divide d_model={cfg.d_model}")
+        self._edges_ready = self.discrete or cfg.binning == "uniform"
+        self.register_load_state_dict_post_hook(_read_prepared_flag)
+
+        self.num_tokens = action_horizon * action_dim
+        sizes = torch.tensor(categories)
+        offsets = torch.cumsum(sizes, 0) - sizes
+        dim_of_token = torch.arange(self.num_tokens) % action_dim
+        most = int(sizes.max())
+        invalid = torch.arange(most).unsqueeze(0) >= sizes[dim_of_token].unsqueeze(1)  # (N, most)
+        self.register_buffer("token_offset", offsets[dim_of_token], persistent=False)  # (N,)
+        self.register_buffer("logit_mask", torch.zeros(invalid.shape).masked_fill(invalid, float("-inf")), persistent=False)
+
+        self.prefix = nn.Linear(feature_dim, cfg.d_model)
+        self.embed = nn.Embedding(int(sizes.sum()), cfg.d_model)
+        self.position = nn.Parameter(torch.randn(self.num_tokens, cfg.d_model) * 0.02)
+        self.blocks = nn.ModuleList(_CausalBlock(cfg.d_model, cfg.num_heads) for _ in range(cfg.num_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.readout = nn.Linear(cfg.d_model, most)
+
+    # Tokens <-> actions ---------------------------------------------------------------------
+
+    def prepare(self, actions: Tensor) -> None:
+        """Check the training actions (N, A); in quantile mode, set the bin edges from them."""
+        if actions.dim() != 2 or actions.shape[1] != self.action_dim:
+            raise ValueError(f"autoregressive head: prepare() needs actions of shape (N, {self.action_dim}), got {tuple(actions.shape)}")
+        if self.discrete:
+            nvec = torch.tensor(self.config.discrete_nvec, device=actions.device)
+            if not bool(((actions == actions.round()) & (actions >= 0) & (actions < nvec)).all()):
+                raise ValueError(
+                    f"autoregressive head: discrete actions must be integer category indices in [0, n) with "
+                    f"n = discrete_nvec = {self.config.discrete_nvec}"
+                )
+            return
+        if not bool(torch.isfinite(actions).all()):
+            raise ValueError("autoregressive head: prepare() got non-finite actions")
+        if self.config.binning == "quantile":
+            bins = self.config.bins
+            ordered = actions.to(self.edges).sort(dim=0).values  # (N, A)
+            rows = torch.round(torch.arange(1, bins, device=ordered.device) / bins * (len(ordered) - 1)).long()
+            interior = ordered[rows].clamp(-1.0, 1.0).T  # (A, bins - 1)
+            self.edges[:, 1:-1] = interior
+            self.prepared.fill_(True)
+            self._edges_ready = True
+
+    def _tokens(self, action: Tensor) -> Tensor:
+        """Token index within its dimension (B, N) for every entry of action (B, Ta, A)."""
+        if self.discrete:
+            return rearrange(action.round().long(), "b t a -> b (t a)")
+        values = rearrange(action, "b t a -> a (b t)").contiguous()
+        interior = self.edges[:, 1:-1].contiguous()
+        index = torch.searchsorted(interior, values, right=True)  # (A, B * Ta)
+        return rearrange(index, "a (b t) -> b (t a)", b=action.shape[0])
+
+    def _values(self, tokens: Tensor) -> Tensor:
+        """Action chunk (B, Ta, A) for tokens (B, N): bin centres, or the indices in discrete mode."""
+        chunk = rearrange(tokens, "b (t a) -> b t a", a=self.action_dim)
+        if self.discrete:
+            return chunk.to(self.position.dtype)
+        centres = 0.5 * (self.edges[:, :-1] + self.edges[:, 1:])  # (A, bins)
+        dims = torch.arange(self.action_dim, device=tokens.device) * self.config.bins
+        return centres.reshape(-1)[chunk + dims]
+
+    # Teacher-forced pass ---------------------------------------------------------------------
+
+    def _logits(self, features: Tensor, tokens: Tensor) -> Tensor:
+        """Logits (B, N, K) of every token given features (B, F) and the true tokens (B, N)."""
+        previous = self.embed(tokens[:, :-1] + self.token_offset[:-1])  # (B, N - 1, D)
+        x = torch.cat([self.prefix(features).unsqueeze(1), previous], dim=1) + self.position
+        for block in self.blocks:
+            x = block(x)
+        return self.readout(self.norm(x)) + self.logit_mask
+
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        action, mask = self._check_batch(features, action, mask)
+        if not self._edges_ready:
+            raise RuntimeError("autoregressive head: binning='quantile' needs head.prepare(actions) before training")
+        tokens = self._tokens(action)
+        logits = self._logits(features, tokens)
+        entries = step_mask_to_entries(mask, self.action_dim)
+        cross_entropy = F.cross_entropy(rearrange(logits, "b n k -> b k n"), tokens, reduction="none")  # (B, N)
+        loss = masked_mean(cross_entropy, entries)
+        accuracy = masked_mean((logits.argmax(-1) == tokens).to(logits.dtype), entries)
+        return loss, {"cross_entropy": loss.detach(), "token_accuracy": accuracy.detach()}
+
+    def log_prob(self, features: Tensor, action: Tensor) -> Tensor:
+        self._check_action(features, action)
+        tokens = self._tokens(action)
+        log_probs = F.log_softmax(self._logits(features, tokens), dim=-1)
+        return log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+    # Token-by-token decoding -----------------------------------------------------------------
+
+    def _decode(self, features: Tensor, generator: torch.Generator | None, greedy: bool) -> Tensor:
+        """Tokens (B, N) decoded one at a time, drawn from the softmax or taken greedily."""
+        self._check_features(features)
+        tokens = torch.empty(features.shape[0], self.num_tokens, dtype=torch.long, device=features.device)
+        if not greedy:  # Gumbel-max: argmax(logits + gumbel) is a draw from softmax(logits)
+            uniform = torch.rand((*tokens.shape, self.logit_mask.shape[1]), generator=generator, device=features.device)
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        batch, heads = features.shape[0], self.config.num_heads
+        cache_shape = (len(self.blocks), 2, batch, heads, self.num_tokens, self.config.d_model // heads)
+        cache = torch.empty(cache_shape, dtype=features.dtype, device=features.device)  # keys and values per block
+        x = self.prefix(features) + self.position[0]  # (B, D)
+        for p in range(self.num_tokens):
+            for i, block in enumerate(self.blocks):
+                x = block.step(x, cache[i, 0], cache[i, 1], p)
+            logits = self.readout(self.norm(x)) + self.logit_mask[p]  # (B, K)
+            token = logits.argmax(-1) if greedy else (logits + gumbel[:, p]).argmax(-1)
+            tokens[:, p] = token
+            if p + 1 < self.num_tokens:
+                x = self.embed(token + self.token_offset[p]) + self.position[p + 1]
+        return tokens
+
+    @torch.no_grad()
+    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self._values(self._decode(features, generator, greedy=False))
+
+    @torch.no_grad()
+    def mode(self, features: Tensor) -> Tensor:
+        return self._values(self._decode(features, None, greedy=True))
+
+
+def _read_prepared_flag(module: nn.Module, incompatible_keys: object) -> None:
+    """After load_state_dict: quantile edges that were saved prepared count as prepared."""
+    if isinstance(module, AutoregressiveHead) and not module.discrete:
+        module._edges_ready = bool(module.prepared)

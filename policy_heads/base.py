@@ -1,0 +1,288 @@
+"""The policy-head contract and the registry of heads.
+
+A head turns encoded observations into a distribution over normalized action chunks:
+
+    features (B, F) --head--> action chunk (B, Ta, A), every continuous value in [-1, 1]
+
+    loss(features, action, mask)   training objective, averaged over real (unmasked) entries
+    sample(features, generator)    one fresh chunk per row, all randomness from `generator`
+    log_prob(features, action)     (B,) where the head defines one (`has_log_prob`)
+    mode(features)                 the most likely / mean chunk where one exists (`has_mode`)
+    prepare(actions)               optional data-dependent set-up before training
+
+Every concrete head registers itself by name when its class is defined:
+
+    class GaussianHead(PolicyHead, name="gaussian"): ...
+
+and `make_head("gaussian", feature_dim, action_dim, action_horizon, min_log_std="-4")` builds one,
+converting string overrides (from a command line `--set key=value`) to the field types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+_REGISTRY: dict[str, type[PolicyHead]] = {}
+
+
+class PolicyHead(nn.Module):
+    """Base class of every head; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    has_log_prob: ClassVar[bool] = False
+    has_mode: ClassVar[bool] = False
+    Config: ClassVar[type]
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        abstract = [n for n in dir(cls) if getattr(getattr(cls, n, None), "__isabstractmethod__", False)]
+        if name is None:
+            if abstract:
+                return
+            raise TypeError(
+                f"policy head {cls.__module__}.{cls.__qualname__} is concrete but has no name: "
+                f"declare it as `class {cls.__name__}(PolicyHead, name=\"...\")`"
+            )
+        if abstract:
+            raise TypeError(f"policy head '{name}' ({cls.__qualname__}) leaves abstract methods {abstract}")
+        if not (isinstance(cls.__dict__.get("Config"), type) and dataclasses.is_dataclass(cls.Config)):
+            raise TypeError(f"policy head '{name}' ({cls.__qualname__}) must define its own `Config` dataclass")
+        previous = _REGISTRY.get(name)
+        same_class = previous is not None and (previous.__module__, previous.__qualname__) == (
+            cls.__module__,
+            cls.__qualname__,
+        )
+        if previous is not None and not same_class:
+            raise TypeError(
+                f"policy head name '{name}' is already registered by "
+                f"{previous.__module__}.{previous.__qualname__}; choose another name for {cls.__qualname__}"
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+
+    def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Any = None) -> None:
+        super().__init__()
+        for label, value in (("feature_dim", feature_dim), ("action_dim", action_dim), ("action_horizon", action_horizon)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{self.name} head: {label} must be a positive int, got {value!r}")
+        if config is None:
+            config = self.Config()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{self.name} head: config must be a {self.Config.__qualname__}, got {type(config).__name__}")
+        self.feature_dim = feature_dim
+        self.action_dim = action_dim
+        self.action_horizon = action_horizon
+        self.config = config
+
+    @abstractmethod
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Training loss.
+
+        features (B, F); action (B, Ta, A) normalized; mask (B, Ta) bool, True = real step, False =
+        padding after the episode end. Returns the scalar loss (averaged over real entries) and a dict
+        of detached 0-dim tensors to log.
+        """
+
+    @abstractmethod
+    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One fresh action chunk (B, Ta, A) per row of features (B, F); no gradient is tracked.
+
+        `generator` (on the features' device) is the only source of randomness.
+        """
+
+    def log_prob(self, features: Tensor, action: Tensor) -> Tensor:
+        """Log-probability (B,) of action (B, Ta, A) given features (B, F)."""
+        with_one = [n for n, c in sorted(_REGISTRY.items()) if c.has_log_prob]
+        raise NotImplementedError(
+            f"the '{self.name}' head defines no log-probability (has_log_prob=False); heads that do: {with_one}"
+        )
+
+    def mode(self, features: Tensor) -> Tensor:
+        """The most likely (or mean) chunk (B, Ta, A) for features (B, F)."""
+        with_one = [n for n, c in sorted(_REGISTRY.items()) if c.has_mode]
+        raise NotImplementedError(
+            f"the '{self.name}' head defines no mode (has_mode=False); use sample() with a seeded generator, "
+            f"or a head that has one: {with_one}"
+        )
+
+    def prepare(self, actions: Tensor) -> None:
+        """Data-dependent set-up before training from all normalized actions (N, A); default: nothing."""
+
+    def extra_repr(self) -> str:
+        return f"feature_dim={self.feature_dim}, action_dim={self.action_dim}, action_horizon={self.action_horizon}"
+
+    # Shared checks and reductions -------------------------------------------------------------
+
+    def _check_features(self, features: Tensor) -> None:
+        if features.dim() != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"{self.name} head: features must have shape (B, {self.feature_dim}), got {tuple(features.shape)}"
+            )
+
+    def _check_action(self, features: Tensor, action: Tensor) -> None:
+        self._check_features(features)
+        expected = (features.shape[0], self.action_horizon, self.action_dim)
+        if tuple(action.shape) != expected:
+            raise ValueError(f"{self.name} head: action must have shape (B, Ta, A) = {expected}, got {tuple(action.shape)}")
+
+    def _check_batch(self, features: Tensor, action: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Validate shapes; return the action with padded steps overwritten by the last real step.
+
+        Overwriting makes the loss independent of whatever the padding holds (even inf or nan).
+        """
+        self._check_action(features, action)
+        if mask is None:
+            return action, None
+        if tuple(mask.shape) != tuple(action.shape[:2]) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"{self.name} head: mask must be a bool tensor of shape (B, Ta) = {tuple(action.shape[:2])}, "
+                f"got {mask.dtype} {tuple(mask.shape)}"
+            )
+        return fill_padding(action, mask), mask
+
+
+def fill_padding(action: Tensor, mask: Tensor) -> Tensor:
+    """Copy of action (B, Ta, A) where each padded step (mask (B, Ta) False) repeats the last real step.
+
+    Steps before the first real step of a row become zero. This is the edge padding the data
+    sampler applies after an episode end, so a head sees the same kind of chunk in both cases.
+    """
+    steps = torch.arange(action.shape[1], device=action.device)
+    last_real = torch.where(mask, steps, -1).cummax(dim=1).values  # (B, Ta)
+    gathered = action.gather(1, last_real.clamp_min(0).unsqueeze(-1).expand_as(action))
+    return torch.where((last_real >= 0).unsqueeze(-1), gathered, torch.zeros_like(action))
+
+
+def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of values (B, N) over the entries where mask (B, N) is True (all when mask is None)."""
+    if mask is None:
+        return values.mean()
+    kept = torch.where(mask, values, torch.zeros_like(values))
+    return kept.sum() / mask.sum().clamp_min(1).to(values.dtype)
+
+
+def step_mask_to_entries(mask: Tensor | None, action_dim: int) -> Tensor | None:
+    """Expand a step mask (B, Ta) to the flattened chunk entries (B, Ta * A), step-major."""
+    if mask is None:
+        return None
+    return mask.repeat_interleave(action_dim, dim=1)
+
+
+def mlp_trunk(in_dim: int, hidden_dims: tuple[int, ...], activation: type[nn.Module] = nn.Mish) -> tuple[nn.Sequential, int]:
+    """Hidden layers in_dim -> *hidden_dims, each followed by `activation`, and their output width."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers += [nn.Linear(in_dim, width), activation()]
+        in_dim = width
+    return nn.Sequential(*layers), in_dim
+
+
+def mlp(in_dim: int, hidden_dims: tuple[int, ...], out_dim: int, activation: type[nn.Module] = nn.Mish) -> nn.Sequential:
+    """Linear layers in_dim -> *hidden_dims -> out_dim with `activation` between them."""
+    trunk, width = mlp_trunk(in_dim, hidden_dims, activation)
+    return nn.Sequential(*trunk, nn.Linear(width, out_dim))
+
+
+# Registry --------------------------------------------------------------------------------------
+
+
+def available_heads() -> list[str]:
+    """Registered head names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_head_class(name: str) -> type[PolicyHead]:
+    """The head class registered under `name`; ValueError listing the available ones otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown policy head '{name}'; available heads: {', '.join(available_heads())}")
+    return _REGISTRY[name]
+
+
+def make_head(name: str, feature_dim: int, action_dim: int, action_horizon: int, **config_overrides: Any) -> PolicyHead:
+    """Build the head `name` with its default Config updated by `config_overrides`.
+
+    Override values may be strings (from `--set key=value`); they are converted to the field type.
+    """
+    cls = get_head_class(name)
+    config = config_from_dict(cls, config_overrides)
+    return cls(feature_dim, action_dim, action_horizon, config)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a head Config (tuples become lists)."""
+    return {f.name: _to_json(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def config_from_dict(cls: type[PolicyHead], values: dict[str, Any]) -> Any:
+    """`cls.Config` from a (possibly partial) dict; missing fields keep their defaults.
+
+    Strings are parsed into the field type (int, float, bool, str, tuple[...]); lists become tuples.
+    An unknown field raises ValueError naming the field and the head.
+    """
+    hints = typing.get_type_hints(cls.Config)
+    fields = [f.name for f in dataclasses.fields(cls.Config)]
+    converted = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ValueError(f"unknown config field '{key}' for policy head '{cls.name}'; its fields: {', '.join(fields)}")
+        try:
+            converted[key] = convert_value(value, hints[key])
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"policy head '{cls.name}': config field '{key}' expects {_type_name(hints[key])}, got {value!r} ({error})"
+            ) from None
+    return cls.Config(**converted)
+
+
+def _to_json(value: Any) -> Any:
+    return [_to_json(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) if typing.get_origin(kind) is None else str(kind).replace("typing.", "")
+
+
+def convert_value(value: Any, kind: Any) -> Any:
+    """Convert `value` (string or already typed) to the annotated type `kind`."""
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if isinstance(value, str):
+            text = value.strip().strip("()[]").strip()
+            value = [] if not text else [part.strip() for part in text.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("not a sequence")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(convert_value(v, args[0]) for v in value)
+        if len(args) != len(value):
+            raise ValueError(f"needs {len(args)} items")
+        return tuple(convert_value(v, a) for v, a in zip(value, args))
+    if kind is bool:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError("use true or false")
+        if not isinstance(value, bool):
+            raise TypeError("not a bool")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError("not an int")
+        return int(value.strip()) if isinstance(value, str) else int(value)
+    if kind is float:
+        if isinstance(value, bool):
+            raise TypeError("not a float")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise TypeError("not a string")
+        return value
+    return value

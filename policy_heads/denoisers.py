@@ -1,0 +1,158 @@
+"""Denoiser networks for the diffusion head.
+
+Both map a noisy chunk, its diffusion timestep and the observation features to a chunk of the
+same shape (the predicted noise or the predicted clean chunk):
+
+    denoiser(x (B, Ta, A), t (B,), features (B, F)) -> (B, Ta, A)
+
+MLPDenoiser    short chunks: [flattened chunk, timestep embedding, features] -> MLP -> chunk.
+TemporalUNet   longer chunks: a 1-D U-Net along time (channels = A, length = Ta). Every residual
+               block is conditioned by FiLM: a per-channel scale and bias predicted from
+               [timestep embedding, features].
+
+    length:   L ------------------------------------------------> L
+    channels: A -> d0 --skip------------------------------> d0 -> A
+                    |down                             up|
+                   L/2: d1 --skip---------------> d1
+                          |down             up|
+                         L/4: d2 -- middle -- d2
+
+Down-sampling is a stride-2 convolution; up-sampling repeats each step twice, then convolves.
+The sequence is edge-padded to a multiple of 2^(levels - 1) and cropped back, so any Ta works.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from policy_heads.base import mlp
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sine/cosine embedding (B, dim) of timesteps t (B,), frequencies from 1 down to 1/10000."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half - 1, 1))
+    angles = t.to(torch.float32).unsqueeze(-1) * frequencies
+    embedding = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return F.pad(embedding, (0, dim - 2 * half))
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal embedding of the timestep followed by a small MLP: t (B,) -> (B, dim)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(nn.Linear(dim, 4 * dim), nn.Mish(), nn.Linear(4 * dim, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.net(sinusoidal_embedding(t, self.dim))
+
+
+class MLPDenoiser(nn.Module):
+    """MLP over the flattened noisy chunk, the timestep embedding and the features."""
+
+    def __init__(self, action_dim: int, action_horizon: int, feature_dim: int, hidden_dims: tuple[int, ...], time_embed_dim: int) -> None:
+        super().__init__()
+        self.action_horizon = action_horizon
+        self.time = TimestepEmbedding(time_embed_dim)
+        chunk = action_horizon * action_dim
+        self.net = mlp(chunk + time_embed_dim + feature_dim, hidden_dims, chunk)
+
+    def forward(self, x: Tensor, t: Tensor, features: Tensor) -> Tensor:
+        """x (B, Ta, A), t (B,), features (B, F) -> (B, Ta, A)."""
+        inputs = torch.cat([rearrange(x, "b t a -> b (t a)"), self.time(t), features], dim=-1)
+        return rearrange(self.net(inputs), "b (t a) -> b t a", t=self.action_horizon)
+
+
+class _ConvNormMish(nn.Sequential):
+    """Conv1d (same length) -> GroupNorm -> Mish on (B, C, L)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_groups: int) -> None:
+        super().__init__(
+            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            nn.GroupNorm(n_groups, out_channels),
+            nn.Mish(),
+        )
+
+
+class _FiLMResidualBlock(nn.Module):
+    """Two conv blocks; between them the features are scaled and shifted per channel from cond."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int, kernel_size: int, n_groups: int) -> None:
+        super().__init__()
+        self.first = _ConvNormMish(in_channels, out_channels, kernel_size, n_groups)
+        self.second = _ConvNormMish(out_channels, out_channels, kernel_size, n_groups)
+        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * out_channels))
+        self.skip = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        """x (B, C_in, L), cond (B, C_cond) -> (B, C_out, L)."""
+        scale, shift = rearrange(self.film(cond), "b (two c) -> two b c 1", two=2)
+        h = self.first(x) * (1 + scale) + shift
+        return self.second(h) + self.skip(x)
+
+
+class TemporalUNet(nn.Module):
+    """1-D U-Net over the action sequence with FiLM conditioning in every residual block."""
+
+    def __init__(
+        self,
+        action_dim: int,
+        action_horizon: int,
+        feature_dim: int,
+        down_dims: tuple[int, ...],
+        kernel_size: int,
+        n_groups: int,
+        time_embed_dim: int,
+    ) -> None:
+        super().__init__()
+        self.multiple = 2 ** (len(down_dims) - 1)
+        self.time = TimestepEmbedding(time_embed_dim)
+        cond = time_embed_dim + feature_dim
+
+        def block(c_in: int, c_out: int) -> _FiLMResidualBlock:
+            return _FiLMResidualBlock(c_in, c_out, cond, kernel_size, n_groups)
+
+        channels = [action_dim, *down_dims]
+        self.down = nn.ModuleList(nn.ModuleList([block(c_in, c_out), block(c_out, c_out)]) for c_in, c_out in zip(channels[:-1], channels[1:]))
+        self.downsample = nn.ModuleList(nn.Conv1d(c, c, 3, stride=2, padding=1) for c in down_dims[:-1])
+        self.middle = nn.ModuleList([block(down_dims[-1], down_dims[-1]), block(down_dims[-1], down_dims[-1])])
+        # Up level i brings dims[i + 1] back to the length of level i and merges that level's skip.
+        self.upsample = nn.ModuleList(
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv1d(c, c, 3, padding=1)) for c in down_dims[1:]
+        )
+        self.up = nn.ModuleList(
+            nn.ModuleList([block(c_deep + c_skip, c_skip), block(c_skip, c_skip)]) for c_skip, c_deep in zip(down_dims[:-1], down_dims[1:])
+        )
+        self.final = nn.Sequential(
+            _ConvNormMish(down_dims[0], down_dims[0], kernel_size, n_groups), nn.Conv1d(down_dims[0], action_dim, 1)
+        )
+
+    def forward(self, x: Tensor, t: Tensor, features: Tensor) -> Tensor:
+        """x (B, Ta, A), t (B,), features (B, F) -> (B, Ta, A)."""
+        length = x.shape[1]
+        padded = -length % self.multiple
+        h = rearrange(x, "b t a -> b a t")
+        if padded:
+            h = F.pad(h, (0, padded), mode="replicate")
+        cond = torch.cat([self.time(t), features], dim=-1)
+
+        skips = []
+        for level, (first, second) in enumerate(self.down):
+            h = second(first(h, cond), cond)
+            if level < len(self.downsample):
+                skips.append(h)
+                h = self.downsample[level](h)
+        for middle in self.middle:
+            h = middle(h, cond)
+        for level in reversed(range(len(self.up))):
+            first, second = self.up[level]
+            h = torch.cat([self.upsample[level](h), skips.pop()], dim=1)
+            h = second(first(h, cond), cond)
+        return rearrange(self.final(h)[..., :length], "b a t -> b t a")

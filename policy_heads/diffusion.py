@@ -1,0 +1,153 @@
+"""Diffusion head: DDPM training, DDIM sampling of the whole action chunk.
+
+Training (DDPM, diffusers' DDPMScheduler holds the schedule):
+
+    x0 = action (B, Ta, A),  t ~ U{0, ..., T-1},  noise ~ N(0, I)
+    x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise
+    loss = || denoiser(x_t, t, features) - target ||^2,   target = noise ("epsilon") or x0 ("sample")
+
+Sampling (DDIM with eta = 0, diffusers' DDIMScheduler built from the same betas, timesteps spaced
+"trailing" so the first step sits at the noisiest timestep T-1):
+
+    x = noise (B, Ta, A)
+    for t in timesteps:                      # num_inference_steps of them, descending
+        out = denoiser(x, t, features)
+        x = scheduler.step(out, t, x)        # predicted x0 clipped to [-1, 1] when clip_sample
+    return x clamped to [-1, 1]
+
+Given the noise, sampling is deterministic: `_denoise(features, noise)` runs the loop on explicit
+noise, and `sample` only draws that noise from the generator. There is no tractable likelihood
+(`has_log_prob` False) and no mode (`has_mode` False): the DDIM output for zero noise is not the
+most likely chunk, so the head does not pretend it is.
+
+Denoiser: "mlp" (MLPDenoiser) or "unet" (TemporalUNet), "auto" picks the U-Net when Ta >= 8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from policy_heads.base import PolicyHead, masked_mean
+from policy_heads.denoisers import MLPDenoiser, TemporalUNet
+
+
+class DiffusionHead(PolicyHead, name="diffusion"):
+    """Denoising diffusion over the action chunk, conditioned on the features."""
+
+    has_log_prob = False
+    has_mode = False
+
+    @dataclass
+    class Config:
+        denoiser: str = "auto"
+        """Denoiser network: "mlp", "unet", or "auto" (unet when Ta >= 8, else mlp)."""
+        num_train_timesteps: int = 100
+        """Number T of DDPM noise levels used in training."""
+        num_inference_steps: int = 10
+        """Number of DDIM steps when sampling (at most num_train_timesteps)."""
+        beta_schedule: str = "squaredcos_cap_v2"
+        """Noise schedule passed to diffusers ("squaredcos_cap_v2", "linear", "scaled_linear", ...)."""
+        prediction_type: str = "epsilon"
+        """What the denoiser predicts: "epsilon" (the noise) or "sample" (the clean chunk)."""
+        clip_sample: bool = True
+        """Clip the predicted clean chunk to [-1, 1] at every sampling step."""
+        time_embed_dim: int = 128
+        """Width of the timestep embedding."""
+        mlp_hidden_dims: tuple[int, ...] = (256, 256, 256)
+        """Hidden layer widths of the MLP denoiser."""
+        down_dims: tuple[int, ...] = (64, 128, 256)
+        """Channels of the U-Net levels, from full temporal resolution down."""
+        kernel_size: int = 5
+        """Temporal convolution kernel size of the U-Net (odd)."""
+        n_groups: int = 8
+        """GroupNorm groups in the U-Net (must divide every entry of down_dims)."""
+
+    def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Config | None = None) -> None:
+        super().__init__(feature_dim, action_dim, action_horizon, config)
+        cfg = self.config
+        self._validate(cfg)
+        self.train_scheduler, self.inference_scheduler = _build_schedulers(cfg)
+        self.denoiser_kind = cfg.denoiser if cfg.denoiser != "auto" else ("unet" if action_horizon >= 8 else "mlp")
+        if self.denoiser_kind == "unet":
+            self.denoiser = TemporalUNet(
+                action_dim, action_horizon, feature_dim, cfg.down_dims, cfg.kernel_size, cfg.n_groups, cfg.time_embed_dim
+            )
+        else:
+            self.denoiser = MLPDenoiser(action_dim, action_horizon, feature_dim, cfg.mlp_hidden_dims, cfg.time_embed_dim)
+
+    @staticmethod
+    def _validate(cfg: Config) -> None:
+        def fail(message: str) -> None:
+            raise ValueError(f"diffusion head: config {message}")
+
+        if cfg.denoiser not in ("auto", "mlp", "unet"):
+            fail(f"field 'denoiser' must be 'auto', 'mlp' or 'unet', got {cfg.denoiser!r}")
+        if cfg.prediction_type not in ("epsilon", "sample"):
+            fail(f"field 'prediction_type' must be 'epsilon' or 'sample', got {cfg.prediction_type!r}")
+        if not 1 <= cfg.num_inference_steps <= cfg.num_train_timesteps:
+            fail(f"needs 1 <= num_inference_steps ({cfg.num_inference_steps}) <= num_train_timesteps ({cfg.num_train_timesteps})")
+        if not cfg.down_dims or any(d % cfg.n_groups for d in cfg.down_dims):
+            fail(f"field 'n_groups' ({cfg.n_groups}) must divide every entry of 'down_dims' {cfg.down_dims}")
+        if cfg.kernel_size % 2 == 0:
+            fail(f"field 'kernel_size' must be odd, got {cfg.kernel_size}")
+        if cfg.time_embed_dim < 2:
+            fail(f"field 'time_embed_dim' must be >= 2, got {cfg.time_embed_dim}")
+
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        action, mask = self._check_batch(features, action, mask)
+        batch = action.shape[0]
+        noise = torch.randn_like(action)
+        t = torch.randint(0, self.config.num_train_timesteps, (batch,), device=action.device)
+        noisy = self.train_scheduler.add_noise(action, noise, t)
+        target = noise if self.config.prediction_type == "epsilon" else action
+        per_step = (self.denoiser(noisy, t, features) - target).square().mean(-1)  # (B, Ta)
+        loss = masked_mean(per_step, mask)
+        return loss, {"mse": loss.detach()}
+
+    @torch.no_grad()
+    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        self._check_features(features)
+        shape = (features.shape[0], self.action_horizon, self.action_dim)
+        noise = torch.randn(shape, generator=generator, device=features.device, dtype=features.dtype)
+        return self._denoise(features, noise)
+
+    def _denoise(self, features: Tensor, noise: Tensor) -> Tensor:
+        """DDIM from the given noise (B, Ta, A) to a chunk (B, Ta, A) in [-1, 1]; deterministic."""
+        x = noise
+        scheduler = self.inference_scheduler
+        for t in scheduler.timesteps:
+            out = self.denoiser(x, t.expand(x.shape[0]).to(x.device), features)
+            x = scheduler.step(out, t, x, eta=0.0).prev_sample
+        return x.clamp(-1.0, 1.0)
+
+
+def _build_schedulers(cfg: DiffusionHead.Config) -> tuple[object, object]:
+    """DDPM scheduler for training and DDIM scheduler (same betas) for sampling."""
+    # diffusers is imported here, not at module level: it costs seconds that callers using other heads should not pay.
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+
+    try:
+        train = DDPMScheduler(
+            num_train_timesteps=cfg.num_train_timesteps,
+            beta_schedule=cfg.beta_schedule,
+            clip_sample=cfg.clip_sample,
+            clip_sample_range=1.0,
+            prediction_type=cfg.prediction_type,
+        )
+    except NotImplementedError:
+        raise ValueError(f"diffusion head: config field 'beta_schedule' {cfg.beta_schedule!r} is not known to diffusers") from None
+    inference = DDIMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        trained_betas=train.betas.tolist(),
+        clip_sample=cfg.clip_sample,
+        clip_sample_range=1.0,
+        set_alpha_to_one=True,
+        prediction_type=cfg.prediction_type,
+        timestep_spacing="trailing",
+    )
+    inference.set_timesteps(cfg.num_inference_steps)
+    return train, inference

@@ -1,0 +1,97 @@
+"""Gaussian head: a diagonal Gaussian over the flattened action chunk.
+
+    features (B, F) --MLP trunk--> mean (B, Ta * A)
+                                   log_std (B, Ta * A), squashed into [min_log_std, max_log_std]
+
+Trained by negative log-likelihood (nats per action entry). `log_prob` sums over all Ta * A
+entries; `mode` is the mean. Samples are not clipped to [-1, 1]: clipping would break the
+relation between `sample` and `log_prob` that adversarial algorithms rely on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from policy_heads.base import PolicyHead, mlp_trunk, step_mask_to_entries
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class GaussianHead(PolicyHead, name="gaussian"):
+    """Diagonal Gaussian with a state-dependent, bounded standard deviation."""
+
+    has_log_prob = True
+    has_mode = True
+
+    @dataclass
+    class Config:
+        hidden_dims: tuple[int, ...] = (256, 256)
+        """Widths of the hidden layers of the shared MLP trunk."""
+        min_log_std: float = -5.0
+        """Lower bound of the log standard deviation (per entry)."""
+        max_log_std: float = 2.0
+        """Upper bound of the log standard deviation (per entry)."""
+        init_std: float = 0.3
+        """Standard deviation every entry starts with (must lie inside the bounds)."""
+
+    def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Config | None = None) -> None:
+        super().__init__(feature_dim, action_dim, action_horizon, config)
+        cfg = self.config
+        if not (cfg.init_std > 0 and cfg.min_log_std < math.log(cfg.init_std) < cfg.max_log_std):
+            raise ValueError(
+                f"gaussian head: config needs min_log_std < log(init_std) < max_log_std, got "
+                f"min_log_std={cfg.min_log_std}, init_std={cfg.init_std}, max_log_std={cfg.max_log_std}"
+            )
+        dim = action_horizon * action_dim
+        self.trunk, width = mlp_trunk(feature_dim, cfg.hidden_dims)
+        self.mean = nn.Linear(width, dim)
+        self.log_std = nn.Linear(width, dim)
+        # log_std = lo + (hi - lo) * sigmoid(raw); start every entry at init_std.
+        fraction = (math.log(cfg.init_std) - cfg.min_log_std) / (cfg.max_log_std - cfg.min_log_std)
+        nn.init.zeros_(self.log_std.weight)
+        nn.init.constant_(self.log_std.bias, math.log(fraction / (1 - fraction)))
+
+    def _distribution(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log standard deviation, both (B, Ta * A), for features (B, F)."""
+        hidden = self.trunk(features)
+        lo, hi = self.config.min_log_std, self.config.max_log_std
+        log_std = lo + (hi - lo) * torch.sigmoid(self.log_std(hidden))
+        return self.mean(hidden), log_std
+
+    def _entry_log_prob(self, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-entry log-density (B, Ta * A) of action (B, Ta, A), and the log std (B, Ta * A)."""
+        mean, log_std = self._distribution(features)
+        z = (rearrange(action, "b t a -> b (t a)") - mean) * torch.exp(-log_std)
+        return -0.5 * z.square() - log_std - _LOG_SQRT_2PI, log_std
+
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        action, mask = self._check_batch(features, action, mask)
+        entry_log_prob, log_std = self._entry_log_prob(features, action)
+        entries = step_mask_to_entries(mask, self.action_dim)
+        if entries is None:
+            nll = -entry_log_prob.mean()
+        else:
+            kept = torch.where(entries, entry_log_prob, torch.zeros_like(entry_log_prob))
+            nll = -kept.sum() / entries.sum().clamp_min(1).to(kept.dtype)
+        return nll, {"nll": nll.detach(), "mean_log_std": log_std.detach().mean()}
+
+    @torch.no_grad()
+    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        self._check_features(features)
+        mean, log_std = self._distribution(features)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return rearrange(mean + noise * log_std.exp(), "b (t a) -> b t a", t=self.action_horizon)
+
+    def log_prob(self, features: Tensor, action: Tensor) -> Tensor:
+        self._check_action(features, action)
+        return self._entry_log_prob(features, action)[0].sum(-1)
+
+    @torch.no_grad()
+    def mode(self, features: Tensor) -> Tensor:
+        self._check_features(features)
+        return rearrange(self._distribution(features)[0], "b (t a) -> b t a", t=self.action_horizon)
