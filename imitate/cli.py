@@ -2,6 +2,8 @@
 
     imitate collect TASK --episodes N --out FILE [--seed S] [--overwrite]
     imitate data info FILE [--json]
+    imitate train --data FILE --head NAME --out RUN_DIR [--steps N] [--set key=value ...] [--resume]
+    imitate eval RUN_DIR [--episodes N] [--video PATH] [--seed S] [--env ENV_ID]
     imitate demo [--out DIR]
 """
 from __future__ import annotations
@@ -54,6 +56,83 @@ def _cmd_data_info(args) -> int:
     return 0
 
 
+def _train_help() -> str:
+    from imitate.config import describe
+    from imitate.encoders import EncoderConfig
+    from policy_heads import available_heads, get_head_class
+
+    parts = ["head settings (--set key=value, or --set head.key=value):"]
+    for name in available_heads():
+        parts.append(f" {name}:\n" + describe(get_head_class(name).Config, indent="   "))
+    parts.append("encoder settings (--set encoder.key=value):\n" + describe(EncoderConfig, indent="   "))
+    return "\n".join(parts)
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+    import typing
+
+    from imitate.config import field_docs
+    from imitate.train import TrainConfig
+
+    docs, hints = field_docs(TrainConfig), typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        metavar = {int: "N", float: "X", str: "VALUE", bool: "true|false"}.get(kind, "A,B,...")
+        p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
+                       help=f"{docs[f.name]} (default: {f.default!r})")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="a head setting (key=value or head.key=value) or encoder.key=value; see below")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _cmd_train(args) -> int:
+    import dataclasses
+
+    from imitate.config import apply_overrides, parse_set_args
+    from imitate.train import TrainConfig, resume, train
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    sets = parse_set_args(args.set)
+    if args.resume:
+        if "out" not in given:
+            raise ImitateError("--resume needs --out RUN_DIR")
+        extra = sorted(set(given) - {"out", "steps"}) + sorted(sets)
+        if extra:
+            raise ImitateError(f"--resume continues a run with its own settings; only --steps may change (got {extra})")
+        steps = int(given["steps"]) if "steps" in given else None
+        result = resume(given["out"], steps=steps, progress=not args.quiet)
+    else:
+        cfg = apply_overrides(TrainConfig(), given, "imitate train")
+        head = {k.removeprefix("head."): v for k, v in sets.items() if not k.startswith("encoder.")}
+        encoder = {k.removeprefix("encoder."): v for k, v in sets.items() if k.startswith("encoder.")}
+        result = train(cfg, head_config=head, encoder_config=encoder, progress=not args.quiet)
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from imitate.checkpoint import load_policy, read_run_config
+    from imitate.evaluate import evaluate
+
+    config = read_run_config(args.run_dir)
+    env_args = config["data"].get("env_args") or {}
+    env_id = args.env or (env_args.get("env_name") if env_args.get("type") == 2 else None)
+    if not env_id:
+        raise ImitateError(f"{args.run_dir}: its data names no gymnasium environment; pass --env ENV_ID")
+    env_kwargs = env_args.get("env_kwargs") if env_id == env_args.get("env_name") else None
+    policy = load_policy(args.run_dir)
+    res = evaluate(policy, env_id, env_kwargs, args.episodes, args.seed, video=args.video,
+                   deterministic=args.deterministic, progress=not args.quiet)
+    summary = {k: v for k, v in res.items() if k not in ("returns", "successes", "modes")}
+    if args.video:
+        summary["video"] = args.video
+    print(json.dumps(summary))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from imitate.collect import collect
     from imitate.data.info import demo_file_info, format_info
@@ -72,7 +151,10 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command's parser. The train flags (which import torch and the heads) are built only when
+    the sub-command is ``train``, so that the other commands start fast."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="imitate", description="Imitation learning with expressive policies.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -95,6 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=_cmd_data_info)
 
+    is_train = argv[:1] == ["train"]
+    p = sub.add_parser("train", help="train a policy by behaviour cloning", epilog=_train_help() if is_train else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    if is_train:
+        _add_train_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="roll out a trained policy and print a JSON summary")
+    p.add_argument("run_dir", help="a run directory written by imitate train")
+    p.add_argument("--episodes", type=int, default=20, help="rollouts")
+    p.add_argument("--seed", type=int, default=10000, help="episode i is reset with seed+i (default away from collection seeds)")
+    p.add_argument("--env", help="environment id (default: the one the training data names)")
+    p.add_argument("--video", metavar="PATH", help="record the first episode (.gif, or .mp4 with imageio-ffmpeg)")
+    p.add_argument("--deterministic", action="store_true", help="use the head's most likely action where it has one")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
+
     p = sub.add_parser("demo", help="the main job on the embedded default (ForkedPath demonstrations)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.set_defaults(func=_cmd_demo)
@@ -102,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except ImitateError as e:

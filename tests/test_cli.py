@@ -86,3 +86,41 @@ def test_the_card_command_regenerates_the_shipped_content(tmp_path, capsys):
 def test_python_dash_m_and_help():
     res = run("--help")
     assert res.returncode == 0 and "collect" in res.stdout and "data" in res.stdout
+
+
+def test_train_then_eval_from_the_command_line(tmp_path, capsys):
+    data = tmp_path / "fp.hdf5"
+    assert main(["collect", "imitate/ForkedPath-v0", "--episodes", "6", "--out", str(data), "--quiet"]) == 0
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--head", "gmm", "--out", str(run), "--steps", "4", "--batch-size", "8",
+            "--action-horizon", "4", "--n-act", "2", "--warmup-steps", "1", "--log-every", "2", "--eval-episodes", "0",
+            "--set", "hidden_dims=32", "--set", "num_modes=2", "--set", "encoder.feature_dim=16", "--quiet"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["step"] == 4 and result["head"] == "gmm"
+    config = json.loads((run / "config.json").read_text())
+    assert config["policy"]["head_config"]["num_modes"] == 2 and config["policy"]["encoder_config"]["feature_dim"] == 16
+    assert main(["train", "--out", str(run), "--resume", "--steps", "6", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 6
+    video = tmp_path / "rollout.gif"
+    assert main(["eval", str(run), "--episodes", "2", "--video", str(video), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"success_rate", "mean_return", "mode_shares", "behaviour_entropy"} <= set(summary)
+    assert 0.0 <= summary["success_rate"] <= 1.0
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(video)
+    assert len(frames) > 5 and frames[0].shape[-1] in (3, 4)
+
+
+def test_train_errors_are_clear(tmp_path):
+    res = run("train", "--out", str(tmp_path / "r"), "--resume", "--lr", "0.1")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    res = run("train", "--data", "datasets/forked_path.hdf5", "--head", "transformer", "--out", str(tmp_path / "r2"))
+    assert res.returncode == 1 and "transformer" in res.stderr and "available heads" in res.stderr
+    res = run("train", "--data", str(tmp_path / "missing.hdf5"), "--head", "gmm", "--out", str(tmp_path / "r3"))
+    assert res.returncode == 1 and "no such file" in res.stderr and "Traceback" not in res.stderr
+    res = run("eval", str(tmp_path / "nothing"))
+    assert res.returncode == 1 and "no such run directory" in res.stderr
+    res = run("train", "--help")
+    assert res.returncode == 0 and "num_modes" in res.stdout and "encoder.key=value" in res.stdout

@@ -102,9 +102,9 @@ class Normalizer(nn.Module):
         return norm
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        """x (..., *shape) raw -> normalized."""
+        """x (..., *shape) raw (any float or int dtype) -> normalized, in the model's dtype."""
         st = self._get(key)
-        return x * st.scale + st.offset
+        return x.to(st.scale.dtype) * st.scale + st.offset
 
     def unnormalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
         """x (..., *shape) normalized -> raw."""

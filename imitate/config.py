@@ -1,0 +1,90 @@
+"""Flat configuration dataclasses: field docstrings for ``--help``, typed ``key=value`` overrides.
+
+A configuration is a flat ``@dataclass`` with a string literal under each field (its docstring):
+
+    @dataclass
+    class EncoderConfig:
+        feature_dim: int = 256
+        \"\"\"Width of the feature vector handed to the head.\"\"\"
+
+`field_docs` reads those strings from the source; `apply_overrides` builds an instance from
+strings (as given on the command line) converted to each field's type.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
+from typing import Any
+
+from imitate.errors import ConfigError
+from policy_heads.base import convert_value
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the string literal under it in the class body ('' when there is none)."""
+    docs = {f.name: "" for f in dataclasses.fields(cls)}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return docs
+    body = tree.body[0].body
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _type_name(kind: Any) -> str:
+    return kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
+
+
+def describe(cls: type, indent: str = "  ") -> str:
+    """One line per field: ``name (type, default): docstring``, for help texts."""
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        lines.append(f"{indent}{f.name} ({_type_name(hints[f.name])}, default {default!r}): {docs[f.name]}")
+    return "\n".join(lines)
+
+
+def apply_overrides(config: Any, values: dict[str, Any], what: str) -> Any:
+    """A copy of dataclass instance ``config`` with ``values`` (strings or typed) set.
+
+    Raises:
+        ConfigError: naming ``what`` and the field, for an unknown field or a value of the wrong type.
+    """
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    converted = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"{what} has no setting {key!r}; its settings: {', '.join(names)}")
+        try:
+            converted[key] = convert_value(value, hints[key])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{what} setting {key!r} expects {_type_name(hints[key])}, got {value!r} ({e})") from None
+    return dataclasses.replace(config, **converted)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a dataclass instance (tuples as lists)."""
+    def conv(v):
+        return [conv(x) for x in v] if isinstance(v, (tuple, list)) else v
+    return {f.name: conv(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def parse_set_args(pairs: list[str] | None) -> dict[str, str]:
+    """``--set key=value`` arguments as a dict (values stay strings)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out

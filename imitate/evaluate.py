@@ -1,0 +1,111 @@
+"""Rollouts of a policy: success rate, return, the modes it uses, videos.
+
+Episodes run in waves of ``n_envs`` environments stepped in lockstep, so one batched policy call
+serves every environment of a wave. Episode i is reset with seed ``seed + i``, the same seeds as
+`imitate collect` uses, so a policy can be compared with its demonstrations start by start.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from imitate.collect import obs_to_dict
+from imitate.errors import ImitateError
+
+
+def behaviour_entropy(modes: list[str], n_modes: int) -> float | None:
+    """Entropy of the mode shares divided by log(n_modes): 1.0 = every mode equally often, 0 = one mode."""
+    if not modes or n_modes < 2:
+        return None
+    counts = np.array(list(Counter(modes).values()), dtype=float)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum() / math.log(n_modes))
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.suffix.lower() == ".gif":
+            imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+        else:
+            imageio.mimsave(path, frames, fps=fps)
+    except (ValueError, RuntimeError, ImportError) as e:
+        raise ImitateError(f"cannot write video {path} ({e}); use a .gif path or install imageio-ffmpeg for .mp4") from None
+
+
+def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, episodes: int = 20, seed: int = 0,
+             n_envs: int = 25, video: str | None = None, deterministic: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Roll out ``policy`` for ``episodes`` seeded episodes; return a JSON-able summary.
+
+    Keys: ``success_rate`` (None when the task reports no ``is_success``), ``mean_return``,
+    ``std_return``, ``mean_length``, ``mode_shares`` and ``behaviour_entropy`` over successful episodes
+    (tasks that report ``info["mode"]``), ``returns``, ``successes``, ``modes``.
+    ``video``: a .gif or .mp4 path; the first episode is recorded.
+    """
+    from imitate.envs import make_env
+
+    if episodes < 1:
+        raise ImitateError(f"--episodes must be at least 1 (got {episodes})")
+    policy.eval()
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    returns, lengths, successes, modes = [], [], [], []
+    frames: list[np.ndarray] = []
+    n_modes = 0
+    bar = tqdm(total=episodes, desc=f"eval {env_id}", unit="ep", disable=not progress)
+    for wave_start in range(0, episodes, n_envs):
+        n = min(n_envs, episodes - wave_start)
+        envs = [make_env(env_id, env_kwargs, render_mode="rgb_array" if (video and wave_start == 0 and i == 0) else None)
+                for i in range(n)]
+        n_modes = len(getattr(envs[0].unwrapped, "modes", getattr(envs[0].unwrapped, "MODES", ())))
+        space = envs[0].action_space
+        obs = [env.reset(seed=seed + wave_start + i)[0] for i, env in enumerate(envs)]
+        policy.reset()
+        done = np.zeros(n, bool)
+        ret, length, info_last = np.zeros(n), np.zeros(n, int), [dict() for _ in range(n)]
+        record = bool(video) and wave_start == 0
+        if record:
+            frames.append(envs[0].render())
+        while not done.all():
+            batch = {k: np.stack([obs_to_dict(o)[k] for o in obs]) for k in obs_to_dict(obs[0])}
+            actions = policy.act(batch, generator=generator, deterministic=deterministic)
+            for i, env in enumerate(envs):
+                if done[i]:
+                    continue
+                a = actions[i]
+                if hasattr(space, "n"):  # Discrete: the policy predicts the index
+                    a = int(np.clip(np.rint(a[0]), 0, space.n - 1))
+                elif hasattr(space, "low"):
+                    a = np.clip(a, space.low, space.high).astype(space.dtype)
+                obs[i], r, terminated, truncated, info_last[i] = env.step(a)
+                ret[i] += r
+                length[i] += 1
+                done[i] = terminated or truncated
+                if i == 0 and record:
+                    frames.append(env.render())
+            bar.update(int(done.sum()) - bar.n + wave_start)
+        for i, env in enumerate(envs):
+            returns.append(float(ret[i]))
+            lengths.append(int(length[i]))
+            if "is_success" in info_last[i]:
+                successes.append(bool(info_last[i]["is_success"]))
+                if info_last[i]["is_success"] and info_last[i].get("mode") is not None:
+                    modes.append(str(info_last[i]["mode"]))
+            env.close()
+    bar.close()
+    if video:
+        _write_video(Path(video), frames, fps=10)
+    shares = {m: c / len(modes) for m, c in sorted(Counter(modes).items())} if modes else {}
+    return {"env_id": env_id, "episodes": episodes, "seed": seed,
+            "success_rate": float(np.mean(successes)) if successes else None,
+            "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "mean_length": float(np.mean(lengths)), "mode_shares": shares,
+            "behaviour_entropy": behaviour_entropy(modes, n_modes), "returns": returns, "successes": successes,
+            "modes": modes}
