@@ -231,3 +231,23 @@ def test_unknown_ids_and_bad_arguments_are_named():
         make_expert(FORKED, p_lft=0.3)
     with pytest.raises(ValueError, match="route_probs"):
         make_expert(FORKED, p_left=1.5)
+
+
+def test_routes_share_the_stem_and_split_at_the_fork():
+    """Below the fork every route acts alike; past it the routes turn opposite ways: the demonstrations
+    are bimodal exactly where the mean of the modes drives into the block between the passages."""
+    from imitate.envs import ForkedPathExpert
+
+    left, right = ForkedPathExpert(p_left=1.0, noise=0.0), ForkedPathExpert(p_left=0.0, noise=0.0)
+    left.reset(seed=5)
+    right.reset(seed=5)
+    assert (left.route, right.route) == ("left", "right")
+    goal = np.array([0.0, 0.8], np.float32)
+    for y in (-0.8, -0.7, -0.6, -0.5):
+        obs = {"agent_pos": np.array([0.02, y], np.float32), "goal_pos": goal}
+        np.testing.assert_array_equal(left.act(obs), right.act(obs))
+    fork = {"agent_pos": np.array([left.fork[0], left.fork[1] + 0.01], np.float32), "goal_pos": goal}
+    a_left, a_right = left.act(fork), right.act(fork)
+    assert a_left[0] < -0.3 and a_right[0] > 0.3 and a_left[1] > 0 and a_right[1] > 0
+    mean = (a_left + a_right) / 2
+    assert abs(mean[0]) < 0.05 and mean[1] > 0  # the average of the two routes heads straight up, into the block

@@ -42,8 +42,14 @@ class ForkedPathExpert:
         above the barrier                                  -> the goal
         at the barrier's level, inside a passage           -> the waypoint above that passage
                                                               (the route is committed there)
-        below it, not lined up with the chosen passage     -> the waypoint below the passage
-        below it, lined up                                 -> the waypoint above the passage
+        below the fork height (the shared stem)            -> the fork point, under the barrier's
+                                                              centre, whatever the route
+        between the fork and the barrier, not lined up     -> the waypoint below the passage
+        between the fork and the barrier, lined up         -> the waypoint above the passage
+
+    Every route starts with the same stem, straight up towards the middle of the barrier, and
+    turns only at the fork: there the demonstrations disagree, and the mean of their actions points
+    straight into the block between the passages. A policy must choose; averaging crashes.
 
     Args:
         p_left: probability of the left passage (only with ``n_routes=2``).
@@ -59,6 +65,7 @@ class ForkedPathExpert:
     ALIGN_TOLERANCE = 0.05
     ENTRY_DEPTH = 0.12
     EXIT_HEIGHT = 0.1
+    FORK_Y = -0.45
 
     def __init__(
         self,
@@ -113,6 +120,7 @@ class ForkedPathExpert:
             [gx + rng.uniform(-0.03, 0.03), -h - self.ENTRY_DEPTH + rng.uniform(-0.04, 0.04)]
         )
         self.exit_offset = float(rng.uniform(-0.03, 0.03))
+        self.fork = np.array([geo.start_center[0] + rng.uniform(-0.03, 0.03), self.FORK_Y])
         self._noise_state = np.zeros(2)
 
     def _target(self, pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -125,6 +133,8 @@ class ForkedPathExpert:
             return goal
         if pos[1] >= -band and in_passage:
             return np.array([nearest + self.exit_offset, exit_y])
+        if pos[1] < self.fork[1]:
+            return self.fork + np.array([0.0, 0.05])  # aim just past the fork so the stem ends cleanly
         if abs(pos[0] - self.entry[0]) > self.ALIGN_TOLERANCE:
             return self.entry
         return np.array([self.entry[0] + self.exit_offset, exit_y])

@@ -50,7 +50,7 @@ class ForkedPathGeometry:
     """The start position is drawn uniformly within +- these offsets (x, y) of start_center."""
     goal_center: tuple[float, float] = (0.0, 0.8)
     """Mean goal position (x, y)."""
-    goal_jitter: tuple[float, float] = (0.1, 0.05)
+    goal_jitter: tuple[float, float] = (0.0, 0.0)
     """The goal position is drawn uniformly within +- these offsets (x, y) of goal_center."""
     goal_radius: float = 0.08
     """The episode succeeds when the agent's centre comes this close to the goal."""
