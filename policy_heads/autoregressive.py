@@ -80,7 +80,7 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
     class Config:
         bins: int = 64
         """Number of bins per continuous action dimension (ignored in discrete mode)."""
-        binning: str = "uniform"
+        binning: str = "quantile"
         """Bin edges: "uniform" on [-1, 1], or "quantile" of the training actions (needs prepare())."""
         discrete_nvec: tuple[int, ...] = ()
         """Categories per action dimension for discrete actions; empty = continuous actions."""

@@ -364,7 +364,7 @@ def test_autoregressive_cached_decoding_matches_the_teacher_forced_pass():
 
 
 def test_autoregressive_bins_round_trip_and_quantile_edges():
-    head = build("autoregressive", {}, 5)
+    head = build("autoregressive", {"binning": "uniform"}, 5)
     action = batch({}, 5)[1]
     half_bin = 1.0 / head.config.bins
     assert (head._values(head._tokens(action)) - action).abs().max() <= half_bin + 1e-6
