@@ -20,7 +20,7 @@ import typing
 from typing import Any
 
 from imitate.errors import ConfigError
-from policy_heads.base import convert_value
+from policy_heads.base import convert_fields
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -59,17 +59,10 @@ def apply_overrides(config: Any, values: dict[str, Any], what: str) -> Any:
     Raises:
         ConfigError: naming ``what`` and the field, for an unknown field or a value of the wrong type.
     """
-    hints = typing.get_type_hints(type(config))
-    names = [f.name for f in dataclasses.fields(config)]
-    converted = {}
-    for key, value in values.items():
-        if key not in names:
-            raise ConfigError(f"{what} has no setting {key!r}; its settings: {', '.join(names)}")
-        try:
-            converted[key] = convert_value(value, hints[key])
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{what} setting {key!r} expects {_type_name(hints[key])}, got {value!r} ({e})") from None
-    return dataclasses.replace(config, **converted)
+    try:
+        return dataclasses.replace(config, **convert_fields(type(config), values, what))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -225,19 +225,27 @@ def config_from_dict(cls: type[PolicyHead], values: dict[str, Any]) -> Any:
     Strings are parsed into the field type (int, float, bool, str, tuple[...]); lists become tuples.
     An unknown field raises ValueError naming the field and the head.
     """
-    hints = typing.get_type_hints(cls.Config)
-    fields = [f.name for f in dataclasses.fields(cls.Config)]
+    return cls.Config(**convert_fields(cls.Config, values, f"policy head '{cls.name}'"))
+
+
+def convert_fields(config_cls: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
+    """``values`` (strings or typed) converted to the types of dataclass ``config_cls``'s fields.
+
+    Raises ValueError naming ``owner`` and the field, for an unknown field or a value of the wrong type.
+    """
+    hints = typing.get_type_hints(config_cls)
+    fields = [f.name for f in dataclasses.fields(config_cls)]
     converted = {}
     for key, value in values.items():
         if key not in fields:
-            raise ValueError(f"unknown config field '{key}' for policy head '{cls.name}'; its fields: {', '.join(fields)}")
+            raise ValueError(f"unknown config field '{key}' for {owner}; its fields: {', '.join(fields)}")
         try:
             converted[key] = convert_value(value, hints[key])
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"policy head '{cls.name}': config field '{key}' expects {_type_name(hints[key])}, got {value!r} ({error})"
+                f"{owner}: config field '{key}' expects {_type_name(hints[key])}, got {value!r} ({error})"
             ) from None
-    return cls.Config(**converted)
+    return converted
 
 
 def _to_json(value: Any) -> Any:

@@ -187,3 +187,23 @@ def test_golden_checkpoints_still_give_their_recorded_outputs(head):
     chunk = policy.predict_chunk({k: np.asarray(v, np.float32) for k, v in expected["obs"].items()},
                                  generator=torch.Generator().manual_seed(expected["generator_seed"]))
     np.testing.assert_allclose(chunk, np.asarray(expected["actions"]), atol=1e-5, rtol=1e-5)
+
+
+def test_discrete_actions_train_through_the_autoregressive_head(tmp_path, rng):
+    from imitate.data import Episode, make_env_args, write_demo_file
+
+    episodes = []
+    for i in range(6):
+        n = 20
+        obs = rng.normal(size=(n + 1, 4)).astype(np.float32)
+        actions = (obs[:-1, :1] > 0).astype(np.float32)  # category 0 or 1, as CartPole's Discrete(2)
+        episodes.append(Episode(obs={"state": obs[:-1]}, next_obs={"state": obs[1:]}, actions=actions,
+                                rewards=np.ones(n, np.float32), dones=np.zeros(n, np.uint8)))
+    path = write_demo_file(tmp_path / "discrete.hdf5", episodes, make_env_args("CartPole-v1"))
+    cfg = TrainConfig(data=str(path), out=str(tmp_path / "run"), head="autoregressive", steps=4, batch_size=8,
+                      action_horizon=2, n_act=1, warmup_steps=1, log_every=2, val_every=0, eval_episodes=0)
+    train(cfg, {**TINY_HEADS["autoregressive"], "discrete_nvec": "2"}, dict(TINY_ENCODER), progress=False)
+    policy = load_policy(tmp_path / "run")
+    assert policy.normalizer.specs["action"][1] == "identity"
+    chunk = policy.predict_chunk({"state": rng.normal(size=(16, 2, 4))}, generator=torch.Generator().manual_seed(0))
+    assert chunk.shape == (16, 2, 1) and set(np.unique(chunk)) <= {0.0, 1.0}
