@@ -2,7 +2,8 @@
 
 The trainer's time per step comes from its own log (``time/steps_per_s`` over the second half of a
 run: sampling, normalization, forward, backward, gradient clipping, AdamW, EMA, the NaN guard). The
-bare loop runs forward, backward and AdamW on batches pre-loaded as tensors, nothing else. Both
+bare loop runs forward, backward and the same AdamW (`imitate.train.make_optimizer`) on batches
+pre-loaded as tensors, nothing else. Both
 alternate, one torch thread, median of several rounds.
 
     python benchmarks/trainer_overhead.py --rounds 5
@@ -21,9 +22,10 @@ import torch
 
 from imitate.checkpoint import load_policy
 from imitate.data import WindowSampler, load_demo_file
-from imitate.train import TrainConfig, train
+from imitate.train import TrainConfig, make_optimizer, train
 
-CPU_HEAD_SETTINGS = {"autoregressive": {"d_model": "64", "num_layers": "2"}, "diffusion": {"denoiser": "mlp"}}
+CPU_HEAD_SETTINGS = {"autoregressive": {"d_model": "128", "num_layers": "2"},
+                     "diffusion": {"denoiser": "mlp", "prediction_type": "sample"}}
 
 
 def trainer_step_s(cfg: TrainConfig, head_cfg: dict) -> float:
@@ -39,7 +41,7 @@ def bare_step_s(run_dir: str, data: str, cfg: TrainConfig, steps: int) -> float:
     store = load_demo_file(data)
     sampler = WindowSampler(store, cfg.obs_horizon, cfg.action_horizon, cfg.batch_size, episodes="train", seed=1)
     batches = [sampler.sample().to_torch() for _ in range(16)]
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
+    opt = make_optimizer(list(policy.parameters()), cfg)  # the trainer's own optimizer: the same update
     for i in range(3):
         b = batches[i % 16]
         loss, _ = policy.compute_loss(b.obs, b.action, b.action_mask)

@@ -25,7 +25,7 @@ def behaviour_entropy(modes: list[str], n_modes: int) -> float | None:
         return None
     counts = np.array(list(Counter(modes).values()), dtype=float)
     p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum() / math.log(n_modes))
+    return max(0.0, float(-(p * np.log(p)).sum() / math.log(n_modes)))
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:

@@ -118,6 +118,14 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step where torch supports it (CPU and CUDA), else multi-tensor."""
+    try:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -202,7 +210,7 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
     policy.to(device).train()
     ema = copy.deepcopy(policy).eval().requires_grad_(False)
     params, ema_params = list(policy.parameters()), list(ema.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg)
     sampler = WindowSampler(store, cfg.obs_horizon, cfg.action_horizon, cfg.batch_size, episodes=train_eps,
                             obs_keys=policy.obs_keys, seed=cfg.seed)
     val = None
