@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 # Head settings sized for a CPU budget (the same training budget applies to every head).
-CPU_HEAD_SETTINGS = {"autoregressive": ["d_model=128", "num_layers=2"],
+CPU_HEAD_SETTINGS = {"autoregressive": ["d_model=64", "num_layers=2"],
                      "diffusion": ["denoiser=mlp", "prediction_type=sample"]}
 
 

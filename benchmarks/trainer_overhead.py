@@ -24,7 +24,7 @@ from imitate.checkpoint import load_policy
 from imitate.data import WindowSampler, load_demo_file
 from imitate.train import TrainConfig, make_optimizer, train
 
-CPU_HEAD_SETTINGS = {"autoregressive": {"d_model": "128", "num_layers": "2"},
+CPU_HEAD_SETTINGS = {"autoregressive": {"d_model": "64", "num_layers": "2"},
                      "diffusion": {"denoiser": "mlp", "prediction_type": "sample"}}
 
 
