@@ -207,3 +207,22 @@ def test_discrete_actions_train_through_the_autoregressive_head(tmp_path, rng):
     assert policy.normalizer.specs["action"][1] == "identity"
     chunk = policy.predict_chunk({"state": rng.normal(size=(16, 2, 4))}, generator=torch.Generator().manual_seed(0))
     assert chunk.shape == (16, 2, 1) and set(np.unique(chunk)) <= {0.0, 1.0}
+
+
+def test_clip_grad_norm_matches_torch():
+    from imitate.train import clip_grad_norm
+
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7)), torch.nn.Parameter(torch.randn(2))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    for p, q in zip(a, b):
+        p.grad = torch.randn_like(p) * 3
+        q.grad = p.grad.clone()
+    a[2].grad = b[2].grad = None
+    ours, theirs = clip_grad_norm(a, 1.0), torch.nn.utils.clip_grad_norm_(b, 1.0)
+    torch.testing.assert_close(ours, theirs)
+    for p, q in zip(a[:2], b[:2]):
+        torch.testing.assert_close(p.grad, q.grad)
+    before = [p.grad.clone() for p in a[:2]]
+    clip_grad_norm(a, 0.0)  # no clipping: gradients unchanged
+    assert all(torch.equal(x, p.grad) for x, p in zip(before, a[:2]))
