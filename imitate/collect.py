@@ -33,14 +33,15 @@ class CollectResult:
 
 def rollout_expert(env, expert, seed: int) -> Episode:
     """One seeded episode of the expert in ``env``, as an Episode (attrs: return, is_success, route)."""
+    from imitate.envs import to_env_action
+
     obs, info = env.reset(seed=seed)
     expert.reset(seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
     steps: dict[str, list] = {"obs": [], "next_obs": [], "actions": [], "rewards": [], "dones": []}
     done = False
     while not done:
         action = np.asarray(expert.act(obs), dtype=np.float32).reshape(-1)
-        step_action = action if env.action_space.shape == action.shape else type(env.action_space.sample())(action[0])
-        next_obs, reward, terminated, truncated, info = env.step(step_action)
+        next_obs, reward, terminated, truncated, info = env.step(to_env_action(env.action_space, action))
         steps["obs"].append(obs_to_dict(obs))
         steps["next_obs"].append(obs_to_dict(next_obs))
         steps["actions"].append(action)

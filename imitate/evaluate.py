@@ -50,7 +50,7 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
     (tasks that report ``info["mode"]``), ``returns``, ``successes``, ``modes``.
     ``video``: a .gif or .mp4 path; the first episode is recorded.
     """
-    from imitate.envs import make_env
+    from imitate.envs import make_env, to_env_action
 
     if episodes < 1:
         raise ImitateError(f"--episodes must be at least 1 (got {episodes})")
@@ -79,12 +79,7 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
             for i, env in enumerate(envs):
                 if done[i]:
                     continue
-                a = actions[i]
-                if hasattr(space, "n"):  # Discrete: the policy predicts the index
-                    a = int(np.clip(np.rint(a[0]), 0, space.n - 1))
-                elif hasattr(space, "low"):
-                    a = np.clip(a, space.low, space.high).astype(space.dtype)
-                obs[i], r, terminated, truncated, info_last[i] = env.step(a)
+                obs[i], r, terminated, truncated, info_last[i] = env.step(to_env_action(space, actions[i]))
                 ret[i] += r
                 length[i] += 1
                 done[i] = terminated or truncated

@@ -251,3 +251,16 @@ def test_routes_share_the_stem_and_split_at_the_fork():
     assert a_left[0] < -0.3 and a_right[0] > 0.3 and a_left[1] > 0 and a_right[1] > 0
     mean = (a_left + a_right) / 2
     assert abs(mean[0]) < 0.05 and mean[1] > 0  # the average of the two routes heads straight up, into the block
+
+
+def test_to_env_action_fits_each_space():
+    from gymnasium import spaces
+
+    from imitate.envs import to_env_action
+
+    assert to_env_action(spaces.Discrete(2), np.array([0.7])) == 1
+    assert to_env_action(spaces.Discrete(3, start=-1), np.array([5.0])) == 1  # clipped index 2, offset -1
+    box = to_env_action(spaces.Box(-2.0, 2.0, (1,), np.float32), np.array([3.5]))
+    assert box.dtype == np.float32 and box.tolist() == [2.0]
+    md = to_env_action(spaces.MultiDiscrete([3, 2]), np.array([2.4, -1.0]))
+    assert md.tolist() == [2, 0]

@@ -54,6 +54,21 @@ def make_env(
         ) from err
 
 
+def to_env_action(space: gymnasium.Space, action):
+    """A float action vector (A,) as ``space`` takes it: an index for Discrete, clipped to the bounds
+    of a Box (in its dtype), per-dimension indices for MultiDiscrete."""
+    import numpy as np
+
+    action = np.asarray(action)
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return int(np.clip(np.rint(action.reshape(-1)[0]), 0, space.n - 1)) + int(space.start)
+    if isinstance(space, gymnasium.spaces.MultiDiscrete):
+        return np.clip(np.rint(action.reshape(space.shape)), 0, space.nvec - 1).astype(space.dtype)
+    if isinstance(space, gymnasium.spaces.Box):
+        return np.clip(action.reshape(space.shape), space.low, space.high).astype(space.dtype)
+    return action
+
+
 __all__ = [
     "EXPERTS",
     "FORKED_PATH_ID",
@@ -66,4 +81,5 @@ __all__ = [
     "UnknownEnvError",
     "make_env",
     "make_expert",
+    "to_env_action",
 ]
