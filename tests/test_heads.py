@@ -428,3 +428,24 @@ def test_head_lowers_its_loss_on_a_fixed_batch(name, overrides, lr):
         optimizer.step()
     after = evaluation_loss()
     assert math.isfinite(after) and after < before - 0.2 * abs(before), (before, after)
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [(5, 1, 2), (3, 1, 1), (3, 2, 1), (1, 1, 0)])
+@pytest.mark.parametrize("length", [1, 4, 7, 12])
+def test_unet_convolution_matches_torch_conv1d(kernel, stride, pad, length):
+    """The U-Net's short-sequence convolution (a matrix product on CPU) equals nn.Conv1d, gradients too."""
+    from policy_heads.denoisers import _Conv1d
+
+    torch.manual_seed(0)
+    ours = _Conv1d(6, 5, kernel, stride=stride, padding=pad).double()
+    ref = torch.nn.Conv1d(6, 5, kernel, stride=stride, padding=pad).double()
+    ref.load_state_dict(ours.state_dict())
+    x1 = torch.randn(3, 6, length, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1, y2 = ours(x1), ref(x2)
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(y1)
+    (y1 * g).sum().backward()
+    (y2 * g).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-12, atol=1e-12)
