@@ -21,26 +21,13 @@ SHIPPED_DATASET = Path(__file__).resolve().parent.parent / "datasets" / "forked_
 SHIPPED_COLLECT = {"task": DEFAULT_TASK, "episodes": 200, "seed": 0}
 
 
-def _key_values(pairs: list[str], flag: str) -> dict:
-    """``key=value`` pairs; values are read as JSON where they parse (numbers, true, lists), else strings."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ImitateError(f"{flag} expects key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def _cmd_collect(args) -> int:
     from imitate.collect import collect
+    from imitate.config import parse_key_values
 
     res = collect(args.task, args.episodes, args.out, seed=args.seed, overwrite=args.overwrite,
-                  env_kwargs=_key_values(args.env_kw, "--env-kw") or None,
-                  expert_kwargs=_key_values(args.expert_kw, "--expert-kw") or None,
+                  env_kwargs=parse_key_values(args.env_kw, "--env-kw", as_json=True) or None,
+                  expert_kwargs=parse_key_values(args.expert_kw, "--expert-kw", as_json=True) or None,
                   valid_fraction=args.valid_fraction, progress=not args.quiet)
     print(json.dumps({"file": res.path, "episodes": res.episodes, "transitions": res.transitions,
                       "success_rate": res.success_rate, "mean_return": round(res.mean_return, 4),
@@ -91,11 +78,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args) -> int:
     import dataclasses
 
-    from imitate.config import apply_overrides, parse_set_args
+    from imitate.config import apply_overrides, parse_key_values
     from imitate.train import TrainConfig, resume, train
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    sets = parse_set_args(args.set)
+    sets = parse_key_values(args.set)
     if args.resume:
         if "out" not in given:
             raise ImitateError("--resume needs --out RUN_DIR")

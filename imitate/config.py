@@ -13,6 +13,7 @@ strings (as given on the command line) converted to each field's type.
 from __future__ import annotations
 
 import ast
+import json
 import dataclasses
 import inspect
 import textwrap
@@ -72,12 +73,22 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {f.name: conv(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
-def parse_set_args(pairs: list[str] | None) -> dict[str, str]:
-    """``--set key=value`` arguments as a dict (values stay strings)."""
-    out = {}
+def parse_key_values(pairs: list[str] | None, flag: str = "--set", as_json: bool = False) -> dict[str, Any]:
+    """``key=value`` command-line arguments as a dict.
+
+    Values stay strings (converted later to a config field's type), or with ``as_json`` are read as
+    JSON where they parse (numbers, true, lists) and kept as strings otherwise.
+    """
+    out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = value.strip()
+            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
+        value = value.strip()
+        if as_json:
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        out[key.strip()] = value
     return out

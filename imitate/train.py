@@ -33,7 +33,8 @@ from imitate.config import to_dict
 from imitate.data import WindowSampler, load_demo_file
 from imitate.data.normalizer import Normalizer
 from imitate.errors import ConfigError, ImitateError
-from imitate.policy import Policy, build_policy
+from imitate.policy import build_policy
+from policy_heads import config_from_dict, get_head_class
 
 
 @dataclass
@@ -197,7 +198,11 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
 
     torch.manual_seed(cfg.seed)
     if not resuming:
-        discrete = bool(head_config.get("discrete_nvec")) and str(head_config.get("discrete_nvec")) not in ("()", "")
+        try:
+            typed = config_from_dict(get_head_class(cfg.head), head_config)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        discrete = bool(getattr(typed, "discrete_nvec", ()))  # discrete actions are indices: not normalized
         norm = Normalizer.from_store(store, store.obs_keys, cfg.obs_norm, "identity" if discrete else cfg.action_norm,
                                      episodes=train_eps)
         spec = {"obs_keys": store.obs_keys, "obs_shapes": {k: list(store.shape(f"obs/{k}")) for k in store.obs_keys},
@@ -251,7 +256,7 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
             from torch.utils.tensorboard import SummaryWriter
             tb = SummaryWriter(str(out / "tb"))
         for k, v in record.items():
-            if isinstance(v, (int, float)) and k != "step" and v is not None:
+            if isinstance(v, (int, float)) and k != "step":
                 tb.add_scalar(k, v, record["step"])
         metrics_file.write(json.dumps(record) + "\n")
         metrics_file.flush()
