@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from imitate.compare import DEFAULT_HEAD_SETTINGS
+
 # Head settings sized for a CPU budget (the same training budget applies to every head).
-CPU_HEAD_SETTINGS = {"autoregressive": ["d_model=64", "num_layers=2"],
-                     "diffusion": ["denoiser=mlp", "prediction_type=sample"]}
+CPU_HEAD_SETTINGS = {head: [f"{k}={v}" for k, v in s.items()] for head, s in DEFAULT_HEAD_SETTINGS.items()}
 
 
 def run_one(head: str, seed: int, args) -> dict:

@@ -4,7 +4,9 @@
     imitate data info FILE [--json]
     imitate train --data FILE --head NAME --out RUN_DIR [--steps N] [--set key=value ...] [--resume]
     imitate eval RUN_DIR [--episodes N] [--video PATH] [--seed S] [--env ENV_ID]
-    imitate demo [--out DIR]
+    imitate compare --data FILE --out DIR [--heads all|a,b,...] [--steps N] [--seeds K] [--episodes E]
+                    [--jobs J] [--set head.key=value ...]
+    imitate demo [--out DIR] [--jobs J]
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ DEFAULT_TASK = "imitate/ForkedPath-v0"
 SHIPPED_DATASET = Path(__file__).resolve().parent.parent / "datasets" / "forked_path.hdf5"
 #: The demonstrations shipped in datasets/ are exactly `imitate collect` with these arguments.
 SHIPPED_COLLECT = {"task": DEFAULT_TASK, "episodes": 200, "seed": 0}
+#: The main job's budget: every head on the shipped demonstrations, 2 seeds; about 4-5 minutes on an idle
+#: 2-core CPU machine (410 s of CPU; BENCHMARKS.md).
+DEMO_COMPARE = {"heads": "all", "steps": 2000, "seeds": 2, "episodes": 50}
 
 
 def _cmd_collect(args) -> int:
@@ -55,20 +60,27 @@ def _train_help() -> str:
     return "\n".join(parts)
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per field of the flat config dataclass ``cls``, its docstring as help; unset flags are
+    absent from the parsed namespace (the dataclass keeps its default)."""
     import dataclasses
     import typing
 
     from imitate.config import field_docs
-    from imitate.train import TrainConfig
 
-    docs, hints = field_docs(TrainConfig), typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
+    docs, hints = field_docs(cls), typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         metavar = {int: "N", float: "X", str: "VALUE", bool: "true|false"}.get(kind, "A,B,...")
         p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
                        help=f"{docs[f.name]} (default: {f.default!r})")
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    from imitate.train import TrainConfig
+
+    _add_config_flags(p, TrainConfig)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="a head setting (key=value or head.key=value) or encoder.key=value; see below")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -120,21 +132,30 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def _cmd_demo(args) -> int:
-    from imitate.collect import collect
-    from imitate.data.info import demo_file_info, format_info
+def _cmd_compare(args) -> int:
+    import dataclasses
 
-    out = Path(args.out) / "forked_path.hdf5"
-    print(f"collecting {SHIPPED_COLLECT['episodes']} expert demonstrations of {DEFAULT_TASK} -> {out}")
-    res = collect(SHIPPED_COLLECT["task"], SHIPPED_COLLECT["episodes"], out, seed=SHIPPED_COLLECT["seed"],
-                  overwrite=True)
-    print(f"expert success rate {res.success_rate:.3f}, mean return {res.mean_return:.2f}, routes {res.mode_shares}")
-    info = demo_file_info(out)
-    print(format_info(info))
-    if SHIPPED_DATASET.exists():
-        same = demo_file_info(SHIPPED_DATASET)["content_sha256"] == info["content_sha256"]
-        print(f"shipped dataset {SHIPPED_DATASET.name}: "
-              + ("identical content (regenerated exactly)" if same else "DIFFERENT content"))
+    from imitate.compare import CompareConfig, compare
+    from imitate.config import parse_key_values
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(CompareConfig) if hasattr(args, f.name)}
+    if "data" not in given or "out" not in given:
+        raise ImitateError("imitate compare needs --data FILE and --out DIR")
+    compare(settings=parse_key_values(args.set), progress=not args.quiet, **given)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from imitate.compare import compare
+
+    if not SHIPPED_DATASET.exists():
+        raise ImitateError(f"{SHIPPED_DATASET} is missing; regenerate it with: imitate collect {DEFAULT_TASK} "
+                           f"--episodes {SHIPPED_COLLECT['episodes']} --seed {SHIPPED_COLLECT['seed']} "
+                           f"--out {SHIPPED_DATASET}")
+    print(f"main job: every policy head on the shipped {DEFAULT_TASK} demonstrations, the same budget "
+          f"({DEMO_COMPARE['steps']} steps, {DEMO_COMPARE['seeds']} seed(s), {DEMO_COMPARE['episodes']} rollouts each)")
+    options = {**DEMO_COMPARE, **({"jobs": args.jobs} if args.jobs else {})}
+    compare(str(SHIPPED_DATASET), args.out, **options)
     return 0
 
 
@@ -181,8 +202,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("demo", help="the main job on the embedded default (ForkedPath demonstrations)")
-    p.add_argument("--out", default="runs/demo", help="output folder")
+    from imitate.compare import CompareConfig
+
+    p = sub.add_parser("compare", help="train every chosen head on one file with the same budget; report which keep the modes",
+                       description="Train every chosen head on one demonstration file with the same budget and "
+                                   "seeds, measure success, modes and action distributions, and write "
+                                   "OUT/report.html, OUT/report.md and OUT/results.json. Rerunning skips finished runs.")
+    _add_config_flags(p, CompareConfig)
+    p.add_argument("--set", action="append", metavar="HEAD.KEY=VALUE", default=[],
+                   help="a head setting such as gmm.num_modes=3 or diffusion.denoiser=unet, or encoder.KEY=VALUE "
+                        "(see imitate train --help for every setting)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("demo", help="the main job: imitate compare on the shipped ForkedPath demonstrations")
+    p.add_argument("--out", default="runs/demo", help="output folder (report.html, report.md, results.json)")
+    p.add_argument("--jobs", type=int, default=0, help="runs trained at once (default: one per CPU core, at most 4)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

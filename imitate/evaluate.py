@@ -42,13 +42,18 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
 
 
 def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, episodes: int = 20, seed: int = 0,
-             n_envs: int = 25, video: str | None = None, deterministic: bool = False, progress: bool = True) -> dict[str, Any]:
+             n_envs: int = 25, video: str | None = None, deterministic: bool = False, progress: bool = True,
+             return_observations: bool = False) -> dict[str, Any]:
     """Roll out ``policy`` for ``episodes`` seeded episodes; return a JSON-able summary.
 
     Keys: ``success_rate`` (None when the task reports no ``is_success``), ``mean_return``,
     ``std_return``, ``mean_length``, ``mode_shares`` and ``behaviour_entropy`` over successful episodes
-    (tasks that report ``info["mode"]``), ``returns``, ``successes``, ``modes``.
+    (tasks that report ``info["mode"]``), ``returns``, ``successes``, ``modes``, and
+    ``episode_metrics``: for each info key the task lists in ``metadata["episode_metrics"]``, the mean
+    over episodes of its value at the last step (empty when the task lists none).
     ``video``: a .gif or .mp4 path; the first episode is recorded.
+    ``return_observations``: also return ``observations``, per episode a dict of (T + 1, *shape)
+    arrays (reset observation first); not JSON-able.
     """
     from imitate.envs import make_env, to_env_action
 
@@ -57,6 +62,9 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     returns, lengths, successes, modes = [], [], [], []
+    observations: list[dict[str, np.ndarray]] = []
+    metric_keys: list[str] = []
+    finals: dict[str, list[float]] = {}
     frames: list[np.ndarray] = []
     n_modes = 0
     bar = tqdm(total=episodes, desc=f"eval {env_id}", unit="ep", disable=not progress)
@@ -65,8 +73,10 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
         envs = [make_env(env_id, env_kwargs, render_mode="rgb_array" if (video and wave_start == 0 and i == 0) else None)
                 for i in range(n)]
         n_modes = len(getattr(envs[0].unwrapped, "modes", getattr(envs[0].unwrapped, "MODES", ())))
+        metric_keys = list((envs[0].metadata or {}).get("episode_metrics", []))
         space = envs[0].action_space
         obs = [env.reset(seed=seed + wave_start + i)[0] for i, env in enumerate(envs)]
+        trace = [[obs_to_dict(o)] for o in obs] if return_observations else None
         policy.reset()
         done = np.zeros(n, bool)
         ret, length, info_last = np.zeros(n), np.zeros(n, int), [dict() for _ in range(n)]
@@ -83,6 +93,8 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
                 ret[i] += r
                 length[i] += 1
                 done[i] = terminated or truncated
+                if trace is not None:
+                    trace[i].append(obs_to_dict(obs[i]))
                 if i == 0 and record:
                     frames.append(env.render())
             bar.update(int(done.sum()) - bar.n + wave_start)
@@ -93,14 +105,22 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
                 successes.append(bool(info_last[i]["is_success"]))
                 if info_last[i]["is_success"] and info_last[i].get("mode") is not None:
                     modes.append(str(info_last[i]["mode"]))
+            for key in metric_keys:
+                if key in info_last[i]:
+                    finals.setdefault(key, []).append(float(info_last[i][key]))
+            if trace is not None:
+                observations.append({k: np.stack([o[k] for o in trace[i]]) for k in trace[i][0]})
             env.close()
     bar.close()
     if video:
         _write_video(Path(video), frames, fps=10)
     shares = {m: c / len(modes) for m, c in sorted(Counter(modes).items())} if modes else {}
-    return {"env_id": env_id, "episodes": episodes, "seed": seed,
-            "success_rate": float(np.mean(successes)) if successes else None,
-            "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-            "mean_length": float(np.mean(lengths)), "mode_shares": shares,
-            "behaviour_entropy": behaviour_entropy(modes, n_modes), "returns": returns, "successes": successes,
-            "modes": modes}
+    result = {"env_id": env_id, "episodes": episodes, "seed": seed,
+              "success_rate": float(np.mean(successes)) if successes else None,
+              "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+              "mean_length": float(np.mean(lengths)), "mode_shares": shares,
+              "behaviour_entropy": behaviour_entropy(modes, n_modes), "returns": returns, "successes": successes,
+              "modes": modes, "episode_metrics": {k: float(np.mean(v)) for k, v in finals.items()}}
+    if return_observations:
+        result["observations"] = observations
+    return result

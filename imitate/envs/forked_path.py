@@ -199,6 +199,25 @@ class ForkedPathEnv(gym.Env):
         terminated = self._success or self._collided
         return self._obs(), float(reward), terminated, False, self._info()
 
+    def plot_scene(self, ax) -> None:
+        """Draw the static scene on a matplotlib Axes in world coordinates: the arena's wall, the
+        barrier's blocks and the goal region (at its mean position, grown by its jitter)."""
+        from matplotlib.patches import Circle, Rectangle
+
+        geo = self.geometry
+        half = geo.arena_half
+        ax.add_patch(Rectangle((-half, -half), 2 * half, 2 * half, fill=False, edgecolor="0.2", lw=1.5))
+        for x0, y0, x1, y1 in geo.blocks:
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, color="0.55", lw=0))
+        reach = geo.goal_radius + float(np.hypot(*geo.goal_jitter))
+        ax.add_patch(Circle(geo.goal_center, reach, color=(0.24, 0.67, 0.29), alpha=0.5, lw=0))
+        ax.set(xlim=(-half * 1.03, half * 1.03), ylim=(-half * 1.03, half * 1.03), aspect="equal")
+
+    @staticmethod
+    def agent_xy(obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Agent positions (T, 2) from an observation dict of (T, *shape) arrays."""
+        return np.asarray(obs["agent_pos"], dtype=np.float64).reshape(-1, 2)
+
     def render(self) -> np.ndarray | None:
         """An (H, W, 3) uint8 frame of the arena, y pointing up; ``None`` without ``rgb_array``."""
         if self.render_mode != "rgb_array":

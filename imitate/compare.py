@@ -1,0 +1,442 @@
+"""Which head should I use on my demonstrations? Train every chosen head on one file with the same
+budget and seeds, then measure them side by side and write a report.
+
+    compare(data, out)
+      for each head x seed (worker processes, one torch thread each, slowest heads first):
+        DIR/runs/<head>/seed<k>/   an ordinary run directory (imitate eval / load_policy work on it),
+                                   trained by imitate.train, then measured once into compare.json:
+          from the data      action samples at held-out states vs the demonstrated actions
+                             (energy distance, MMD, coverage; see imitate.sample_metrics)
+          in the task        rollouts: success, return, behaviour entropy, mode shares, the task's
+                             episode metrics, agent trajectories (tasks that draw themselves)
+          cost               training time, parameter count
+      then, one run at a time: inference latency of predict_chunk at batch 1
+      DIR/results.json       every number; DIR/report.md + DIR/plots/, DIR/report.html (self-contained)
+
+Resumable: a run whose measurements are in its compare.json is not trained or measured again; a
+run interrupted during training continues from its last checkpoint (`imitate.train.resume`). A run
+directory trained with other settings is an error, never silently reused.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imitate.errors import ConfigError, ImitateError
+
+#: Head settings sized for a CPU budget: every head trains with the same steps, batch and seeds.
+DEFAULT_HEAD_SETTINGS = {"autoregressive": {"d_model": "64", "num_layers": "2"},
+                         "diffusion": {"denoiser": "mlp", "prediction_type": "sample"}}
+#: Relative cost of a training step, to start the slowest runs first.
+_STEP_COST = {"autoregressive": 6.0, "diffusion": 2.0, "gmm": 1.3, "gaussian": 1.1}
+
+
+@dataclass
+class CompareConfig:
+    """Settings of `imitate compare` (head settings go through ``--set head.key=value``)."""
+
+    data: str = ""
+    """Demonstration file (robomimic HDF5 layout)."""
+    out: str = ""
+    """Output folder: runs/, results.json, report.md, report.html, plots/."""
+    heads: str = "all"
+    """Heads to compare: all, or names separated by commas (e.g. deterministic,diffusion)."""
+    steps: int = 2000
+    """Optimizer steps per run (the same for every head)."""
+    seeds: int = 3
+    """Seeds per head (0 .. seeds-1); tables report mean ± std over them."""
+    episodes: int = 50
+    """Rollouts per run when the file names an environment (0: none)."""
+    batch_size: int = 128
+    """Windows per batch."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    obs_horizon: int = 2
+    """To: observation steps the policy sees."""
+    action_horizon: int = 8
+    """Ta: actions predicted per chunk."""
+    n_act: int = 4
+    """Actions executed per chunk; also the part of a chunk the data metrics compare."""
+    queries: int = 64
+    """Held-out states (valid split) at which action samples are compared with the demonstrations."""
+    samples: int = 128
+    """Action chunks drawn from each head at each held-out state."""
+    neighbours: int = 16
+    """Demonstrations whose nearest state forms the demonstrated action distribution at a query."""
+    eval_seed: int = 10000
+    """Rollout i of every run is reset with seed eval_seed + i (the same starts for every head)."""
+    jobs: int = 0
+    """Runs trained at once, each in its own process with one thread (0: one per CPU core, at most 4)."""
+    latency_calls: int = 50
+    """predict_chunk calls at batch 1 whose median is the reported latency."""
+
+
+def parse_heads(text: str) -> list[str]:
+    """``all`` or comma-separated head names -> the names; unknown names are a ConfigError."""
+    from policy_heads import available_heads
+
+    known = available_heads()
+    if text.strip() == "all":
+        return [h for h in ("deterministic", "gaussian", "gmm", "autoregressive", "diffusion") if h in known] + \
+            [h for h in known if h not in ("deterministic", "gaussian", "gmm", "autoregressive", "diffusion")]
+    heads = [h.strip() for h in text.split(",") if h.strip()]
+    unknown = [h for h in heads if h not in known]
+    if unknown or not heads:
+        raise ConfigError(f"--heads {text!r}: unknown head(s) {unknown or '(none given)'}; "
+                          f"available heads: {', '.join(known)} (or all)")
+    return list(dict.fromkeys(heads))
+
+
+def split_settings(settings: dict[str, Any], heads: list[str]) -> tuple[dict[str, dict], dict[str, Any]]:
+    """``{"gmm.num_modes": "3", "encoder.feature_dim": "128"}`` -> per-head settings (the CPU defaults
+    updated) and encoder settings, each checked against its Config."""
+    from imitate.config import apply_overrides
+    from imitate.encoders import EncoderConfig
+    from policy_heads import available_heads, config_from_dict, get_head_class
+
+    per_head = {h: dict(DEFAULT_HEAD_SETTINGS.get(h, {})) for h in heads}
+    encoder: dict[str, Any] = {}
+    for key, value in settings.items():
+        owner, _, field = key.partition(".")
+        if owner == "encoder" and field:
+            encoder[field] = value
+        elif owner in available_heads() and field:
+            if owner in per_head:
+                per_head[owner][field] = value
+        else:
+            raise ConfigError(f"--set {key}={value}: expected HEAD.KEY=VALUE (HEAD one of "
+                              f"{', '.join(available_heads())}) or encoder.KEY=VALUE")
+    for h, values in per_head.items():
+        try:
+            config_from_dict(get_head_class(h), values)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    apply_overrides(EncoderConfig(), encoder, "encoder")
+    return per_head, encoder
+
+
+def _train_config(cfg: CompareConfig, head: str, seed: int, run_dir: Path):
+    from imitate.train import TrainConfig
+
+    return TrainConfig(data=str(Path(cfg.data).resolve()), out=str(run_dir), head=head, steps=cfg.steps,
+                       batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=min(200, max(1, cfg.steps // 5)),
+                       obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon, n_act=cfg.n_act, seed=seed,
+                       log_every=max(1, cfg.steps // 50), val_every=max(1, cfg.steps // 10), eval_episodes=0,
+                       ckpt_every=max(1, cfg.steps // 4))
+
+
+def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, progress: bool = True,
+            **options: Any) -> dict[str, Any]:
+    """Train, measure and report every chosen head on ``data``; return the contents of results.json.
+
+    Args:
+        data: demonstration file. out: output folder.
+        settings: ``{"HEAD.KEY": value, "encoder.KEY": value}`` head and encoder settings.
+        progress: print a line per started and finished run (and training bars with one job).
+        **options: fields of `CompareConfig` (heads, steps, seeds, episodes, jobs, ...).
+    """
+    from imitate.config import apply_overrides
+    from imitate.data import load_demo_file
+    from imitate.report import summarize, write_report
+    from imitate.sample_metrics import distribution_metrics, query_set
+
+    cfg = apply_overrides(CompareConfig(), {"data": data, "out": out, **options}, "imitate compare")
+    for name in ("steps", "seeds", "batch_size", "queries", "samples", "neighbours", "latency_calls"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(cfg, name)})")
+    if not cfg.data or not cfg.out:
+        raise ConfigError("imitate compare needs --data FILE and --out DIR")
+    heads = parse_heads(cfg.heads)
+    head_settings, encoder_settings = split_settings(dict(settings or {}), heads)
+    store = load_demo_file(cfg.data)
+    out_dir = Path(cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_args = store.env_args or {}
+    env_id = env_args.get("env_name") if env_args.get("type") == 2 else None
+    qs = query_set(store, cfg.obs_horizon, cfg.action_horizon, cfg.n_act, cfg.queries, cfg.neighbours)
+    plot_queries = _spread_out_queries(qs, 3)
+
+    jobs = []
+    for seed in range(cfg.seeds):
+        for head in heads:
+            run_dir = out_dir / "runs" / head / f"seed{seed}"
+            measure = {"queries": cfg.queries, "samples": cfg.samples, "neighbours": cfg.neighbours,
+                       "episodes": cfg.episodes if env_id else 0, "eval_seed": cfg.eval_seed,
+                       "plot_queries": plot_queries}
+            jobs.append({"head": head, "seed": seed, "run_dir": str(run_dir),
+                         "train": asdict(_train_config(cfg, head, seed, run_dir)),
+                         "head_config": head_settings[head], "encoder_config": encoder_settings,
+                         "env_id": env_id, "env_kwargs": env_args.get("env_kwargs") or {}, "measure": measure})
+    jobs.sort(key=lambda j: -_STEP_COST.get(j["head"], 1.0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n_jobs = cfg.jobs or min(4, cores)
+    n_jobs = max(1, min(n_jobs, len(jobs)))
+    say = print if progress else (lambda *a, **k: None)
+    say(f"imitate compare: {len(heads)} heads x {cfg.seeds} seeds on {cfg.data}, {cfg.steps} steps each, "
+        f"{n_jobs} at a time -> {out_dir}", flush=True)
+    runs = _run_all(jobs, n_jobs, progress, say)
+
+    for job in sorted(jobs, key=lambda j: (j["head"], j["seed"])):   # latency: one run at a time, nothing else training
+        key = (job["head"], job["seed"])
+        if "latency_ms" not in runs[key]:
+            runs[key]["latency_ms"] = _latency_ms(job["run_dir"], cfg.latency_calls)
+            _write_json(Path(job["run_dir"]) / "compare.json", {k: v for k, v in runs[key].items() if k != "_cached"})
+
+    baseline = distribution_metrics(np.repeat(qs.reference.mean(1, keepdims=True), cfg.samples, axis=1), qs)
+    results = summarize(asdict(cfg), heads, head_settings, encoder_settings, store, env_id, runs, baseline)
+    reference = {"obs": {k: v[plot_queries, -1].tolist() for k, v in qs.obs.items()},
+                 "actions": qs.reference[plot_queries, :, -1].tolist()}
+    env = _drawable_env(env_id, env_args.get("env_kwargs")) if cfg.episodes else None
+    if env is not None:
+        reference["demo_trajectories"] = [{"xy": env.agent_xy(store.episode(i).obs).tolist(),
+                                           "success": bool(store.demo_attrs[i].get("is_success", True)),
+                                           "mode": store.demo_attrs[i].get("route")} for i in range(min(40, store.n_episodes))]
+    results["report"] = write_report(results, runs, reference, out_dir, env)
+    _write_json(out_dir / "results.json", results)
+    say(f"report: {out_dir / 'report.html'} (and report.md); every number: {out_dir / 'results.json'}", flush=True)
+    return results
+
+
+def _drawable_env(env_id: str | None, env_kwargs: dict | None):
+    """The task (unwrapped) when it can draw its scene and agent positions, else None."""
+    if not env_id:
+        return None
+    from imitate.envs import make_env
+
+    env = make_env(env_id, env_kwargs).unwrapped
+    return env if hasattr(env, "plot_scene") and hasattr(env, "agent_xy") else None
+
+
+def _spread_out_queries(qs, n: int) -> list[int]:
+    """Indices of ``n`` queries where the demonstrations disagree most, from different demos where
+    there are enough of them."""
+    order = [int(i) for i in np.argsort(-qs.spread(), kind="stable")]
+    chosen, seen = [], set()
+    for i in order:
+        if int(qs.episodes[i]) not in seen and len(chosen) < n:
+            chosen.append(i)
+            seen.add(int(qs.episodes[i]))
+    chosen += [i for i in order if i not in chosen][:n - len(chosen)]
+    return chosen
+
+
+def _run_all(jobs: list[dict], n_jobs: int, progress: bool, say) -> dict[tuple[str, int], dict]:
+    runs, start, done = {}, time.perf_counter(), 0
+
+    def finished(job, res):
+        nonlocal done
+        done += 1
+        runs[(job["head"], job["seed"])] = res
+        what = "cached" if res.get("_cached") else f"{res['run_time_s']:.0f} s"
+        success = res.get("success_rate")
+        say(f"[{done}/{len(jobs)}] {job['head']} seed {job['seed']}: "
+            + (f"success {success:.2f}, " if success is not None else "")
+            + f"energy distance {res['energy_distance']:.3f}, coverage {res['coverage']:.2f} ({what}; "
+            f"{time.perf_counter() - start:.0f} s elapsed)", flush=True)
+
+    if n_jobs == 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for job in jobs:
+                finished(job, run_one({**job, "progress": progress}))
+        finally:
+            torch.set_num_threads(threads)
+        return runs
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: "1" for k in saved})                  # inherited by the workers
+    pool = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    try:
+        futures = {pool.submit(run_one, {**job, "progress": False}): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            done_now, pending = wait(pending, timeout=60, return_when=FIRST_COMPLETED)
+            for future in done_now:
+                finished(futures[future], future.result())
+            if pending and not done_now and progress:
+                say(f"  ... {done}/{len(jobs)} done, {time.perf_counter() - start:.0f} s elapsed; training: "
+                    + ", ".join(_step_of(futures[f]) for f in pending if _step_of(futures[f])), flush=True)
+    except BaseException as e:       # an error or Ctrl-C: start nothing more (running runs checkpoint on Ctrl-C)
+        pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(e, KeyboardInterrupt):
+            say("interrupted: run the same command again to continue (finished runs are kept)", flush=True)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+    return runs
+
+
+def _step_of(job: dict) -> str:
+    """``head seed k at step n/N`` for a run that has logged steps, else ''."""
+    metrics = Path(job["run_dir"]) / "metrics.jsonl"
+    if not metrics.exists() or (Path(job["run_dir"]) / "compare.json").exists():
+        return ""
+    step = 0
+    for line in metrics.read_text().splitlines()[-3:]:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:      # a line being written
+            continue
+        step = max(step, rec.get("step", rec.get("final", {}).get("step", 0)))
+    return f"{job['head']} seed {job['seed']} at step {step}/{job['train']['steps']}"
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from imitate.checkpoint import write_json
+
+    write_json(path, data)
+
+
+def _training_state(run_dir: Path, job: dict) -> str:
+    """``new`` (nothing usable: train), ``partial`` (resume) or ``trained``; an error for a run
+    directory trained with other settings."""
+    from imitate.checkpoint import read_run_config
+    from imitate.config import apply_overrides, to_dict
+    from imitate.encoders import EncoderConfig
+    from policy_heads import config_from_dict, config_to_dict, get_head_class
+
+    if not (run_dir / "config.json").exists() or not (run_dir / "train_state.safetensors").exists():
+        return "new"
+    saved = read_run_config(run_dir)
+    want = {k: v for k, v in job["train"].items() if k not in ("out", "data", "obs_keys")}
+    differ = [k for k, v in want.items() if saved["train"].get(k) != v]
+    if saved["data"]["path"] != job["train"]["data"]:
+        differ.append("data")
+    asked = config_to_dict(config_from_dict(get_head_class(job["head"]), job["head_config"]))
+    differ += [f"{job['head']}.{k}" for k in job["head_config"] if saved["policy"]["head_config"].get(k) != asked[k]]
+    enc = to_dict(apply_overrides(EncoderConfig(), job["encoder_config"], "encoder"))
+    differ += [f"encoder.{k}" for k in job["encoder_config"] if saved["policy"]["encoder_config"].get(k) != enc[k]]
+    if differ:
+        raise ImitateError(f"{run_dir} was trained with other settings ({', '.join(differ)}); use another --out "
+                           f"or delete that run directory")
+    metrics = run_dir / "metrics.jsonl"
+    finished = metrics.exists() and any('"final"' in line for line in metrics.read_text().splitlines())
+    return "trained" if finished else "partial"
+
+
+def run_one(job: dict) -> dict:
+    """Train (or resume) one head x seed and measure it; the result is cached in RUN_DIR/compare.json."""
+    from imitate.train import TrainConfig, resume, train
+
+    run_dir, t0 = Path(job["run_dir"]), time.perf_counter()
+    cache = run_dir / "compare.json"
+    state = _training_state(run_dir, job)
+    if state == "trained" and cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get("measure") == job["measure"]:
+            return {**cached, "_cached": True}
+    if state == "new":
+        shutil.rmtree(run_dir, ignore_errors=True)
+        train(TrainConfig(**{**job["train"], "obs_keys": tuple(job["train"]["obs_keys"])}), job["head_config"],
+              job["encoder_config"], progress=job.get("progress", False))
+    elif state == "partial":
+        resume(run_dir, progress=job.get("progress", False))
+    result = {"head": job["head"], "seed": job["seed"], "run_dir": str(run_dir), "measure": job["measure"],
+              **_measure(run_dir, job)}
+    result["run_time_s"] = time.perf_counter() - t0
+    _write_json(cache, result)
+    return result
+
+
+def _measure(run_dir: Path, job: dict) -> dict[str, Any]:
+    from imitate.checkpoint import load_policy
+    from imitate.data import load_demo_file
+    from imitate.sample_metrics import distribution_metrics, query_set, sample_policy
+
+    m, tr = job["measure"], job["train"]
+    policy = load_policy(run_dir)
+    qs = query_set(load_demo_file(tr["data"]), tr["obs_horizon"], tr["action_horizon"], tr["n_act"], m["queries"],
+                   m["neighbours"])
+    samples = sample_policy(policy, qs, m["samples"], seed=job["seed"])
+    out: dict[str, Any] = {**distribution_metrics(samples, qs),
+                           "params": int(sum(p.numel() for p in policy.parameters())),
+                           "plot_samples": np.round(samples[m["plot_queries"], :, -1], 4).tolist()}
+    out.update(_curves(run_dir, tr["steps"]))
+    if job["env_id"] and m["episodes"]:
+        out.update(_rollouts(policy, job["env_id"], job["env_kwargs"], m["episodes"], m["eval_seed"]))
+    return out
+
+
+def _curves(run_dir: Path, steps: int) -> dict[str, Any]:
+    """Training and validation loss curves, final losses and the training time (from the log's
+    steps per second, so that a resumed run counts only its training)."""
+    train_c, val_c, train_s, prev, final = [], [], 0.0, 0, {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "final" in rec:
+            final = rec["final"]
+        elif "train/loss" in rec:
+            if rec["step"] > prev:
+                train_s += (rec["step"] - prev) / rec["time/steps_per_s"]
+            prev = rec["step"]
+            train_c.append([rec["step"], rec["train/loss"]])
+        elif "val/loss" in rec:
+            val_c.append([rec["step"], rec["val/loss"]])
+    return {"train_curve": train_c, "val_curve": val_c, "train_loss": final.get("train_loss"),
+            "val_loss": final.get("val_loss"), "train_time_s": train_s, "ms_per_step": 1e3 * train_s / max(1, steps)}
+
+
+def _rollouts(policy, env_id: str, env_kwargs: dict, episodes: int, seed: int, keep: int = 40) -> dict[str, Any]:
+    from imitate.envs import make_env
+    from imitate.evaluate import evaluate
+
+    res = evaluate(policy, env_id, env_kwargs, episodes, seed, progress=False, return_observations=True)
+    out = {k: res[k] for k in ("success_rate", "mean_return", "behaviour_entropy", "mode_shares", "episode_metrics")}
+    env = make_env(env_id, env_kwargs)
+    agent_xy = getattr(env.unwrapped, "agent_xy", None)
+    env.close()
+    if agent_xy is not None:
+        successes = res["successes"] or [None] * episodes
+        out["trajectories"] = [{"xy": np.round(agent_xy(obs), 3).tolist(), "success": s}
+                               for obs, s in list(zip(res["observations"], successes))[:keep]]
+        modes = iter(res["modes"])          # modes are listed for the successful episodes, in order
+        for t in out["trajectories"]:
+            t["mode"] = next(modes, None) if t["success"] else None
+    return out
+
+
+def _latency_ms(run_dir: str, calls: int) -> float:
+    """Median milliseconds of one predict_chunk at batch 1, one thread."""
+    import torch
+
+    from imitate.checkpoint import load_policy
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        policy = load_policy(run_dir)
+        obs = {k: np.zeros((1, policy.obs_horizon, *s), np.float32) for k, s in policy.obs_shapes.items()}
+        for _ in range(3):
+            policy.predict_chunk(obs)
+        times = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            policy.predict_chunk(obs)
+            times.append(time.perf_counter() - t)
+        return 1e3 * statistics.median(times)
+    finally:
+        torch.set_num_threads(threads)
