@@ -6,6 +6,8 @@
     imitate eval RUN_DIR [--episodes N] [--video PATH] [--seed S] [--env ENV_ID]
     imitate compare --data FILE --out DIR [--heads all|a,b,...] [--steps N] [--seeds K] [--episodes E]
                     [--jobs J] [--set head.key=value ...]
+    imitate dagger --task TASK --head NAME --rounds R --out DIR [--gate none|scripted|human] ...
+    imitate teleop TASK --out FILE [--seed S] [--env-kw key=value ...]
     imitate demo [--out DIR] [--jobs J]
 """
 from __future__ import annotations
@@ -159,6 +161,55 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _add_dagger_flags(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+    import typing
+
+    from imitate.algos.dagger import DaggerConfig
+    from imitate.config import field_docs
+
+    docs, hints = field_docs(DaggerConfig), typing.get_type_hints(DaggerConfig)
+    for f in dataclasses.fields(DaggerConfig):
+        if hints[f.name] is dict:
+            continue
+        metavar = {int: "N", float: "X", str: "VALUE"}.get(hints[f.name], "VALUE")
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
+                       help=f"{docs[f.name]} (default: {f.default!r})")
+    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument, e.g. gap_width=0.2")
+    p.add_argument("--expert-kw", action="append", metavar="KEY=VALUE", help="expert keyword argument, e.g. p_left=1")
+    p.add_argument("--demo-env-kw", action="append", metavar="KEY=VALUE",
+                   help="environment keyword argument for the initial demos only, e.g. action_noise=0")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="a head setting (key=value) or encoder.key=value for round 0")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _cmd_dagger(args) -> int:
+    import dataclasses
+
+    from imitate.algos.dagger import DaggerConfig, dagger
+    from imitate.config import apply_overrides, parse_key_values
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DaggerConfig) if hasattr(args, f.name)}
+    cfg = apply_overrides(DaggerConfig(), given, "imitate dagger")
+    cfg.env_kwargs = parse_key_values(args.env_kw, "--env-kw", as_json=True)
+    cfg.expert_kwargs = parse_key_values(args.expert_kw, "--expert-kw", as_json=True)
+    cfg.demo_env_kwargs = parse_key_values(args.demo_env_kw, "--demo-env-kw", as_json=True)
+    cfg.head_config = parse_key_values(args.set)
+    dagger(cfg, progress=not args.quiet, on_round=lambda r: print(json.dumps(r), flush=True))
+    return 0
+
+
+def _cmd_teleop(args) -> int:
+    from imitate.config import parse_key_values
+    from imitate.teleop import record
+
+    res = record(args.task, args.out, env_kwargs=parse_key_values(args.env_kw, "--env-kw", as_json=True) or None,
+                 seed=args.seed, fps=args.fps, overwrite=args.overwrite)
+    print(json.dumps(res))
+    return 0
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command's parser. The train flags (which import torch and the heads) are built only when
     the sub-command is ``train``, so that the other commands start fast."""
@@ -201,6 +252,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", help="use the head's most likely action where it has one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    is_dagger = argv[:1] == ["dagger"]
+    p = sub.add_parser("dagger", help="DAgger / human-gated DAgger: the expert labels the states the policy visits")
+    if is_dagger:
+        _add_dagger_flags(p)
+    p.set_defaults(func=_cmd_dagger)
+
+    p = sub.add_parser("teleop", help="drive a 2-D task by hand in a pygame window and record demonstrations")
+    p.add_argument("task", nargs="?", default=DEFAULT_TASK, help=f"task id (default {DEFAULT_TASK})")
+    p.add_argument("--out", required=True, help="output HDF5 file (robomimic layout)")
+    p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed+k")
+    p.add_argument("--fps", type=float, default=10, help="environment steps per second (10 = real time)")
+    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_cmd_teleop)
 
     from imitate.compare import CompareConfig
 

@@ -93,6 +93,9 @@ class TrainConfig:
     """Steps between checkpoints (one is also written at the end and on Ctrl-C)."""
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (cuda when available)."""
+    init: str = ""
+    """Start from the model weights of this run directory (same head and shapes; its normalizer
+    statistics and head settings are kept); empty: fresh weights."""
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -187,6 +190,23 @@ def _train_rows(store, episodes) -> np.ndarray:
     return np.concatenate([np.arange(store.episode_starts[i], store.episode_ends[i]) for i in idx])
 
 
+def _initial_policy(cfg: TrainConfig, store, head_config: dict[str, Any], encoder_config: dict[str, Any]):
+    """The policy of run ``cfg.init`` (weights and normalizer statistics), checked against ``cfg`` and the data."""
+    if head_config or encoder_config:
+        raise ConfigError(f"--init {cfg.init}: head and encoder settings come from that run; drop --set")
+    policy = ckpt.load_policy(cfg.init)
+    spec = policy.spec()
+    want = {"head": cfg.head, "obs_horizon": cfg.obs_horizon, "action_horizon": cfg.action_horizon, "n_act": cfg.n_act}
+    for key, value in want.items():
+        if spec[key] != value:
+            raise ConfigError(f"--init {cfg.init}: that run has {key}={spec[key]!r} but this one asks for {value!r}")
+    shapes = {k: list(store.shape(f"obs/{k}")) for k in spec["obs_keys"] if f"obs/{k}" in store.keys}
+    if shapes != spec["obs_shapes"] or store.action_dim != spec["action_dim"]:
+        raise ConfigError(f"--init {cfg.init}: that run was trained on observations {spec['obs_shapes']} and "
+                          f"{spec['action_dim']}-D actions; {cfg.data} has {shapes} and {store.action_dim}-D actions")
+    return policy
+
+
 def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, Any], encoder_config: dict[str, Any],
          progress: bool, stop_at: int | None) -> dict[str, Any]:
     out, resuming = Path(cfg.out), spec is not None
@@ -197,7 +217,10 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
     valid_eps = store.episodes_in("valid") if "valid" in store.filter_keys else None
 
     torch.manual_seed(cfg.seed)
-    if not resuming:
+    init = _initial_policy(cfg, store, head_config, encoder_config) if cfg.init and not resuming else None
+    if init is not None:
+        spec = init.spec()
+    elif not resuming:
         try:
             typed = config_from_dict(get_head_class(cfg.head), head_config)
         except ValueError as e:
@@ -210,12 +233,15 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
                 "n_act": cfg.n_act, "head": cfg.head, "head_config": head_config,
                 "encoder_config": encoder_config, "normalizer": norm.config()}
     policy = build_policy(spec)
-    if not resuming:
+    if init is not None:
+        policy.load_state_dict(init.state_dict())
+    elif not resuming:
         policy.normalizer.load_state_dict(norm.state_dict())
         rows = np.random.default_rng(cfg.seed).permutation(_train_rows(store, train_eps))[:100_000]
         actions = policy.normalizer.normalize("action", torch.from_numpy(store.get("actions", np.sort(rows))).float())
         policy.head.prepare(actions)
         spec = policy.spec()  # with the head's full config
+    if not resuming:
         _run_dir_for_new_run(out)
         ckpt.write_json(out / "config.json", {
             "format": ckpt.RUN_FORMAT, "policy": spec, "train": to_dict(cfg),

@@ -80,6 +80,9 @@ class Episode:
         dones: (T,), 1 where the environment terminated.
         states: (T, S) simulator states, optional.
         attrs: JSON-compatible scalars stored with the demo (e.g. ``is_success``, ``route``).
+        extras: further per-step arrays (T, ...) stored beside ``actions`` in the demo's group (e.g.
+            DAgger's ``expert_in_control``); readers and the sampler ignore them, so they never
+            become policy inputs.
         name: the demo's name in its file, e.g. ``"demo_3"``.
         source: the file it came from, for error messages.
     """
@@ -93,6 +96,7 @@ class Episode:
     attrs: Mapping[str, Any] = field(default_factory=dict)
     name: str = "demo"
     source: str = "<memory>"
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"{self.name} in {self.source}"
@@ -109,9 +113,13 @@ class Episode:
         if set(self.obs) != set(self.next_obs):
             raise DemoFileError(
                 f"{where}: obs keys {sorted(self.obs)} differ from next_obs keys {sorted(self.next_obs)}")
+        set_(self, "extras", {k: np.asarray(v) for k, v in self.extras.items()})
+        reserved = [k for k in self.extras if k in (*STEP_FIELDS, "obs", "next_obs", "states") or "/" in k]
+        if reserved:
+            raise DemoFileError(f"{where}: extras {reserved} collide with the demo's own keys")
         arrays = self.arrays()
-        check_fields(where, {k: (v.shape, v.dtype) for k, v in arrays.items()})
-        for k, v in arrays.items():
+        check_fields(where, {k: (v.shape, v.dtype) for k, v in {**arrays, **self.extras}.items()})
+        for k, v in {**arrays, **self.extras}.items():
             check_finite(where, k, v)
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@
         rewards                 (T,)
         dones                   (T,)
         states                  (T, S)   optional
+        <extra>                 (T, ...) optional per-step arrays readers ignore (Episode.extras)
       demo_1/ ...               ordered by their number, as robomimic orders them
     mask/<name>                 byte strings naming demos (filter keys; "train" and "valid" by default)
 
@@ -226,6 +227,14 @@ def read_demo(f: h5py.File, layout: DemoFileLayout, index: int, keys: Sequence[s
     return out
 
 
+def read_extra(path: str | os.PathLike, key: str) -> list[np.ndarray]:
+    """The per-step array ``key`` stored beside ``actions`` (an `Episode` extra) of every demo, in
+    demo order; a demo without it is a DemoFileError naming the demo."""
+    layout = scan_demo_file(path)
+    with open_demo_file(path) as f:
+        return [_dataset(f["data"][demo], key, f"{demo} in {layout.path}")[()] for demo in layout.demo_names]
+
+
 def make_env_args(env_name: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``env_args`` robomimic expects for a gymnasium environment."""
     return {"env_name": env_name, "type": GYM_ENV_TYPE, "env_kwargs": dict(env_kwargs or {})}
@@ -299,7 +308,7 @@ def write_demo_file(path: str | os.PathLike, episodes: Sequence[Episode], env_ar
                 group.attrs["num_samples"] = len(ep)
                 for k, v in ep.attrs.items():
                     group.attrs[k] = v
-                for key, value in ep.arrays().items():
+                for key, value in {**ep.arrays(), **ep.extras}.items():
                     group.create_dataset(key, data=value, compression=compression)
             for mask_name, members in masks.items():
                 f.create_dataset(f"mask/{mask_name}", data=np.array(members, dtype="S"))

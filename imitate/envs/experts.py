@@ -34,8 +34,10 @@ class ForkedPathExpert:
 
     Per episode (``reset``): the route (left with probability ``p_left`` when there are two
     passages, ``route_probs`` otherwise), a cruise speed, and small offsets of the two waypoints,
-    one below the chosen passage and one above it. Every action adds Ornstein-Uhlenbeck noise
-    (temporally correlated) of standard deviation ``noise`` per axis before clipping to [-1, 1].
+    one below the chosen passage and one above it (sideways offsets and the alignment tolerance
+    shrink in proportion with passages narrower than the default 0.4). Every action adds
+    Ornstein-Uhlenbeck noise (temporally correlated) of standard deviation ``noise`` per axis
+    before clipping to [-1, 1].
 
     The target waypoint follows from the agent's position alone:
 
@@ -59,6 +61,10 @@ class ForkedPathExpert:
         route_probs: probability of each passage, left to right; defaults to ``p_left`` for two
             passages and to uniform for more.
         seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
+        follow_agent: for labelling states that a learner visits (DAgger): once the agent, past the
+            fork, has moved more than ``COMMIT_DX`` sideways from it, the expert switches to the
+            passage nearest to the agent (keeping its per-episode offsets) instead of steering back
+            across the block towards the passage it drew at reset.
     """
 
     NOISE_CORRELATION = 0.85
@@ -66,6 +72,7 @@ class ForkedPathExpert:
     ENTRY_DEPTH = 0.12
     EXIT_HEIGHT = 0.1
     FORK_Y = -0.45
+    COMMIT_DX = 0.08
 
     def __init__(
         self,
@@ -74,15 +81,21 @@ class ForkedPathExpert:
         env_kwargs: dict | None = None,
         route_probs: list[float] | None = None,
         seed: int | None = None,
+        follow_agent: bool = False,
     ):
         env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
-        unknown = sorted(set(env_kwargs) - {"n_routes"})
+        unknown = sorted(set(env_kwargs) - {"n_routes", "gap_width", "action_noise"})
         if unknown:
             raise ValueError(
                 f"ForkedPathExpert: env_kwargs {unknown} are not ForkedPath-v0 arguments "
-                "(known: ['n_routes'])"
+                "(known: ['action_noise', 'gap_width', 'n_routes'])"
             )
-        self.geometry = ForkedPathGeometry(**env_kwargs)
+        geometry_kwargs = {k: v for k, v in env_kwargs.items() if k != "action_noise"}
+        if "gap_width" in geometry_kwargs:
+            geometry_kwargs["gap_width"] = float(geometry_kwargs["gap_width"])
+        self.geometry = ForkedPathGeometry(**geometry_kwargs)
+        # sideways offsets and the alignment tolerance shrink with passages narrower than the default
+        self._narrow = min(1.0, self.geometry.gap_width / ForkedPathGeometry.gap_width)
         n_routes = self.geometry.n_routes
         if route_probs is None:
             if n_routes == 2:
@@ -104,6 +117,7 @@ class ForkedPathExpert:
             raise ValueError(f"ForkedPathExpert: noise={noise} must be >= 0")
         self.route_probs = probs
         self.noise = float(noise)
+        self.follow_agent = bool(follow_agent)
         self._rng = np.random.default_rng(seed)
         self.reset()
 
@@ -116,12 +130,47 @@ class ForkedPathExpert:
         self.speed = float(rng.uniform(0.75, 0.95))
         gx = geo.gap_centers[self.route_index]
         h = geo.barrier_half_height
+        narrow = self._narrow
         self.entry = np.array(
-            [gx + rng.uniform(-0.03, 0.03), -h - self.ENTRY_DEPTH + rng.uniform(-0.04, 0.04)]
+            [
+                gx + rng.uniform(-0.03 * narrow, 0.03 * narrow),
+                -h - self.ENTRY_DEPTH + rng.uniform(-0.04, 0.04),
+            ]
         )
-        self.exit_offset = float(rng.uniform(-0.03, 0.03))
+        self.exit_offset = float(rng.uniform(-0.03 * narrow, 0.03 * narrow))
         self.fork = np.array([geo.start_center[0] + rng.uniform(-0.03, 0.03), self.FORK_Y])
         self._noise_state = np.zeros(2)
+        self._start: np.ndarray | None = None
+
+    def _follow(self, pos: np.ndarray) -> None:
+        """Switch to the passage nearest to ``pos`` once the agent has left the stem past the fork."""
+        if pos[1] < self.fork[1] or abs(pos[0] - self.fork[0]) <= self.COMMIT_DX:
+            return
+        geo = self.geometry
+        index = geo.route_of(pos[0])
+        if index != self.route_index:
+            self.entry[0] += geo.gap_centers[index] - geo.gap_centers[self.route_index]
+            self.route_index, self.route = index, geo.route_names[index]
+
+    def route_deviation(self, obs: dict[str, np.ndarray]) -> float:
+        """Distance from the agent to the path this expert would drive in this episode: the polyline
+        start -> fork -> below the passage -> above the passage -> goal (start: the first position
+        seen since ``reset``)."""
+        pos = np.asarray(obs["agent_pos"], dtype=np.float64)
+        goal = np.asarray(obs["goal_pos"], dtype=np.float64)
+        if self._start is None:
+            self._start = pos.copy()
+        if self.follow_agent:
+            self._follow(pos)
+        exit_y = self.geometry.barrier_half_height + self.EXIT_HEIGHT
+        points = [self._start, self.fork + np.array([0.0, 0.05]), self.entry,
+                  np.array([self.entry[0] + self.exit_offset, exit_y]), goal]
+        best = np.inf
+        for a, b in zip(points[:-1], points[1:]):
+            ab = b - a
+            t = np.clip(np.dot(pos - a, ab) / max(np.dot(ab, ab), 1e-12), 0.0, 1.0)
+            best = min(best, float(np.linalg.norm(pos - (a + t * ab))))
+        return best
 
     def _target(self, pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
         geo = self.geometry
@@ -135,7 +184,7 @@ class ForkedPathExpert:
             return np.array([nearest + self.exit_offset, exit_y])
         if pos[1] < self.fork[1]:
             return self.fork + np.array([0.0, 0.05])  # aim just past the fork so the stem ends cleanly
-        if abs(pos[0] - self.entry[0]) > self.ALIGN_TOLERANCE:
+        if abs(pos[0] - self.entry[0]) > self.ALIGN_TOLERANCE * self._narrow:
             return self.entry
         return np.array([self.entry[0] + self.exit_offset, exit_y])
 
@@ -143,6 +192,10 @@ class ForkedPathExpert:
         """Action (2,) float32 for ``obs`` with keys ``agent_pos`` (2,) and ``goal_pos`` (2,)."""
         pos = np.asarray(obs["agent_pos"], dtype=np.float64)
         goal = np.asarray(obs["goal_pos"], dtype=np.float64)
+        if self._start is None:
+            self._start = pos.copy()
+        if self.follow_agent:
+            self._follow(pos)
         delta = self._target(pos, goal) - pos
         dist = float(np.linalg.norm(delta))
         command = delta / dist * self.speed if dist > 1e-9 else np.zeros(2)
@@ -204,11 +257,16 @@ EXPERTS: dict[str, type] = {
     "Pendulum-v1": PendulumExpert,
 }
 
+#: Expert settings for labelling states a learner visits (DAgger): clean, consistent labels.
+LABEL_SETTINGS: dict[str, dict[str, Any]] = {
+    "imitate/ForkedPath-v0": {"noise": 0.0, "follow_agent": True},
+}
+
 
 def make_expert(env_id: str, **kwargs) -> Expert:
     """The scripted expert for ``env_id``, built with ``kwargs``: ``env_kwargs`` (the dict given to
     ``gym.make``) and the expert's own settings (ForkedPath: ``p_left``, ``noise``,
-    ``route_probs``, ``seed``).
+    ``route_probs``, ``seed``, ``follow_agent``).
 
     Raises:
         UnknownEnvError: ``env_id`` has no expert; the message lists those that do.

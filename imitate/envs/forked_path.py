@@ -119,7 +119,9 @@ class ForkedPathEnv(gym.Env):
             - 10                          on touching the barrier or the arena wall
 
     Success and collision terminate the episode; the time limit (``max_episode_steps`` at
-    registration, 120) truncates it.
+    registration, 120) truncates it. With ``action_noise`` > 0, Gaussian noise of that standard
+    deviation per axis (drawn from the environment's seeded generator) is added to every action
+    before clipping, so that small errors compound as they do on a real system.
 
     Info at every step: ``is_success`` (bool), ``collided`` (bool), and ``mode``: the route taken
     so far, ``None`` until the agent reaches the barrier's level (its disc enters the band
@@ -127,6 +129,8 @@ class ForkedPathEnv(gym.Env):
 
     Args:
         n_routes: number of passages (2 to 4); route names are ``ROUTE_NAMES[n_routes]``.
+        gap_width: width of each passage (default 0.4); narrower passages punish drift.
+        action_noise: standard deviation of the noise added to each executed action (default 0).
         render_mode: ``None`` or ``"rgb_array"``.
     """
 
@@ -136,14 +140,19 @@ class ForkedPathEnv(gym.Env):
     SUCCESS_BONUS = 10.0
     COLLISION_PENALTY = 10.0
     RENDER_SIZE = 256
+    RENDER_MARGIN = 8
 
-    def __init__(self, n_routes: int = 2, render_mode: str | None = None):
+    def __init__(self, n_routes: int = 2, gap_width: float = 0.4, action_noise: float = 0.0,
+                 render_mode: str | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"ForkedPath: render_mode={render_mode!r} is not supported; "
                 f"use None or one of {self.metadata['render_modes']}"
             )
-        self.geometry = ForkedPathGeometry(n_routes=n_routes)
+        if action_noise < 0:
+            raise ValueError(f"ForkedPath: action_noise={action_noise} must be >= 0")
+        self.geometry = ForkedPathGeometry(n_routes=n_routes, gap_width=float(gap_width))
+        self.action_noise = float(action_noise)
         self.modes = self.geometry.route_names
         self.render_mode = render_mode
         half = self.geometry.arena_half
@@ -178,7 +187,10 @@ class ForkedPathEnv(gym.Env):
 
     def step(self, action):
         geo = self.geometry
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
+        action = np.asarray(action, dtype=np.float64).reshape(2)
+        if self.action_noise > 0:
+            action = action + self.np_random.normal(0.0, self.action_noise, 2)
+        action = np.clip(action, -1.0, 1.0)
         before = float(np.linalg.norm(self._goal - self._agent))
         self._agent = self._agent + action * geo.max_speed * geo.dt
 
@@ -218,13 +230,21 @@ class ForkedPathEnv(gym.Env):
         """Agent positions (T, 2) from an observation dict of (T, *shape) arrays."""
         return np.asarray(obs["agent_pos"], dtype=np.float64).reshape(-1, 2)
 
+    def render_scale(self) -> float:
+        """Pixels per arena unit in `render`'s frames (the arena is centred in the frame)."""
+        return (self.RENDER_SIZE - 2 * self.RENDER_MARGIN) / (2 * self.geometry.arena_half)
+
+    def pixel_to_world(self, u: float, v: float) -> np.ndarray:
+        """The arena point (2,) under pixel column ``u``, row ``v`` of a `render` frame."""
+        half, scale = 0.5 * self.RENDER_SIZE, self.render_scale()
+        return np.array([(u - half) / scale, (half - v) / scale])
+
     def render(self) -> np.ndarray | None:
         """An (H, W, 3) uint8 frame of the arena, y pointing up; ``None`` without ``rgb_array``."""
         if self.render_mode != "rgb_array":
             return None
         geo, size = self.geometry, self.RENDER_SIZE
-        margin = 8
-        scale = (size - 2 * margin) / (2 * geo.arena_half)
+        scale = self.render_scale()
         centers = np.arange(size) + 0.5
         wx = (centers - size / 2) / scale
         wy = (size / 2 - centers) / scale
