@@ -1,6 +1,13 @@
 """Gymnasium tasks shipped with imitate and their scripted experts.
 
-Importing this package registers ``imitate/ForkedPath-v0`` with gymnasium.
+Importing this package registers these tasks with gymnasium (each has a scripted expert in EXPERTS):
+
+    imitate/ForkedPath-v0     pass a barrier through the left or the right passage (2 modes)
+    imitate/ForkedPath3-v0    the same with three passages (3 modes)
+    imitate/ReacherModes-v0   MuJoCo two-link Reacher, elbow-up or elbow-down (2 modes)
+    imitate/BlockPush-v0      push two blocks into two zones, any order and assignment (4 modes)
+
+Importing it imports neither MuJoCo nor torch: ReacherModes builds its MuJoCo model when it is made.
 """
 from __future__ import annotations
 
@@ -8,24 +15,34 @@ import gymnasium
 
 from imitate.errors import ConfigError
 
+from imitate.envs.block_push import BLOCK_PUSH_MODES, BlockPushEnv, BlockPushExpert, BlockPushGeometry
 from imitate.envs.experts import (
     EXPERTS,
     Expert,
+    ForkedPath3Expert,
     ForkedPathExpert,
     PendulumExpert,
     UnknownEnvError,
     make_expert,
 )
 from imitate.envs.forked_path import ROUTE_NAMES, ForkedPathEnv, ForkedPathGeometry
+from imitate.envs.reacher_modes import REACHER_MODES, ReacherModesEnv, ReacherModesExpert, ReacherModesGeometry
 
 FORKED_PATH_ID = "imitate/ForkedPath-v0"
+FORKED_PATH3_ID = "imitate/ForkedPath3-v0"
+REACHER_MODES_ID = "imitate/ReacherModes-v0"
+BLOCK_PUSH_ID = "imitate/BlockPush-v0"
 
-if FORKED_PATH_ID not in gymnasium.registry:
-    gymnasium.register(
-        id=FORKED_PATH_ID,
-        entry_point="imitate.envs.forked_path:ForkedPathEnv",
-        max_episode_steps=120,
-    )
+_TASKS = {
+    FORKED_PATH_ID: dict(entry_point="imitate.envs.forked_path:ForkedPathEnv", max_episode_steps=120),
+    FORKED_PATH3_ID: dict(entry_point="imitate.envs.forked_path:ForkedPathEnv", max_episode_steps=120,
+                          kwargs={"n_routes": 3}),
+    REACHER_MODES_ID: dict(entry_point="imitate.envs.reacher_modes:ReacherModesEnv", max_episode_steps=50),
+    BLOCK_PUSH_ID: dict(entry_point="imitate.envs.block_push:BlockPushEnv", max_episode_steps=200),
+}
+for _id, _spec in _TASKS.items():
+    if _id not in gymnasium.registry:
+        gymnasium.register(id=_id, **_spec)
 
 
 def make_env(
@@ -70,14 +87,26 @@ def to_env_action(space: gymnasium.Space, action):
 
 
 __all__ = [
+    "BLOCK_PUSH_ID",
+    "BLOCK_PUSH_MODES",
     "EXPERTS",
+    "FORKED_PATH3_ID",
     "FORKED_PATH_ID",
+    "REACHER_MODES",
+    "REACHER_MODES_ID",
     "ROUTE_NAMES",
+    "BlockPushEnv",
+    "BlockPushExpert",
+    "BlockPushGeometry",
     "Expert",
+    "ForkedPath3Expert",
     "ForkedPathEnv",
     "ForkedPathExpert",
     "ForkedPathGeometry",
     "PendulumExpert",
+    "ReacherModesEnv",
+    "ReacherModesExpert",
+    "ReacherModesGeometry",
     "UnknownEnvError",
     "make_env",
     "make_expert",

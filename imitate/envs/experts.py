@@ -10,7 +10,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from imitate.envs.block_push import BlockPushExpert
 from imitate.envs.forked_path import ForkedPathGeometry
+from imitate.envs.reacher_modes import ReacherModesExpert
 from imitate.errors import ConfigError, ImitateError
 
 
@@ -207,6 +209,16 @@ class ForkedPathExpert:
         return np.clip(command, -1.0, 1.0).astype(np.float32)
 
 
+class ForkedPath3Expert(ForkedPathExpert):
+    """:class:`ForkedPathExpert` for ``imitate/ForkedPath3-v0``: three passages unless ``env_kwargs``
+    says otherwise; route probabilities uniform (``route_probs`` to change them)."""
+
+    def __init__(self, noise: float = 0.1, env_kwargs: dict | None = None,
+                 route_probs: list[float] | None = None, seed: int | None = None):
+        env_kwargs = {"n_routes": 3, **(env_kwargs or {})}
+        super().__init__(noise=noise, env_kwargs=env_kwargs, route_probs=route_probs, seed=seed)
+
+
 class PendulumExpert:
     """Swings ``Pendulum-v1`` up by pumping energy, then balances it with a PD law near the top.
 
@@ -254,6 +266,9 @@ class PendulumExpert:
 
 EXPERTS: dict[str, type] = {
     "imitate/ForkedPath-v0": ForkedPathExpert,
+    "imitate/ForkedPath3-v0": ForkedPath3Expert,
+    "imitate/ReacherModes-v0": ReacherModesExpert,
+    "imitate/BlockPush-v0": BlockPushExpert,
     "Pendulum-v1": PendulumExpert,
 }
 
@@ -266,7 +281,8 @@ LABEL_SETTINGS: dict[str, dict[str, Any]] = {
 def make_expert(env_id: str, **kwargs) -> Expert:
     """The scripted expert for ``env_id``, built with ``kwargs``: ``env_kwargs`` (the dict given to
     ``gym.make``) and the expert's own settings (ForkedPath: ``p_left``, ``noise``,
-    ``route_probs``, ``seed``, ``follow_agent``).
+    ``route_probs``, ``seed``, ``follow_agent``; ReacherModes: ``p_elbow_up``, ``noise``, ``seed``; BlockPush:
+    ``noise``, ``mode_probs``, ``seed``).
 
     Raises:
         UnknownEnvError: ``env_id`` has no expert; the message lists those that do.

@@ -1,0 +1,287 @@
+"""ReacherModes: gymnasium's two-link MuJoCo Reacher, reached elbow-up or elbow-down.
+
+A planar arm of two links (upper arm L1 = 0.1, forearm to fingertip L2 = 0.11) reaches a target in
+the plane. Every target this task draws lies at a radius away from full extension and from the base,
+so inverse kinematics gives two clearly different joint solutions:
+
+            elbow_up (q2 < 0)                  elbow_down (q2 > 0)
+                 o elbow                      base o---------
+                / \\                                  \\     /
+         base o    \\  T                               \\   /  T
+                                                        o elbow
+
+The scripted expert draws one of them per episode, so joint-space demonstrations are bimodal from the
+first step: the arm starts nearly straight (q2 ~ 0) and the two solutions drive the elbow joint in
+opposite directions. The mean of the two (a straight elbow) overshoots every target.
+
+This module imports no MuJoCo: the environment builds gymnasium's ``ReacherEnv`` (reacher_v5) when it
+is made, and the expert works from observations alone.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+#: Mode names: the sign of the elbow joint q2 (elbow_up: q2 < 0, counter-clockwise from the target line).
+REACHER_MODES = ("elbow_up", "elbow_down")
+
+
+def wrap_angle(angle):
+    """``angle`` wrapped to [-pi, pi)."""
+    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
+
+
+@dataclass(frozen=True)
+class ReacherModesGeometry:
+    """Arm, targets and success rule shared by :class:`ReacherModesEnv` and its expert."""
+
+    upper_arm: float = 0.1
+    """L1: base joint to elbow joint (reacher.xml, body1 pos)."""
+    forearm: float = 0.11
+    """L2: elbow joint to fingertip (reacher.xml, fingertip pos)."""
+    target_radius: tuple[float, float] = (0.09, 0.17)
+    """The target's distance from the base is drawn uniformly in this range (the arm spans 0.01-0.21);
+    its direction uniformly in [0, 2 pi). The elbow angle of either solution is then 1.26-2.26 rad in size."""
+    success_radius: float = 0.02
+    """The fingertip is on the target when it is at most this far from it."""
+    hold_steps: int = 3
+    """The episode succeeds (and terminates) once the fingertip has stayed on the target this many
+    consecutive steps."""
+    mode_angle: float = 0.5
+    """``info["mode"]`` names the elbow side once |q2| exceeds this many radians (None before)."""
+
+    def __post_init__(self):
+        lo, hi = self.target_radius
+        reach_lo, reach_hi = abs(self.upper_arm - self.forearm), self.upper_arm + self.forearm
+        if not reach_lo < lo <= hi < reach_hi:
+            raise ValueError(
+                f"ReacherModes: target_radius={self.target_radius} must lie inside the arm's reach "
+                f"({reach_lo:.2f}, {reach_hi:.2f}) with low <= high"
+            )
+        if self.success_radius <= 0 or self.hold_steps < 1:
+            raise ValueError(
+                f"ReacherModes: success_radius={self.success_radius} must be > 0 and "
+                f"hold_steps={self.hold_steps} >= 1"
+            )
+
+    def inverse_kinematics(self, target: np.ndarray, elbow_up: bool) -> np.ndarray:
+        """Joint angles (q1, q2) that put the fingertip on ``target`` (2,), q2 < 0 for elbow up."""
+        l1, l2 = self.upper_arm, self.forearm
+        r2 = float(np.dot(target, target))
+        c2 = np.clip((r2 - l1 * l1 - l2 * l2) / (2 * l1 * l2), -1.0, 1.0)
+        q2 = -np.arccos(c2) if elbow_up else np.arccos(c2)
+        q1 = np.arctan2(target[1], target[0]) - np.arctan2(l2 * np.sin(q2), l1 + l2 * np.cos(q2))
+        return np.array([wrap_angle(q1), q2])
+
+    def mode_of(self, q2: float) -> str | None:
+        """The elbow side of joint angle ``q2``; None while the arm is nearly straight."""
+        if abs(q2) <= self.mode_angle:
+            return None
+        return REACHER_MODES[0] if q2 < 0 else REACHER_MODES[1]
+
+
+class ReacherModesEnv(gym.Env):
+    """Reach a target with a two-link arm; either elbow solution succeeds.
+
+    Observation: Reacher-v5's vector (10,) as float32 (stored as key ``state`` in demo files):
+    ``[cos q1, cos q2, sin q1, sin q2, target_x, target_y, dq1, dq2, tip_x - target_x, tip_y - target_y]``.
+    Action: (2,) float32 in [-1, 1], the joint torques (MuJoCo motor gear 200).
+
+    Reset: joint angles uniform in +-0.1 rad around a straight arm along +x (Reacher-v5's start), joint
+    velocities uniform in +-0.005; the target at a radius drawn from ``target_radius`` (0.09-0.17) in a
+    uniform direction.
+
+    Reward: Reacher-v5's, ``-|tip - target| - 0.1 * |action|^2`` per step.
+
+    Termination: success, i.e. the fingertip within ``success_radius`` (0.02) of the target for
+    ``hold_steps`` (3) consecutive steps. Truncation: 50 steps (``max_episode_steps`` at registration,
+    Reacher-v5's horizon).
+
+    Info at every step: ``is_success`` (bool, True on the step that completes the hold),
+    ``distance`` (fingertip to target), and ``mode``: ``"elbow_up"`` (q2 < 0) or ``"elbow_down"``
+    (q2 > 0) from the current elbow angle, None while |q2| <= ``mode_angle`` (0.5 rad). On the final
+    step it names the solution the arm ended in.
+
+    Rendering (``"rgb_array"``) uses MuJoCo's offscreen renderer; without a display the environment
+    selects EGL (sets ``MUJOCO_GL=egl``) unless ``MUJOCO_GL`` is already set; gymnasium reads it when
+    the first frame is rendered. The camera looks straight down on the arena, +x to the right.
+
+    Args:
+        target_radius: (low, high) distance of the target from the base.
+        success_radius: fingertip-to-target distance that counts as on the target.
+        hold_steps: consecutive steps on the target that end the episode with success.
+        render_mode: ``None`` or ``"rgb_array"``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    MODES = REACHER_MODES
+    CONTROL_COST = 0.1
+    RENDER_SIZE = 256
+    CAMERA = {"trackbodyid": -1, "distance": 0.75, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)}
+
+    def __init__(
+        self,
+        target_radius: tuple[float, float] = (0.09, 0.17),
+        success_radius: float = 0.02,
+        hold_steps: int = 3,
+        render_mode: str | None = None,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"ReacherModes: render_mode={render_mode!r} is not supported; "
+                f"use None or one of {self.metadata['render_modes']}"
+            )
+        self.geometry = ReacherModesGeometry(
+            target_radius=tuple(float(v) for v in target_radius),
+            success_radius=float(success_radius),
+            hold_steps=int(hold_steps),
+        )
+        self.modes = REACHER_MODES
+        self.render_mode = render_mode
+        if render_mode is not None and not os.environ.get("DISPLAY"):
+            os.environ.setdefault("MUJOCO_GL", "egl")
+        try:
+            from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
+        except (ImportError, gym.error.DependencyNotInstalled) as err:
+            raise gym.error.DependencyNotInstalled(
+                f"ReacherModes needs MuJoCo: pip install 'imitate[mujoco]' ({err})"
+            ) from err
+
+        self._reacher = ReacherEnv(
+            render_mode=render_mode,
+            width=self.RENDER_SIZE,
+            height=self.RENDER_SIZE,
+            reward_control_weight=self.CONTROL_COST,
+            default_camera_config=self.CAMERA,
+        )
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(10,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self._on_target = 0
+
+    def _obs(self) -> np.ndarray:
+        return self._reacher._get_obs().astype(np.float32)
+
+    def _info(self, distance: float) -> dict:
+        q2 = float(self._reacher.data.qpos[1])
+        return {
+            "is_success": self._on_target >= self.geometry.hold_steps,
+            "distance": distance,
+            "mode": self.geometry.mode_of(q2),
+        }
+
+    def _distance(self) -> float:
+        tip = self._reacher.get_body_com("fingertip")[:2]
+        target = self._reacher.get_body_com("target")[:2]
+        return float(np.linalg.norm(tip - target))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        rng, geo = self.np_random, self.geometry
+        self._reacher.reset(seed=int(rng.integers(2**31)))
+        radius = rng.uniform(*geo.target_radius)
+        angle = rng.uniform(0.0, 2 * np.pi)
+        qpos = np.zeros(4)
+        qpos[:2] = rng.uniform(-0.1, 0.1, size=2)
+        qpos[2:] = radius * np.cos(angle), radius * np.sin(angle)
+        qvel = np.zeros(4)
+        qvel[:2] = rng.uniform(-0.005, 0.005, size=2)
+        self._reacher.set_state(qpos, qvel)
+        self._on_target = 0
+        return self._obs(), self._info(self._distance())
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
+        _, reward, _, _, _ = self._reacher.step(action)
+        distance = self._distance()
+        self._on_target = self._on_target + 1 if distance <= self.geometry.success_radius else 0
+        info = self._info(distance)
+        return self._obs(), float(reward), bool(info["is_success"]), False, info
+
+    def render(self) -> np.ndarray | None:
+        """An (H, W, 3) uint8 frame seen from above; ``None`` without ``rgb_array``."""
+        if self.render_mode != "rgb_array":
+            return None
+        return self._reacher.render()
+
+    def close(self):
+        self._reacher.close()
+        super().close()
+
+
+class ReacherModesExpert:
+    """Reaches the target of ``imitate/ReacherModes-v0`` with the elbow solution drawn per episode.
+
+    Per episode (``reset``): the route, ``"elbow_up"`` with probability ``p_elbow_up``, else
+    ``"elbow_down"``, and the PD gains, each scaled by a factor uniform in [0.85, 1.15]. Every action
+    is a PD law in joint space towards that solution's inverse kinematics,
+
+        u = KP * (wrap(q1* - q1), q2* - q2) - KD * (dq1, dq2) + noise,  clipped to [-1, 1],
+
+    where the base joint's error is wrapped to [-pi, pi) (it turns freely) and the elbow's is not (it
+    is limited to +-3 rad and cannot pass through pi). The noise is Ornstein-Uhlenbeck (temporally
+    correlated) with standard deviation ``noise`` per joint. The joint angles, target and velocities
+    come from the observation alone.
+
+    Args:
+        p_elbow_up: probability of the elbow-up solution.
+        noise: standard deviation of the torque noise per joint; 0 gives clean labels.
+        env_kwargs: the kwargs given to ``gym.make`` for the environment (checked, not needed: the
+            arm's link lengths are fixed).
+        seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
+    """
+
+    NOISE_CORRELATION = 0.7
+    KP = 0.8
+    KD = 0.1
+    ENV_KWARGS = ("target_radius", "success_radius", "hold_steps")
+
+    def __init__(
+        self,
+        p_elbow_up: float = 0.5,
+        noise: float = 0.1,
+        env_kwargs: dict | None = None,
+        seed: int | None = None,
+    ):
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
+        unknown = sorted(set(env_kwargs) - set(self.ENV_KWARGS))
+        if unknown:
+            raise ValueError(
+                f"ReacherModesExpert: env_kwargs {unknown} are not ReacherModes-v0 arguments "
+                f"(known: {list(self.ENV_KWARGS)})"
+            )
+        if not 0.0 <= p_elbow_up <= 1.0:
+            raise ValueError(f"ReacherModesExpert: p_elbow_up={p_elbow_up} must lie in [0, 1]")
+        if noise < 0:
+            raise ValueError(f"ReacherModesExpert: noise={noise} must be >= 0")
+        self.geometry = ReacherModesGeometry()
+        self.p_elbow_up = float(p_elbow_up)
+        self.noise = float(noise)
+        self._rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        rng = self._rng
+        self.route = REACHER_MODES[0] if rng.random() < self.p_elbow_up else REACHER_MODES[1]
+        self.kp = self.KP * rng.uniform(0.85, 1.15)
+        self.kd = self.KD * rng.uniform(0.85, 1.15)
+        self._noise_state = np.zeros(2)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Torques (2,) float32 for a ReacherModes observation (10,)."""
+        obs = np.asarray(obs, dtype=np.float64).reshape(10)
+        q = np.arctan2(obs[2:4], obs[0:2])
+        target, dq = obs[4:6], obs[6:8]
+        goal = self.geometry.inverse_kinematics(target, elbow_up=self.route == REACHER_MODES[0])
+        error = np.array([wrap_angle(goal[0] - q[0]), goal[1] - q[1]])
+        command = self.kp * error - self.kd * dq
+        if self.noise > 0:
+            rho = self.NOISE_CORRELATION
+            fresh = self._rng.normal(0.0, self.noise, 2)
+            self._noise_state = rho * self._noise_state + np.sqrt(1 - rho**2) * fresh
+            command = command + self._noise_state
+        return np.clip(command, -1.0, 1.0).astype(np.float32)
