@@ -4,6 +4,7 @@
     imitate data info FILE [--json]
     imitate train --data FILE --head NAME --out RUN_DIR [--steps N] [--set key=value ...] [--resume]
     imitate eval RUN_DIR [--episodes N] [--video PATH] [--seed S] [--env ENV_ID]
+    imitate export RUN_DIR --format onnx|torch [--format ...] --out DIR [--overwrite]
     imitate demo [--out DIR]
 """
 from __future__ import annotations
@@ -120,6 +121,15 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from imitate.export.exporter import export_run
+
+    meta = export_run(args.run_dir, args.out, args.formats or ["onnx"], overwrite=args.overwrite)
+    print(json.dumps({"out": args.out, "models": meta["models"], "head": meta["head"],
+                      "inputs": [i["name"] for i in meta["inputs"]], "output": meta["output"]["name"]}))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from imitate.collect import collect
     from imitate.data.info import demo_file_info, format_info
@@ -180,6 +190,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true", help="use the head's most likely action where it has one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="export a trained policy as one graph (ONNX or torch.export) for deployment")
+    p.add_argument("run_dir", help="a run directory written by imitate train")
+    p.add_argument("--format", dest="formats", action="append", choices=["onnx", "torch"],
+                   help="onnx (model.onnx, for onnxruntime) or torch (model.pt2, torch.export); repeat for both "
+                        "(default: onnx)")
+    p.add_argument("--out", required=True, help="output folder: the model file(s) and export.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="the main job on the embedded default (ForkedPath demonstrations)")
     p.add_argument("--out", default="runs/demo", help="output folder")
