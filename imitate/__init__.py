@@ -8,6 +8,7 @@ Importing the package is light (no torch): the subpackages import what they need
     imitate.policy      Policy = normalizer + observation encoder + head
     imitate.train       the one behaviour-cloning trainer
     imitate.evaluate    rollouts: success, return, modes, videos
+    imitate.export      export a policy (ONNX, torch.export); `imitate.export.runtime` runs it without torch
     imitate.load_policy load a trained run directory
 """
 __version__ = "0.1.0"

@@ -55,19 +55,19 @@ class _CausalBlock(nn.Module):
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, length, width))
         return x + self.ff(self.norm2(x))
 
-    def step(self, x: Tensor, keys: Tensor, values: Tensor, position: int) -> Tensor:
-        """One new position x (B, D) -> (B, D), attending to the cached positions before it.
+    def step(self, x: Tensor, cache: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One new position x (B, D) -> (B, D), attending to itself and the cached positions before it.
 
-        keys and values (B, H, N, D / H) hold the earlier positions; this position's key and value
-        are written into them at index `position`.
+        cache holds the keys and values (B, H, P, D / H) of the P earlier positions (None when P = 0);
+        the returned cache has this position's appended (a new tensor: exporters trace no in-place writes).
         """
         batch, width = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(batch, 3, self.num_heads, 1, -1).unbind(1)  # each (B, H, 1, D / H)
-        keys[:, :, position : position + 1] = k
-        values[:, :, position : position + 1] = v
-        attended = F.scaled_dot_product_attention(q, keys[:, :, : position + 1], values[:, :, : position + 1])
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        attended = F.scaled_dot_product_attention(q, k, v)
         x = x + self.proj(attended.reshape(batch, width))
-        return x + self.ff(self.norm2(x))
+        return x + self.ff(self.norm2(x)), (k, v)
 
 
 class AutoregressiveHead(PolicyHead, name="autoregressive"):
@@ -204,34 +204,40 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
 
     # Token-by-token decoding -----------------------------------------------------------------
 
-    def _decode(self, features: Tensor, generator: torch.Generator | None, greedy: bool) -> Tensor:
-        """Tokens (B, N) decoded one at a time, drawn from the softmax or taken greedily."""
+    def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {"uniform": ((self.num_tokens, self.logit_mask.shape[1]), "uniform")}
+
+    def _decode(self, features: Tensor, uniform: Tensor | None) -> Tensor:
+        """Tokens (B, N) decoded one at a time: drawn with uniforms (B, N, K), or greedily when None."""
         self._check_features(features)
-        tokens = torch.empty(features.shape[0], self.num_tokens, dtype=torch.long, device=features.device)
-        if not greedy:  # Gumbel-max: argmax(logits + gumbel) is a draw from softmax(logits)
-            uniform = torch.rand((*tokens.shape, self.logit_mask.shape[1]), generator=generator, device=features.device)
+        if uniform is not None:  # Gumbel-max: argmax(logits + gumbel) is a draw from softmax(logits)
             gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
-        batch, heads = features.shape[0], self.config.num_heads
-        cache_shape = (len(self.blocks), 2, batch, heads, self.num_tokens, self.config.d_model // heads)
-        cache = torch.empty(cache_shape, dtype=features.dtype, device=features.device)  # keys and values per block
+        caches: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)  # keys and values per block
+        tokens = []
         x = self.prefix(features) + self.position[0]  # (B, D)
         for p in range(self.num_tokens):
             for i, block in enumerate(self.blocks):
-                x = block.step(x, cache[i, 0], cache[i, 1], p)
+                x, caches[i] = block.step(x, caches[i])
             logits = self.readout(self.norm(x)) + self.logit_mask[p]  # (B, K)
-            token = logits.argmax(-1) if greedy else (logits + gumbel[:, p]).argmax(-1)
-            tokens[:, p] = token
+            token = logits.argmax(-1) if uniform is None else (logits + gumbel[:, p]).argmax(-1)
+            tokens.append(token)
             if p + 1 < self.num_tokens:
                 x = self.embed(token + self.token_offset[p]) + self.position[p + 1]
-        return tokens
+        return torch.stack(tokens, dim=1)
 
     @torch.no_grad()
     def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self._values(self._decode(features, generator, greedy=False))
+        self._check_features(features)
+        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device))
+
+    def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """Tokens drawn with noise["uniform"] (B, N, K), one uniform per token and category, as bin centres."""
+        self._check_noise(features, noise)
+        return self._values(self._decode(features, noise["uniform"]))
 
     @torch.no_grad()
     def mode(self, features: Tensor) -> Tensor:
-        return self._values(self._decode(features, None, greedy=True))
+        return self._values(self._decode(features, None))
 
 
 def _read_prepared_flag(module: nn.Module, incompatible_keys: object) -> None:

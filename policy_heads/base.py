@@ -6,6 +6,8 @@ A head turns encoded observations into a distribution over normalized action chu
 
     loss(features, action, mask)   training objective, averaged over real (unmasked) entries
     sample(features, generator)    one fresh chunk per row, all randomness from `generator`
+    noise_spec()                   the randomness of one sample: name -> (shape per row, distribution)
+    sample_with_noise(features, noise)  the sampler on explicit noise (B, *shape) per name; deterministic
     log_prob(features, action)     (B,) where the head defines one (`has_log_prob`)
     mode(features)                 the most likely / mean chunk where one exists (`has_mode`)
     prepare(actions)               optional data-dependent set-up before training
@@ -16,6 +18,10 @@ Every concrete head registers itself by name when its class is defined:
 
 and `make_head("gaussian", feature_dim, action_dim, action_horizon, min_log_std="-4")` builds one,
 converting string overrides (from a command line `--set key=value`) to the field types.
+
+Explicit noise: a head's `sample` draws the tensors that `noise_spec()` describes (`draw_noise`, in
+the spec's order) and hands them to `sample_with_noise`, so the same noise gives the same chunk in
+PyTorch and in an exported model (imitate.export), where the noise is an input of the graph.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import torch
 from torch import Tensor, nn
 
 _REGISTRY: dict[str, type[PolicyHead]] = {}
+
+NOISE_DISTRIBUTIONS = ("normal", "uniform", "exponential")
+"""Distributions a noise input may have: standard normal, uniform on [0, 1), exponential with rate 1."""
 
 
 class PolicyHead(nn.Module):
@@ -95,6 +104,45 @@ class PolicyHead(nn.Module):
 
         `generator` (on the features' device) is the only source of randomness.
         """
+
+    def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The randomness of one sample: name -> (shape of one row, distribution in NOISE_DISTRIBUTIONS).
+
+        Empty for a head without randomness. `draw_noise` draws the entries in this order.
+        """
+        return {}
+
+    def draw_noise(self, batch: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+        """Noise for `sample_with_noise`: name -> (batch, *shape), drawn from `generator` in spec order."""
+        noise = {}
+        for name, (shape, distribution) in self.noise_spec().items():
+            size = (batch, *shape)
+            if distribution == "normal":
+                noise[name] = torch.randn(size, generator=generator, device=device, dtype=dtype)
+            elif distribution == "uniform":
+                noise[name] = torch.rand(size, generator=generator, device=device, dtype=dtype)
+            elif distribution == "exponential":
+                noise[name] = torch.empty(size, device=device, dtype=dtype).exponential_(generator=generator)
+            else:
+                raise ValueError(f"{self.name} head: noise {name!r} has unknown distribution {distribution!r}; "
+                                 f"choose one of {NOISE_DISTRIBUTIONS}")
+        return noise
+
+    def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """Chunk (B, Ta, A) for features (B, F) and explicit noise {name: (B, *shape)} (see `noise_spec`).
+
+        Deterministic given its inputs; `sample` is this function on noise drawn by `draw_noise`.
+        """
+        raise NotImplementedError(f"the '{self.name}' head has no sample_with_noise(); it cannot be exported")
+
+    def _check_noise(self, features: Tensor, noise: dict[str, Tensor]) -> None:
+        for name, (shape, _) in self.noise_spec().items():
+            if name not in noise:
+                raise ValueError(f"{self.name} head: noise lacks {name!r}; it needs {list(self.noise_spec())}")
+            if tuple(noise[name].shape[1:]) != tuple(shape) or noise[name].dim() != len(shape) + 1:
+                raise ValueError(f"{self.name} head: noise {name!r} must have shape (B, {', '.join(map(str, shape))}), "
+                                 f"got {tuple(noise[name].shape)}")
 
     def log_prob(self, features: Tensor, action: Tensor) -> Tensor:
         """Log-probability (B,) of action (B, Ta, A) given features (B, F)."""

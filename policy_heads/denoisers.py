@@ -24,7 +24,8 @@ Every U-Net convolution is a `_Conv1d`: an nn.Conv1d (same parameters, same resu
 computes outputs of at most `MATMUL_MAX_LENGTH` steps as one matrix product over the unfolded
 windows. For such short sequences oneDNN's direct convolution is several times slower (a 4-step,
 1024-channel layer: about 3x in training, 2.5x at batch 1); from 16 steps on it is as fast or
-faster. benchmarks/diffusion_vs_reference.py measures the whole network.
+faster. benchmarks/diffusion_vs_reference.py measures the whole network. Graphs traced for export
+keep the built-in convolution (`_exporting`).
 """
 
 from __future__ import annotations
@@ -87,12 +88,18 @@ class _Conv1d(nn.Conv1d):
         """x (B, C_in, L) -> (B, C_out, L_out)."""
         (k,), (stride,), (pad,) = self.kernel_size, self.stride, self.padding
         length = (x.shape[-1] + 2 * pad - k) // stride + 1
-        if x.device.type != "cpu" or length > MATMUL_MAX_LENGTH:
+        if x.device.type != "cpu" or length > MATMUL_MAX_LENGTH or _exporting():
             return super().forward(x)
         windows = F.pad(x, (pad, pad)).unfold(2, k, stride)  # (B, C_in, L_out, k)
         columns = windows.transpose(1, 2).reshape(x.shape[0] * length, -1)  # (B * L_out, C_in * k)
         out = F.linear(columns, self.weight.flatten(1), self.bias)  # (B * L_out, C_out)
         return out.view(x.shape[0], length, -1).transpose(1, 2).contiguous()
+
+
+def _exporting() -> bool:
+    """True while torch.export or torch.onnx traces: exported graphs keep the plain convolution,
+    which their runtimes implement well (and which is one node instead of seven)."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
 
 
 class _ConvNormMish(nn.Sequential):

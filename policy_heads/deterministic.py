@@ -52,6 +52,11 @@ class DeterministicHead(PolicyHead, name="deterministic"):
         self._check_features(features)
         return self._predict(features)
 
+    def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """The prediction (B, Ta, A); the head takes no noise (`noise_spec()` is empty)."""
+        self._check_features(features)
+        return self._predict(features)
+
     @torch.no_grad()
     def mode(self, features: Tensor) -> Tensor:
         self._check_features(features)

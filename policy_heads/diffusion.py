@@ -16,7 +16,7 @@ Sampling (DDIM with eta = 0, diffusers' DDIMScheduler built from the same betas,
     return x clamped to [-1, 1]
 
 Given the noise, sampling is deterministic: `_denoise(features, noise)` runs the loop on explicit
-noise, and `sample` only draws that noise from the generator. There is no tractable likelihood
+noise (`sample_with_noise`), and `sample` only draws that noise from the generator. There is no tractable likelihood
 (`has_log_prob` False) and no mode (`has_mode` False): the DDIM output for zero noise is not the
 most likely chunk, so the head does not pretend it is.
 
@@ -70,6 +70,7 @@ class DiffusionHead(PolicyHead, name="diffusion"):
         cfg = self.config
         self._validate(cfg)
         self.train_scheduler, self.inference_scheduler = _build_schedulers(cfg)
+        self.ddim_steps = self._ddim_steps()
         self.denoiser_kind = cfg.denoiser if cfg.denoiser != "auto" else ("unet" if action_horizon >= 8 else "mlp")
         if self.denoiser_kind == "unet":
             self.denoiser = TemporalUNet(
@@ -107,21 +108,50 @@ class DiffusionHead(PolicyHead, name="diffusion"):
         loss = masked_mean(per_step, mask)
         return loss, {"mse": loss.detach()}
 
+    def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {"normal": ((self.action_horizon, self.action_dim), "normal")}
+
     @torch.no_grad()
     def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self._check_features(features)
-        shape = (features.shape[0], self.action_horizon, self.action_dim)
-        noise = torch.randn(shape, generator=generator, device=features.device, dtype=features.dtype)
-        return self._denoise(features, noise)
+        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device, features.dtype))
+
+    def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """DDIM from noise["normal"] (B, Ta, A); see `_denoise`."""
+        self._check_features(features)
+        self._check_noise(features, noise)
+        return self._denoise(features, noise["normal"])
 
     def _denoise(self, features: Tensor, noise: Tensor) -> Tensor:
-        """DDIM from the given noise (B, Ta, A) to a chunk (B, Ta, A) in [-1, 1]; deterministic."""
+        """DDIM from the given noise (B, Ta, A) to a chunk (B, Ta, A) in [-1, 1]; deterministic.
+
+        Each step is diffusers' DDIMScheduler.step with eta = 0, its coefficients taken from the
+        scheduler once (`ddim_steps`), so the loop is plain tensor arithmetic that exporters unroll.
+        """
         x = noise
-        scheduler = self.inference_scheduler
-        for t in scheduler.timesteps:
-            out = self.denoiser(x, t.expand(x.shape[0]).to(x.device), features)
-            x = scheduler.step(out, t, x, eta=0.0).prev_sample
+        for t, sqrt_alpha, sqrt_beta, sqrt_alpha_prev, sqrt_beta_prev in self.ddim_steps:
+            out = self.denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device), features)
+            if self.config.prediction_type == "epsilon":
+                x0, epsilon = (x - sqrt_beta * out) / sqrt_alpha, out
+            else:
+                x0, epsilon = out, (x - sqrt_alpha * out) / sqrt_beta
+            if self.config.clip_sample:
+                x0 = x0.clamp(-1.0, 1.0)
+            x = sqrt_alpha_prev * x0 + sqrt_beta_prev * epsilon
         return x.clamp(-1.0, 1.0)
+
+    def _ddim_steps(self) -> list[tuple[int, float, float, float, float]]:
+        """Per DDIM step: timestep t, sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t) and the same two of the
+        previous timestep (alpha_bar = 1 past the last), computed in float32 as DDIMScheduler.step does."""
+        scheduler = self.inference_scheduler
+        stride = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+        steps = []
+        for t in scheduler.timesteps.tolist():
+            alpha = scheduler.alphas_cumprod[t]
+            alpha_prev = scheduler.alphas_cumprod[t - stride] if t - stride >= 0 else scheduler.final_alpha_cumprod
+            steps.append((t, float(alpha ** 0.5), float((1 - alpha) ** 0.5), float(alpha_prev ** 0.5),
+                          float((1 - alpha_prev) ** 0.5)))
+        return steps
 
 
 def _build_schedulers(cfg: DiffusionHead.Config) -> tuple[object, object]:

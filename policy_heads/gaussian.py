@@ -80,12 +80,20 @@ class GaussianHead(PolicyHead, name="gaussian"):
             nll = -kept.sum() / entries.sum().clamp_min(1).to(kept.dtype)
         return nll, {"nll": nll.detach(), "mean_log_std": log_std.detach().mean()}
 
+    def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {"normal": ((self.action_horizon * self.action_dim,), "normal")}
+
     @torch.no_grad()
     def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self._check_features(features)
+        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device, features.dtype))
+
+    def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """mean + std * noise["normal"] (B, Ta * A), reshaped to (B, Ta, A)."""
+        self._check_features(features)
+        self._check_noise(features, noise)
         mean, log_std = self._distribution(features)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return rearrange(mean + noise * log_std.exp(), "b (t a) -> b t a", t=self.action_horizon)
+        return rearrange(mean + noise["normal"] * log_std.exp(), "b (t a) -> b t a", t=self.action_horizon)
 
     def log_prob(self, features: Tensor, action: Tensor) -> Tensor:
         self._check_action(features, action)

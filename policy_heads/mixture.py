@@ -98,15 +98,24 @@ class MixtureHead(PolicyHead, name="gmm"):
         weight_entropy = -(log_weights.exp() * log_weights).sum(-1).mean()
         return nll, {"nll": nll.detach(), "weight_entropy": weight_entropy.detach()}
 
+    def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {"component": ((self.config.num_modes,), "exponential"), "normal": ((self.dim,), "normal")}
+
     @torch.no_grad()
     def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self._check_features(features)
+        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device, features.dtype))
+
+    def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """Component k = argmax_k w_k / E_k with E = noise["component"] (B, K) ~ Exp(1), a draw from the
+        weights (what torch.multinomial does for one sample), then mean_k + std_k * noise["normal"] (B, D)."""
+        self._check_features(features)
+        self._check_noise(features, noise)
         log_weights, means, stds = self._mixture(features)
-        component = torch.multinomial(log_weights.exp(), 1, generator=generator)  # (B, 1)
+        component = (log_weights.exp() / noise["component"]).argmax(-1, keepdim=True)  # (B, 1)
         index = component.unsqueeze(-1).expand(-1, 1, self.dim)
         mean, std = means.gather(1, index).squeeze(1), stds.gather(1, index).squeeze(1)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return rearrange(mean + std * noise, "b (t a) -> b t a", t=self.action_horizon)
+        return rearrange(mean + std * noise["normal"], "b (t a) -> b t a", t=self.action_horizon)
 
     def log_prob(self, features: Tensor, action: Tensor) -> Tensor:
         self._check_action(features, action)

@@ -1,0 +1,209 @@
+"""Run an exported policy with numpy and onnxruntime only (importing this module never imports torch).
+
+    model = load("exported/")                      # export.json + model.onnx
+    chunk = model.predict_chunk(obs)               # {key: (B, To, *shape)} -> actions (B, Ta, A)
+    model.reset(); action = model.act(step_obs)    # one environment step, as Policy.act
+
+The noise the sampler needs (export.json "inputs" of kind "noise") is drawn with numpy unless given:
+``predict_chunk(obs, noise={"normal": array})`` reproduces PyTorch's output for the same noise. A
+folder exported with ``--format torch`` (model.pt2) is run by torch.export instead, and that
+imports torch.
+
+Acting keeps the last To observations and a queue of actions, exactly as `imitate.policy.Policy.act`:
+
+    t:        -1   0   1   2   3   4   5   6   7   8
+    obs:       o   o                                      history of To = 2 (the first obs repeated at reset)
+    chunk:         a   a   a   a   a   a   a   a          Ta = 8 predicted at t = 0
+    executed:      a   a   a   a                          n_act = 4, then re-plan at t = 4
+
+With ``temporal_ensemble`` set (in export.json, from the run), a chunk is predicted at every step and
+the executed action is ACT's weighted mean of every earlier chunk's prediction for that step.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from imitate.errors import ImitateError
+
+EXPORT_FORMAT = "imitate-export/1"
+METADATA = "export.json"
+
+
+def load(folder: str | os.PathLike, backend: str | None = None, threads: int | None = None,
+         seed: int | None = None) -> "ExportedPolicy":
+    """The exported policy in ``folder`` (written by ``imitate export``).
+
+    Args:
+        backend: "onnx" (onnxruntime) or "torch" (torch.export; imports torch); None: onnx when the
+            folder has it.
+        threads: intra-op threads of the runtime (None: its default, all cores).
+        seed: seed of the numpy generator that draws the noise (None: fresh entropy).
+    """
+    folder = Path(folder)
+    meta_path = folder / METADATA
+    if not meta_path.is_file():
+        raise ImitateError(f"{folder}: not an exported policy (no {METADATA}; write one with `imitate export`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ImitateError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+        raise ImitateError(f"{meta_path}: not an imitate export description (expected format {EXPORT_FORMAT!r})")
+    models = meta["models"]
+    backend = backend or ("onnx" if "onnx" in models else next(iter(models)))
+    if backend not in models:
+        raise ImitateError(f"{folder}: has no {backend!r} model (it holds {sorted(models)}; export with --format {backend})")
+    model_path = folder / models[backend]
+    if not model_path.is_file():
+        raise ImitateError(f"{folder}: {models[backend]} is missing ({METADATA} names it)")
+    run = _onnx_session(model_path, threads) if backend == "onnx" else _torch_program(model_path, threads)
+    return ExportedPolicy(meta, run, np.random.default_rng(seed), backend)
+
+
+def _onnx_session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ImitateError(f"{path}: onnxruntime cannot load it ({e})") from None
+    return lambda feeds: session.run(None, feeds)[0]
+
+
+def _torch_program(path: Path, threads: int | None):
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        module = torch.export.load(str(path)).module()
+    except Exception as e:  # torch raises several exception types for a foreign file
+        raise ImitateError(f"{path}: torch.export cannot load it ({e})") from None
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return module(*(torch.from_numpy(a) for a in feeds.values())).numpy()
+    return run
+
+
+class ExportedPolicy:
+    """An exported policy: `predict_chunk`, `act` and `reset`, validated against export.json."""
+
+    def __init__(self, meta: dict[str, Any], run, rng: np.random.Generator, backend: str):
+        self.meta, self._run, self.rng, self.backend = meta, run, rng, backend
+        self.obs_keys: list[str] = list(meta["obs_keys"])
+        self.obs_shapes = {k: tuple(s) for k, s in meta["obs_shapes"].items()}
+        self.obs_horizon, self.action_horizon = meta["obs_horizon"], meta["action_horizon"]
+        self.action_dim, self.n_act = meta["action_dim"], meta["n_act"]
+        self.temporal_ensemble = meta.get("temporal_ensemble")
+        self.noise_spec = {i["key"]: (tuple(i["shape"][1:]), i["distribution"]) for i in meta["inputs"] if i["kind"] == "noise"}
+        self.reset()
+
+    # -- one chunk --------------------------------------------------------------------------------
+    def predict_chunk(self, obs: Mapping[str, Any], noise: Mapping[str, Any] | None = None) -> np.ndarray:
+        """obs {key: (B, To, *shape)} -> raw actions (B, Ta, A) float32, a fresh sample.
+
+        ``noise`` {name: (B, *shape)} replaces the draws named in export.json (missing ones are drawn).
+        """
+        if not isinstance(obs, Mapping):
+            raise ImitateError(f"observations must be a dict of arrays keyed by {self.obs_keys}, got {type(obs).__name__}")
+        missing = [k for k in self.obs_keys if k not in obs]
+        if missing:
+            raise ImitateError(f"observation lacks key(s) {missing}; the policy reads {self.obs_keys}")
+        feeds, batch = {}, None
+        for k in self.obs_keys:
+            x = _as_float32(obs[k], f"observation {k!r}")
+            want = (self.obs_horizon, *self.obs_shapes[k])
+            if x.ndim != len(want) + 1 or x.shape[1:] != want:
+                raise ImitateError(f"observation {k!r} has shape {x.shape}; expected (B, {', '.join(map(str, want))}) "
+                                   f"= (batch, obs_horizon, *shape)")
+            if batch is not None and x.shape[0] != batch:
+                raise ImitateError(f"observation {k!r} has batch size {x.shape[0]}, other keys {batch}")
+            if x.shape[0] == 0:
+                raise ImitateError(f"observation {k!r} has batch size 0")
+            batch = x.shape[0]
+            feeds[k] = x
+        noise = dict(noise or {})
+        unknown = sorted(set(noise) - set(self.noise_spec))
+        if unknown:
+            raise ImitateError(f"noise {unknown} is not an input of this {self.meta['head']!r} policy; "
+                               f"its noise inputs: {list(self.noise_spec) or 'none'}")
+        for name, (shape, distribution) in self.noise_spec.items():
+            if name in noise:
+                x = _as_float32(noise[name], f"noise {name!r}")
+                if x.shape != (batch, *shape):
+                    raise ImitateError(f"noise {name!r} has shape {x.shape}; expected {(batch, *shape)} (batch, *shape)")
+            else:
+                x = self._draw((batch, *shape), distribution)
+            feeds["noise_" + name] = x
+        return self._run(feeds)
+
+    def _draw(self, shape: tuple[int, ...], distribution: str) -> np.ndarray:
+        if distribution == "normal":
+            return self.rng.standard_normal(shape, dtype=np.float32)
+        if distribution == "uniform":
+            return self.rng.random(shape, dtype=np.float32)
+        if distribution == "exponential":
+            return self.rng.standard_exponential(shape, dtype=np.float32)
+        raise ImitateError(f"export.json names an unknown noise distribution {distribution!r}")
+
+    # -- acting -----------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the observation history and the queued actions (call at every episode start)."""
+        self._history: deque | None = None
+        self._queue: deque = deque()
+        self._ensemble: list[tuple[int, np.ndarray]] = []
+        self._t = 0
+
+    def act(self, obs: Any) -> np.ndarray:
+        """One step: the current observation of one environment (dict of (*shape) arrays, or an array
+        for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A)."""
+        if not isinstance(obs, Mapping):
+            obs = {"state": obs}
+        missing = [k for k in self.obs_keys if k not in obs]
+        if missing:
+            raise ImitateError(f"observation lacks key(s) {missing}; the policy reads {self.obs_keys}")
+        first = self.obs_keys[0]
+        single = np.ndim(obs[first]) == len(self.obs_shapes[first])
+        step = {k: _as_float32(obs[k], f"observation {k!r}")[None] if single else _as_float32(obs[k], f"observation {k!r}")
+                for k in self.obs_keys}
+        if self._history is None:
+            self._history = deque([step] * self.obs_horizon, maxlen=self.obs_horizon)
+        else:
+            self._history.append(step)
+        window = {k: np.stack([h[k] for h in self._history], axis=1) for k in step}
+        if self.temporal_ensemble is not None:
+            action = self._ensembled(self.predict_chunk(window))
+        else:
+            if not self._queue:
+                chunk = self.predict_chunk(window)
+                self._queue.extend(chunk[:, i] for i in range(self.n_act))
+            action = self._queue.popleft()
+        self._t += 1
+        return action[0] if single else action
+
+    def _ensembled(self, chunk: np.ndarray) -> np.ndarray:
+        t = self._t
+        self._ensemble = [(s, c) for s, c in self._ensemble if t - s < self.action_horizon] + [(t, chunk)]
+        preds = np.stack([c[:, t - s] for s, c in self._ensemble])              # (n, N, A), oldest first
+        w = np.exp(-self.temporal_ensemble * np.arange(len(preds)))[:, None, None]
+        return (w * preds).sum(0) / w.sum()
+
+
+def _as_float32(value: Any, what: str) -> np.ndarray:
+    """A real-valued array as float32 (ints and other floats are converted, as Policy does); else an error."""
+    x = np.asarray(value)
+    if x.dtype.kind not in "fiu":
+        raise ImitateError(f"{what} has dtype {x.dtype}; the exported policy takes real numbers (float32)")
+    return np.ascontiguousarray(x, dtype=np.float32)
