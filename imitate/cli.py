@@ -4,16 +4,12 @@
     imitate data info FILE [--json]
     imitate train --data FILE --head NAME --out RUN_DIR [--steps N] [--set key=value ...] [--resume]
     imitate eval RUN_DIR [--episodes N] [--video PATH] [--seed S] [--env ENV_ID]
-<<<<<<< HEAD
     imitate compare --data FILE --out DIR [--heads all|a,b,...] [--steps N] [--seeds K] [--episodes E]
                     [--jobs J] [--set head.key=value ...]
     imitate dagger --task TASK --head NAME --rounds R --out DIR [--gate none|scripted|human] ...
     imitate teleop TASK --out FILE [--seed S] [--env-kw key=value ...]
-    imitate demo [--out DIR] [--jobs J]
-=======
     imitate export RUN_DIR --format onnx|torch [--format ...] --out DIR [--overwrite]
-    imitate demo [--out DIR]
->>>>>>> export
+    imitate demo [--out DIR] [--jobs J]
 """
 from __future__ import annotations
 
@@ -139,10 +135,6 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-<<<<<<< HEAD
-def _cmd_compare(args) -> int:
-    import dataclasses
-=======
 def _cmd_export(args) -> int:
     from imitate.export.exporter import export_run
 
@@ -152,10 +144,8 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def _cmd_demo(args) -> int:
-    from imitate.collect import collect
-    from imitate.data.info import demo_file_info, format_info
->>>>>>> export
+def _cmd_compare(args) -> int:
+    import dataclasses
 
     from imitate.compare import CompareConfig, compare
     from imitate.config import parse_key_values
@@ -273,7 +263,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
-<<<<<<< HEAD
     is_dagger = argv[:1] == ["dagger"]
     p = sub.add_parser("dagger", help="DAgger / human-gated DAgger: the expert labels the states the policy visits")
     if is_dagger:
@@ -288,6 +277,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_teleop)
+
+    p = sub.add_parser("export", help="export a trained policy as one graph (ONNX or torch.export) for deployment")
+    p.add_argument("run_dir", help="a run directory written by imitate train")
+    p.add_argument("--format", dest="formats", action="append", choices=["onnx", "torch"],
+                   help="onnx (model.onnx, for onnxruntime) or torch (model.pt2, torch.export); repeat for both "
+                        "(default: onnx)")
+    p.add_argument("--out", required=True, help="output folder: the model file(s) and export.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
+    p.set_defaults(func=_cmd_export)
 
     from imitate.compare import CompareConfig
 
@@ -305,19 +303,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: imitate compare on the shipped ForkedPath demonstrations")
     p.add_argument("--out", default="runs/demo", help="output folder (report.html, report.md, results.json)")
     p.add_argument("--jobs", type=int, default=0, help="runs trained at once (default: one per CPU core, at most 4)")
-=======
-    p = sub.add_parser("export", help="export a trained policy as one graph (ONNX or torch.export) for deployment")
-    p.add_argument("run_dir", help="a run directory written by imitate train")
-    p.add_argument("--format", dest="formats", action="append", choices=["onnx", "torch"],
-                   help="onnx (model.onnx, for onnxruntime) or torch (model.pt2, torch.export); repeat for both "
-                        "(default: onnx)")
-    p.add_argument("--out", required=True, help="output folder: the model file(s) and export.json")
-    p.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
-    p.set_defaults(func=_cmd_export)
-
-    p = sub.add_parser("demo", help="the main job on the embedded default (ForkedPath demonstrations)")
-    p.add_argument("--out", default="runs/demo", help="output folder")
->>>>>>> export
     p.set_defaults(func=_cmd_demo)
     return parser
 
