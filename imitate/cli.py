@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -111,7 +112,8 @@ def _cmd_train(args) -> int:
         head = {k.removeprefix("head."): v for k, v in sets.items() if not k.startswith("encoder.")}
         encoder = {k.removeprefix("encoder."): v for k, v in sets.items() if k.startswith("encoder.")}
         result = train(cfg, head_config=head, encoder_config=encoder, progress=not args.quiet)
-    print(json.dumps(result))
+    if not _rank():  # under torchrun rank 0 alone reports
+        print(json.dumps(result))
     return 0
 
 
@@ -307,12 +309,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _rank() -> int | None:
+    """This process's rank when torchrun started several (None for one process)."""
+    return int(os.environ.get("RANK") or 0) if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except ImitateError as e:
-        print(f"imitate: error: {e}", file=sys.stderr)
+        where = "" if _rank() is None or str(e).startswith("rank ") else f" (rank {_rank()})"
+        print(f"imitate: error{where}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("imitate: interrupted", file=sys.stderr)

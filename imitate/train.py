@@ -12,9 +12,15 @@ and on Ctrl-C; `resume` continues a run exactly where its last checkpoint left i
 is identical to an uninterrupted run). Losses are checked for NaN and inf at every log step and
 before every checkpoint: training stops with an error naming the first bad step, and a checkpoint
 is never written from non-finite weights.
+
+Several processes (``torchrun --nproc_per_node N -m imitate train ...``, see `imitate.distributed`):
+``batch_size`` is the global batch, each rank draws its ``batch_size / N`` windows from its own share
+of the epoch (together the very windows one process would draw), DistributedDataParallel averages the
+gradients, and rank 0 alone logs, validates, evaluates and writes. The learning rate is not scaled.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -29,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from imitate import checkpoint as ckpt
+from imitate import distributed
 from imitate.config import to_dict
 from imitate.data import WindowSampler, load_demo_file
 from imitate.data.normalizer import Normalizer
@@ -50,7 +57,7 @@ class TrainConfig:
     steps: int = 5000
     """Optimizer steps."""
     batch_size: int = 256
-    """Windows per batch."""
+    """Windows per batch, in all: with N processes each draws batch_size / N (must divide evenly)."""
     lr: float = 1e-3
     """Peak learning rate of AdamW."""
     weight_decay: float = 1e-6
@@ -92,7 +99,11 @@ class TrainConfig:
     ckpt_every: int = 1000
     """Steps between checkpoints (one is also written at the end and on Ctrl-C)."""
     device: str = "auto"
-    """cpu, cuda, cuda:N, or auto (cuda when available)."""
+    """cpu, cuda, cuda:N, or auto (cuda when available); with several processes each takes its local rank's GPU."""
+    precision: str = "fp32"
+    """fp32, or bf16: the forward pass and loss under bfloat16 autocast (weights, gradients, EMA stay fp32)."""
+    dist_timeout: float = 1800.0
+    """Several processes: seconds a process waits for the others at a collective before the run fails."""
     init: str = ""
     """Start from the model weights of this run directory (same head and shapes; its normalizer
     statistics and head settings are kept); empty: fresh weights."""
@@ -112,6 +123,8 @@ def _check(cfg: TrainConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(cfg, name)})")
     if cfg.n_act > cfg.action_horizon:
         raise ConfigError(f"--n-act {cfg.n_act} exceeds --action-horizon {cfg.action_horizon}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision {cfg.precision!r}: choose fp32 or bf16")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -139,15 +152,6 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.T
     if max_norm > 0:
         torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
     return total
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
 
 
 def _run_dir_for_new_run(out: Path) -> None:
@@ -187,7 +191,8 @@ def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True,
 
 def _train_rows(store, episodes) -> np.ndarray:
     idx = range(store.n_episodes) if episodes is None else episodes
-    return np.concatenate([np.arange(store.episode_starts[i], store.episode_ends[i]) for i in idx])
+    starts, ends, row_type = store.episode_starts, store.episode_ends, np.int32 if len(store) < 2**31 else np.int64
+    return np.concatenate([np.arange(starts[i], ends[i], dtype=row_type) for i in idx])
 
 
 def _initial_policy(cfg: TrainConfig, store, head_config: dict[str, Any], encoder_config: dict[str, Any]):
@@ -209,9 +214,19 @@ def _initial_policy(cfg: TrainConfig, store, head_config: dict[str, Any], encode
 
 def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, Any], encoder_config: dict[str, Any],
          progress: bool, stop_at: int | None) -> dict[str, Any]:
-    out, resuming = Path(cfg.out), spec is not None
     _check(cfg)
-    device = _device(cfg.device)
+    world_size = distributed.env_rank()[1]
+    if cfg.batch_size % world_size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly among "
+                          f"{world_size} processes")
+    ctx = distributed.setup(cfg.device, cfg.dist_timeout)
+    with ctx.collective("training"):
+        return _fit_on(ctx, cfg, spec, head_config, encoder_config, progress, stop_at)
+
+
+def _fit_on(ctx: distributed.Context, cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, Any],
+            encoder_config: dict[str, Any], progress: bool, stop_at: int | None) -> dict[str, Any]:
+    out, resuming, device = Path(cfg.out), spec is not None, ctx.device
     store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None, lazy=cfg.lazy)
     train_eps = store.episodes_in("train") if "train" in store.filter_keys else None
     valid_eps = store.episodes_in("valid") if "valid" in store.filter_keys else None
@@ -242,21 +257,29 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
         policy.head.prepare(actions)
         spec = policy.spec()  # with the head's full config
     if not resuming:
-        _run_dir_for_new_run(out)
-        ckpt.write_json(out / "config.json", {
-            "format": ckpt.RUN_FORMAT, "policy": spec, "train": to_dict(cfg),
-            "data": {"path": str(Path(cfg.data).resolve()), "env_args": store.env_args, "demos": store.n_episodes,
-                     "transitions": len(store), "train_demos": None if train_eps is None else len(train_eps),
-                     "valid_demos": None if valid_eps is None else len(valid_eps)},
-            "versions": ckpt.versions()})
+        def new_run_dir() -> None:
+            _run_dir_for_new_run(out)
+            ckpt.write_json(out / "config.json", {
+                "format": ckpt.RUN_FORMAT, "policy": spec, "train": to_dict(cfg),
+                "data": {"path": str(Path(cfg.data).resolve()), "env_args": store.env_args, "demos": store.n_episodes,
+                         "transitions": len(store), "train_demos": None if train_eps is None else len(train_eps),
+                         "valid_demos": None if valid_eps is None else len(valid_eps)},
+                "versions": ckpt.versions()})
+        ctx.on_main(new_run_dir, "creating the run directory")
     policy.to(device).train()
     ema = copy.deepcopy(policy).eval().requires_grad_(False)
     params, ema_params = list(policy.parameters()), list(ema.parameters())
     optimizer = make_optimizer(params, cfg)
-    sampler = WindowSampler(store, cfg.obs_horizon, cfg.action_horizon, cfg.batch_size, episodes=train_eps,
-                            obs_keys=policy.obs_keys, seed=cfg.seed)
+    compute_loss = ctx.data_parallel(policy)  # several processes: DistributedDataParallel averages the gradients
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" \
+        else contextlib.nullcontext
+    sampler = WindowSampler(store, cfg.obs_horizon, cfg.action_horizon, cfg.batch_size // ctx.world_size,
+                            episodes=train_eps, obs_keys=policy.obs_keys, seed=cfg.seed, rank=ctx.rank,
+                            world_size=ctx.world_size)
+    if ctx.rank:
+        torch.manual_seed(distributed.rank_seed(cfg.seed, ctx.rank))  # each rank its own sampling noise
     val = None
-    if valid_eps is not None and len(valid_eps) and cfg.val_every > 0:
+    if valid_eps is not None and len(valid_eps) and cfg.val_every > 0 and ctx.is_main:
         vs = WindowSampler(store, cfg.obs_horizon, cfg.action_horizon, cfg.batch_size, episodes=valid_eps,
                            obs_keys=policy.obs_keys, seed=0)
         order = vs.epoch_order(0)[:cfg.val_batches * cfg.batch_size]
@@ -269,15 +292,25 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
         ckpt.load_state_into(policy, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, "train_state", cfg.head)
         ckpt.load_state_into(ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, "train_state", cfg.head)
         ckpt.optimizer_from_tensors(optimizer, tensors, state["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
-        sampler.load_state_dict(state["sampler"])
         step = state["step"]
+        saved_ranks = int(state.get("world_size", 1))
+        if saved_ranks == ctx.world_size:  # each rank continues exactly where it stopped
+            sampler.load_state_dict(state["samplers"][ctx.rank] if ctx.enabled else state["sampler"])
+            torch.set_rng_state(tensors["rng.torch" + (f".rank{ctx.rank}" if ctx.rank else "")])
+        else:  # another number of processes: the same point of the epoch, fresh noise beyond rank 0
+            pos = state["sampler"]
+            sampler.load_state_dict({"epoch": pos["epoch"], "cursor": pos["cursor"] * saved_ranks // ctx.world_size})
+            torch.set_rng_state(tensors["rng.torch"])
+            if ctx.rank:
+                torch.manual_seed(distributed.rank_seed(cfg.seed, ctx.rank, step))
 
     tb = None
-    metrics_file = open(out / "metrics.jsonl", "a")
+    metrics_file = open(out / "metrics.jsonl", "a") if ctx.is_main else None
 
     def log(record: dict[str, Any]) -> None:
         nonlocal tb
+        if not ctx.is_main:
+            return
         if tb is None:
             from torch.utils.tensorboard import SummaryWriter
             tb = SummaryWriter(str(out / "tb"))
@@ -289,18 +322,28 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
 
     def save() -> None:
         check_finite()
+        samplers = ctx.all_gather_object(sampler.state_dict(), "gathering the samplers' positions")
+        rngs = ctx.all_gather_object(torch.get_rng_state(), "gathering the random generators' states")
+        if not ctx.is_main:
+            return
         opt_tensors, opt_meta = ckpt.optimizer_to_tensors(optimizer)
         tensors = {**{f"model.{k}": v for k, v in policy.state_dict().items()},
                    **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_tensors,
-                   "rng.torch": torch.get_rng_state()}
-        ckpt.save_train_state(out / "train_state.safetensors", tensors,
-                              {"step": step, "sampler": sampler.state_dict(), "optimizer": opt_meta})
+                   "rng.torch": rngs[0], **{f"rng.torch.rank{r}": rngs[r] for r in range(1, ctx.world_size)}}
+        state = {"step": step, "sampler": samplers[0], "optimizer": opt_meta}
+        if ctx.enabled:
+            state.update(world_size=ctx.world_size, samplers=samplers)
+        ckpt.save_train_state(out / "train_state.safetensors", tensors, state)
         ckpt.save_weights(out / "model.safetensors", ema, {"step": step})
 
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
     def check_finite() -> None:
-        bad = int(first_bad)
+        bad = first_bad
+        if ctx.enabled:  # the first bad step of any rank, on every rank
+            bad = ctx.min_(torch.where(first_bad < 0, cfg.steps + 1, first_bad), "checking the losses")
+            bad = torch.where(bad > cfg.steps, -1, bad)
+        bad = int(bad)
         if bad >= 0:
             raise ImitateError(f"training diverged: the loss became NaN or inf at step {bad}; the last good "
                                f"checkpoint in {out} is kept (try a lower --lr or --grad-clip)")
@@ -315,12 +358,13 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
                 "eval/behaviour_entropy": res["behaviour_entropy"], "eval/mode_shares": res["mode_shares"]}
 
     def validate() -> float:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), autocast():
             torch.manual_seed(cfg.seed + 1)
             losses = [ema.compute_loss(b.obs, b.action, b.action_mask)[0] for b in val]
-        return float(torch.stack(losses).mean())
+        return float(torch.stack(losses).float().mean())
 
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.head}", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.head}", unit="step",
+               disable=not progress or not ctx.is_main)
     loss_sum, info_sum, n_sum, t_log = None, {}, 0, time.perf_counter()
     last: dict[str, Any] = {}
     try:
@@ -328,7 +372,8 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
             batch = sampler.sample().to_torch(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            loss, info = policy.compute_loss(batch.obs, batch.action, batch.action_mask)
+            with autocast():
+                loss, info = compute_loss(batch.obs, batch.action, batch.action_mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = clip_grad_norm(params, cfg.grad_clip)
@@ -346,6 +391,9 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 check_finite()
+                if ctx.enabled:  # the losses of all ranks' windows: the mean over the ranks
+                    sums = ctx.sum_(torch.stack([v.float() for v in (loss_sum, *info_sum.values())]), "averaging the losses")
+                    loss_sum, info_sum = sums[0] / ctx.world_size, dict(zip(info_sum, sums[1:] / ctx.world_size))
                 now = time.perf_counter()
                 last = {"step": step, "train/loss": float(loss_sum) / n_sum, "train/lr": lr_at(step - 1, cfg),
                         "train/grad_norm": float(grad_norm), "time/steps_per_s": n_sum / (now - t_log),
@@ -355,22 +403,32 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
                 log(last)
             if val is not None and step % cfg.val_every == 0:
                 log({"step": step, "val/loss": validate()})
-            if env_id and cfg.eval_episodes and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+            if (env_id and cfg.eval_episodes and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps
+                    and ctx.is_main):
                 log({"step": step, **run_eval()})
             if step % cfg.ckpt_every == 0 or step == cfg.steps or step == stop_at:
                 save()
             if step == stop_at:
                 break
     except KeyboardInterrupt:
-        save()
         bar.close()
+        if ctx.enabled:  # the ranks stopped at different points: the last periodic checkpoint stands
+            print(f"interrupted at step {step}: continue from the last checkpoint in {out} with --resume")
+            raise
+        save()
         print(f"interrupted at step {step}: checkpoint saved in {out}; continue with --resume")
         raise
     finally:
         bar.close()
-        metrics_file.close()
+        if metrics_file is not None:
+            metrics_file.close()
     final: dict[str, Any] = {"run_dir": str(out), "head": cfg.head, "step": step, "train_loss": last.get("train/loss")}
-    if step >= cfg.steps:
+    if ctx.enabled:  # DDP keeps the ranks' weights equal: check it
+        digests = ctx.all_gather_object(distributed.weights_digest(policy, ema), "comparing the ranks' weights")
+        if len(set(digests)) > 1:
+            raise ImitateError(f"rank {ctx.rank}: the processes' weights differ after training ({digests})")
+        final.update(processes=ctx.world_size, weights_sha256=digests[0])
+    if step >= cfg.steps and ctx.is_main:
         if val is not None:
             final["val_loss"] = validate()
         if env_id and cfg.eval_episodes:
@@ -380,3 +438,4 @@ def _fit(cfg: TrainConfig, spec: dict[str, Any] | None, head_config: dict[str, A
     if tb is not None:
         tb.close()
     return final
+

@@ -149,3 +149,43 @@ def test_bad_arguments(demo_file):
         WindowSampler(store, episodes="test")
     with pytest.raises(KeyError, match="obs/velocity"):
         WindowSampler(store, obs_keys=["velocity"])
+
+
+def test_ranks_batches_together_are_the_one_process_batch(demo_file):
+    store = load_demo_file(demo_file)  # 76 windows: 9 whole batches of 8 in the first epoch
+    one = WindowSampler(store, batch_size=8, seed=4)
+    ranks = [WindowSampler(store, batch_size=4, seed=4, rank=r, world_size=2) for r in range(2)]
+
+    def rows(actions):  # the batch's windows as sorted rows, order-free
+        flat = actions.reshape(len(actions), -1)
+        return flat[np.lexsort(flat.T[::-1])]
+
+    for _ in range(9):
+        together = np.concatenate([s.sample().action for s in ranks])
+        np.testing.assert_array_equal(rows(together), rows(one.sample().action))
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_iter_chunks_streams_the_chosen_rows_in_fixed_chunks(demo_file, lazy):
+    store = load_demo_file(demo_file, lazy=lazy, block_rows=10)
+    episodes = np.array([0, 2, 4, 7])
+    expected = np.concatenate([store.get("actions", np.arange(store.episode_starts[i], store.episode_ends[i]))
+                               for i in episodes])  # 5 + 12 + 30 + 16 = 63 rows
+    chunks = list(store.iter_chunks("actions", episodes, chunk_rows=20))
+    assert [len(c) for c in chunks] == [20, 20, 20, 3]
+    np.testing.assert_array_equal(np.concatenate(chunks), expected)
+    assert [len(c) for c in store.iter_chunks("actions", None, chunk_rows=1000)] == [len(store)]
+
+
+def test_lazy_store_keeps_a_bounded_number_of_datasets_open(demo_file, monkeypatch):
+    import h5py
+
+    import imitate.data.store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_OPEN_DATASETS", 5)  # 8 demos x 3 keys read below
+    store = load_demo_file(demo_file, lazy=True, block_rows=10, cache_blocks=2)
+    reference = load_demo_file(demo_file, block_rows=10)
+    a, b = WindowSampler(store, batch_size=8), WindowSampler(reference, batch_size=8)
+    for _ in range(20):  # every block, more than the cache holds: memory does not grow with the demos
+        np.testing.assert_array_equal(a.sample().action, b.sample().action)
+        assert h5py.h5f.get_obj_count(store._file.id, h5py.h5f.OBJ_DATASET) <= 5

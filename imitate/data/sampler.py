@@ -8,7 +8,7 @@ action and are marked False in ``action_mask``:
     obs:       o   o                                  rows t-To+1 .. t, clamped to >= s
     action:        a   a   a   a   a   a   a   a      rows t .. t+Ta-1, clamped to <= e-1
 
-Every step of every chosen episode anchors one window. The anchors and their episode bounds are
+Every step of every chosen episode anchors one window. The anchors (4 bytes a window) are
 computed once; each batch is one vectorized index computation and one gather per key.
 
 Order: each epoch shuffles the episode blocks of the store (see `imitate.data.store.partition_blocks`)
@@ -49,8 +49,11 @@ class Batch:
     done: object | None = None
 
     def to_torch(self, device=None, non_blocking: bool = False) -> "Batch":
-        """The same batch as torch tensors (zero-copy on CPU)."""
+        """The same batch as torch tensors (zero-copy on CPU). To a GPU with ``non_blocking``, the
+        arrays go through pinned (page-locked) memory and the copies do not wait for the GPU."""
         import torch
+
+        pin = non_blocking and device is not None and torch.device(device).type == "cuda"
 
         def conv(x):
             if x is None:
@@ -58,6 +61,8 @@ class Batch:
             if isinstance(x, dict):
                 return {k: conv(v) for k, v in x.items()}
             t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+            if pin and not t.is_cuda:
+                t = t.pin_memory()
             return t.to(device, non_blocking=non_blocking) if device is not None else t
 
         return replace(self, **{f.name: conv(getattr(self, f.name)) for f in dc_fields(self)})
@@ -102,13 +107,14 @@ class WindowSampler:
         self.episodes = np.arange(store.n_episodes) if episodes is None else np.unique(np.asarray(episodes))
         if len(self.episodes) == 0:
             raise ImitateError(f"{store.source}: no episodes selected for sampling")
-        starts, ends = store.episode_starts[self.episodes], store.episode_ends[self.episodes]
-        lengths = ends - starts
-        # One window per step: its anchor row t and its episode's [start, end).
-        self._anchor = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]).astype(np.int64)
-        self._ep_start = np.repeat(starts, lengths)
-        self._ep_end = np.repeat(ends, lengths)
-        self._block = np.searchsorted(store.block_starts, self._anchor, side="right") - 1
+        # One window per step: its anchor row t, ascending. That index is all that grows with the file
+        # (4 bytes a window, 8 past 2**31 rows); a window's episode bounds are looked up per batch, and
+        # block b's windows are the range _block_windows[b] .. _block_windows[b + 1].
+        self._starts, self._ends = store.episode_starts, store.episode_ends
+        row_type = np.int32 if len(store) < 2**31 else np.int64
+        self._anchor = np.concatenate([np.arange(s, e, dtype=row_type)
+                                       for s, e in zip(self._starts[self.episodes], self._ends[self.episodes])])
+        self._block_windows = np.searchsorted(self._anchor, store.block_starts)
         self._obs_offsets = np.arange(-obs_horizon + 1, 1, dtype=np.int64)
         self._act_offsets = np.arange(action_horizon, dtype=np.int64)
         self.epoch, self._cursor, self._order = 0, 0, None
@@ -129,20 +135,28 @@ class WindowSampler:
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Window indices of one epoch, this rank's share, in sampling order."""
         rng = np.random.default_rng([self.seed, epoch])
-        blocks = np.unique(self._block)
-        group_of_block = np.empty(self.store.block_starts.size, dtype=np.int64)
-        group_of_block[blocks[rng.permutation(len(blocks))]] = np.arange(len(blocks)) // self.shuffle_blocks
-        order = np.lexsort((rng.random(self.n_windows), group_of_block[self._block]))
-        return order[self.rank::self.world_size]
+        bounds = self._block_windows
+        blocks = np.flatnonzero(np.diff(bounds))  # blocks holding windows
+        shuffled = blocks[rng.permutation(len(blocks))]
+        keys = rng.random(self.n_windows)
+        order, pos = np.empty(self.n_windows, dtype=np.int64), 0
+        for g in range(0, len(shuffled), self.shuffle_blocks):  # a group: its windows by their random keys
+            members = np.sort(shuffled[g:g + self.shuffle_blocks])
+            idx = np.concatenate([np.arange(bounds[b], bounds[b + 1]) for b in members])
+            order[pos:pos + len(idx)] = idx[np.argsort(keys[idx], kind="stable")]
+            pos += len(idx)
+        return order if self.world_size == 1 else order[self.rank::self.world_size].copy()
 
     def gather(self, windows: np.ndarray) -> Batch:
         """The batch for given window indices (B,), delivered in row order (the loss ignores order;
         a lazy store then reads one slice per block)."""
         windows = np.sort(windows)
-        t = self._anchor[windows][:, None]
-        obs_rows = np.maximum(t + self._obs_offsets, self._ep_start[windows][:, None])      # (B, To)
+        t = self._anchor[windows].astype(np.int64)
+        episode = np.searchsorted(self._ends, t, side="right")
+        t = t[:, None]
+        obs_rows = np.maximum(t + self._obs_offsets, self._starts[episode][:, None])         # (B, To)
         act_steps = t + self._act_offsets                                                   # (B, Ta)
-        last = self._ep_end[windows][:, None] - 1
+        last = self._ends[episode][:, None] - 1
         act_rows = np.minimum(act_steps, last)
         store = self.store
         batch = Batch(obs={k: store.get_windows(f"obs/{k}", obs_rows) for k in self.obs_keys},

@@ -27,6 +27,10 @@ from imitate.data.hdf5 import DemoFileLayout, read_demo, scan_demo_file
 from imitate.errors import DemoFileError, ImitateError
 
 DEFAULT_BLOCK_ROWS = 16384
+#: Datasets (demo x key) the lazy store keeps open, least recently used first out. HDF5 holds about
+#: 17 KiB per open dataset, so this bounds that memory (~70 MiB) whatever the number of demos; the
+#: file is opened without HDF5's sieve buffer, which would hold up to 64 KiB more per dataset read.
+MAX_OPEN_DATASETS = 4096
 
 
 def partition_blocks(episode_ends: np.ndarray, block_rows: int) -> np.ndarray:
@@ -146,12 +150,20 @@ class EpisodeStore:
         return self.get(key, rows)
 
     def iter_chunks(self, key: str, episodes: np.ndarray | None = None, chunk_rows: int = 1 << 20):
-        """Yield the rows of ``key`` for the chosen episodes in chunks (for statistics)."""
+        """Yield the rows of ``key`` for the chosen episodes in chunks of ``chunk_rows`` rows (the last
+        one shorter), for statistics; memory stays bounded by a chunk, whatever the store's size."""
         starts, ends = self.episode_starts, self.episode_ends
         sel = np.arange(self.n_episodes) if episodes is None else np.asarray(episodes)
-        rows = np.concatenate([np.arange(starts[i], ends[i]) for i in sel]) if len(sel) else np.zeros(0, int)
-        for i in range(0, len(rows), chunk_rows):
-            yield self.get(key, rows[i:i + chunk_rows])
+        pending, n = [], 0
+        for i in sel:
+            pending.append(np.arange(starts[i], ends[i]))
+            n += len(pending[-1])
+            while n >= chunk_rows:
+                rows = np.concatenate(pending)
+                yield self.get(key, rows[:chunk_rows])
+                pending, n = [rows[chunk_rows:]], len(rows) - chunk_rows
+        if n:
+            yield self.get(key, np.concatenate(pending))
 
     def episode(self, i: int) -> Episode:
         """Episode ``i`` as a validated `Episode`."""
@@ -184,7 +196,7 @@ class LazyEpisodeStore(EpisodeStore):
         self._dtypes = {k: layout.dtypes[k] for k in layout.store_keys}
         self._file: h5py.File | None = None
         self._pid = None
-        self._handles: dict[str, list] = {}
+        self._open: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self.cache_blocks = max(1, int(cache_blocks))
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.keys = list(layout.store_keys)
@@ -207,16 +219,21 @@ class LazyEpisodeStore(EpisodeStore):
         self._check_key(key)
         return self._dtypes[key]
 
-    def _datasets(self, key: str) -> list[h5py.Dataset]:
-        """The per-demo h5py datasets of one key, opened once per process (a forked worker reopens)."""
+    def _dataset(self, i: int, key: str) -> tuple[h5py.Dataset, bool]:
+        """Demo ``i``'s dataset of one key and whether its shape is the store's (rewards may be stored
+        (T, 1)), from the bounded set of open ones; the file is opened once per process (a forked
+        worker reopens)."""
         if self._file is None or self._pid != os.getpid():
-            self._file, self._pid, self._handles = h5py.File(self._layout.path, "r"), os.getpid(), {}
-        if key not in self._handles:
-            data = self._file["data"]
-            handles = [data[demo][key] for demo in self.demo_names]
-            direct = [h.shape[1:] == self._shapes[key] for h in handles]  # (T, 1) rewards need a reshape
-            self._handles[key] = list(zip(handles, direct))
-        return self._handles[key]
+            self._file, self._pid, self._open = _open_without_sieve(self._layout.path), os.getpid(), OrderedDict()
+        dataset = self._open.get((i, key))
+        if dataset is not None:
+            self._open.move_to_end((i, key))
+            return dataset
+        handle = self._file["data"][self.demo_names[i]][key]
+        dataset = self._open[i, key] = (handle, handle.shape[1:] == self._shapes[key])
+        if len(self._open) > MAX_OPEN_DATASETS:
+            self._open.popitem(last=False)
+        return dataset
 
     def _load_block(self, b: int, key: str) -> np.ndarray:
         """Rows of block ``b`` for one key, from the cache or read from the file (one read per demo)."""
@@ -231,10 +248,10 @@ class LazyEpisodeStore(EpisodeStore):
                 self._cache.popitem(last=False)
         start, stop = self.block_starts[b], self.block_starts[b + 1]
         out = np.empty((stop - start, *self._shapes[key]), dtype=self._dtypes[key])
-        datasets, ends = self._datasets(key), self.episode_ends
+        ends = self.episode_ends
         for i in range(self._block_first_episode[b], np.searchsorted(ends, stop, side="left") + 1):
             lo, hi = ends[i] - self._layout.lengths[i] - start, ends[i] - start
-            dataset, direct = datasets[i]
+            dataset, direct = self._dataset(i, key)
             try:  # a whole-dataset read takes h5py's fast path (several times cheaper than a selection)
                 out[lo:hi] = dataset[()] if direct else dataset[()].reshape(hi - lo, *self._shapes[key])
             except OSError as e:
@@ -286,13 +303,24 @@ class LazyEpisodeStore(EpisodeStore):
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        self._file, self._handles = None, {}
+        self._file, self._open = None, OrderedDict()
         self._cache.clear()
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_file=None, _pid=None, _handles={}, _cache=OrderedDict())
+        state.update(_file=None, _pid=None, _open=OrderedDict(), _cache=OrderedDict())
         return state
+
+
+def _open_without_sieve(path: str) -> h5py.File:
+    """The file, read-only, without HDF5's data sieve buffer (whole-dataset reads, all the lazy store
+    makes, do not need it)."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_sieve_buf_size(0)
+    try:
+        return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=fapl))
+    except OSError as e:
+        raise DemoFileError(f"{path}: cannot open ({e})") from None
 
 
 def load_demo_file(path: str | os.PathLike, obs_keys: Sequence[str] | None = None, lazy: bool = False,
