@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/imitate demo
 
 test: $(VENV)/.installed-dev
-	MUJOCO_GL=egl $(PY) -m pytest -q
+	MUJOCO_GL=egl $(PY) -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) runs
