@@ -17,19 +17,19 @@ oldest), as in ACT. Averaging smooths actions but also averages modes: off by de
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from imitate.acting import ChunkActing
 from imitate.data.normalizer import Normalizer
 from imitate.encoders import EncoderConfig, LowDimEncoder
 from imitate.errors import ConfigError, ImitateError
 
 
-class Policy(nn.Module):
+class Policy(ChunkActing, nn.Module):
     """A behaviour-cloning policy: normalizer, encoder and head in one module.
 
     Args:
@@ -104,44 +104,11 @@ class Policy(nn.Module):
             chunk = self.head.sample(features, generator=generator)
         return self.normalizer.unnormalize("action", chunk).cpu().numpy()
 
-    def reset(self) -> None:
-        """Forget the observation history and the queued actions (call at every episode start)."""
-        self._history: deque | None = None
-        self._queue: deque = deque()
-        self._ensemble: list[tuple[int, np.ndarray]] = []
-        self._t = 0
-
     def act(self, obs: Any, generator: torch.Generator | None = None, deterministic: bool = False) -> np.ndarray:
         """One step: the current observation of one environment (dict of (*shape) arrays, or an array
-        for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A)."""
-        if not isinstance(obs, Mapping):
-            obs = {"state": obs}
-        first = self.obs_keys[0]
-        x0 = np.asarray(obs[first]) if first in obs else None
-        single = x0 is not None and x0.ndim == len(self.obs_shapes[first])
-        step = {k: np.asarray(obs[k], dtype=np.float32)[None] if single else np.asarray(obs[k], dtype=np.float32)
-                for k in self.obs_keys if k in obs}
-        if self._history is None:
-            self._history = deque([step] * self.obs_horizon, maxlen=self.obs_horizon)
-        else:
-            self._history.append(step)
-        window = {k: np.stack([h[k] for h in self._history], axis=1) for k in step}
-        if self.temporal_ensemble is not None:
-            action = self._ensembled(self.predict_chunk(window, generator, deterministic))
-        else:
-            if not self._queue:
-                chunk = self.predict_chunk(window, generator, deterministic)
-                self._queue.extend(chunk[:, i] for i in range(self.n_act))
-            action = self._queue.popleft()
-        self._t += 1
-        return action[0] if single else action
-
-    def _ensembled(self, chunk: np.ndarray) -> np.ndarray:
-        t = self._t
-        self._ensemble = [(s, c) for s, c in self._ensemble if t - s < self.action_horizon] + [(t, chunk)]
-        preds = np.stack([c[:, t - s] for s, c in self._ensemble])              # (n, N, A), oldest first
-        w = np.exp(-self.temporal_ensemble * np.arange(len(preds)))[:, None, None]
-        return (w * preds).sum(0) / w.sum()
+        for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A).
+        Re-plans every ``n_act`` steps (or every step with ``temporal_ensemble``); see `imitate.acting`."""
+        return self._act(obs, lambda window: self.predict_chunk(window, generator, deterministic))
 
     # -- description ------------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:

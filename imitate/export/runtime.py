@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from imitate.acting import ChunkActing, as_float32 as _as_float32
 from imitate.errors import ImitateError
 
 EXPORT_FORMAT = "imitate-export/1"
@@ -97,7 +97,7 @@ def _torch_program(path: Path, threads: int | None):
     return run
 
 
-class ExportedPolicy:
+class ExportedPolicy(ChunkActing):
     """An exported policy: `predict_chunk`, `act` and `reset`, validated against export.json."""
 
     def __init__(self, meta: dict[str, Any], run, rng: np.random.Generator, backend: str):
@@ -158,52 +158,7 @@ class ExportedPolicy:
             return self.rng.standard_exponential(shape, dtype=np.float32)
         raise ImitateError(f"export.json names an unknown noise distribution {distribution!r}")
 
-    # -- acting -----------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget the observation history and the queued actions (call at every episode start)."""
-        self._history: deque | None = None
-        self._queue: deque = deque()
-        self._ensemble: list[tuple[int, np.ndarray]] = []
-        self._t = 0
-
     def act(self, obs: Any) -> np.ndarray:
         """One step: the current observation of one environment (dict of (*shape) arrays, or an array
         for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A)."""
-        if not isinstance(obs, Mapping):
-            obs = {"state": obs}
-        missing = [k for k in self.obs_keys if k not in obs]
-        if missing:
-            raise ImitateError(f"observation lacks key(s) {missing}; the policy reads {self.obs_keys}")
-        first = self.obs_keys[0]
-        single = np.ndim(obs[first]) == len(self.obs_shapes[first])
-        step = {k: _as_float32(obs[k], f"observation {k!r}")[None] if single else _as_float32(obs[k], f"observation {k!r}")
-                for k in self.obs_keys}
-        if self._history is None:
-            self._history = deque([step] * self.obs_horizon, maxlen=self.obs_horizon)
-        else:
-            self._history.append(step)
-        window = {k: np.stack([h[k] for h in self._history], axis=1) for k in step}
-        if self.temporal_ensemble is not None:
-            action = self._ensembled(self.predict_chunk(window))
-        else:
-            if not self._queue:
-                chunk = self.predict_chunk(window)
-                self._queue.extend(chunk[:, i] for i in range(self.n_act))
-            action = self._queue.popleft()
-        self._t += 1
-        return action[0] if single else action
-
-    def _ensembled(self, chunk: np.ndarray) -> np.ndarray:
-        t = self._t
-        self._ensemble = [(s, c) for s, c in self._ensemble if t - s < self.action_horizon] + [(t, chunk)]
-        preds = np.stack([c[:, t - s] for s, c in self._ensemble])              # (n, N, A), oldest first
-        w = np.exp(-self.temporal_ensemble * np.arange(len(preds)))[:, None, None]
-        return (w * preds).sum(0) / w.sum()
-
-
-def _as_float32(value: Any, what: str) -> np.ndarray:
-    """A real-valued array as float32 (ints and other floats are converted, as Policy does); else an error."""
-    x = np.asarray(value)
-    if x.dtype.kind not in "fiu":
-        raise ImitateError(f"{what} has dtype {x.dtype}; the exported policy takes real numbers (float32)")
-    return np.ascontiguousarray(x, dtype=np.float32)
+        return self._act(obs, self.predict_chunk)
