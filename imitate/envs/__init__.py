@@ -1,6 +1,6 @@
 """Gymnasium tasks shipped with imitate and their scripted experts.
 
-Importing this package registers ``imitate/ForkedPath-v0`` with gymnasium.
+Importing this package registers ``imitate/ForkedPath-v0`` and ``imitate/GridWorld-v0`` with gymnasium.
 """
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ if FORKED_PATH_ID not in gymnasium.registry:
         entry_point="imitate.envs.forked_path:ForkedPathEnv",
         max_episode_steps=120,
     )
+GRIDWORLD_ID = "imitate/GridWorld-v0"
+if GRIDWORLD_ID not in gymnasium.registry:
+    gymnasium.register(id=GRIDWORLD_ID, entry_point="imitate.envs.gridworld:GridWorldEnv", max_episode_steps=50)
 
 
 def make_env(
