@@ -9,6 +9,9 @@
     imitate dagger --task TASK --head NAME --rounds R --out DIR [--gate none|scripted|human] ...
     imitate teleop TASK --out FILE [--seed S] [--env-kw key=value ...]
     imitate export RUN_DIR --format onnx|torch [--format ...] --out DIR [--overwrite]
+    imitate gail|airl --data FILE --head NAME --out DIR [--env ENV_ID] [--steps N] [--init RUN_DIR] [--seed S]
+    imitate rl --env ENV_ID --out DIR [--reward AIRL_RUN_DIR] [--head NAME] [--steps N] [--seed S]
+    imitate irl --task imitate/GridWorld-v0 [--demos N] [--out DIR]
     imitate demo [--out DIR] [--jobs J]
 """
 from __future__ import annotations
@@ -134,6 +137,58 @@ def _cmd_eval(args) -> int:
     if args.video:
         summary["video"] = args.video
     print(json.dumps(summary))
+    return 0
+
+
+def _given(args, cls: type) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+
+
+def _print_record(record: dict) -> None:
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}), flush=True)
+
+
+def _split_sets(pairs: list[str] | None) -> tuple[dict, dict]:
+    """``--set ppo.key=value`` and ``--set head.key=value`` (or ``key=value`` for the head)."""
+    from imitate.config import parse_key_values
+
+    sets = parse_key_values(pairs)
+    ppo = {k.removeprefix("ppo."): v for k, v in sets.items() if k.startswith("ppo.")}
+    head = {k.removeprefix("head."): v for k, v in sets.items() if not k.startswith("ppo.")}
+    return ppo, head
+
+
+def _cmd_adversarial(args) -> int:
+    from imitate.algos.rewards import AdversarialConfig
+    from imitate.config import apply_overrides
+
+    cfg = apply_overrides(AdversarialConfig(), _given(args, AdversarialConfig), f"imitate {args.command}")
+    ppo, head = _split_sets(args.set)
+    if args.command == "gail":
+        from imitate.algos.gail import train_gail as run
+    else:
+        from imitate.algos.airl import train_airl as run
+    _print_record({"final": run(cfg, ppo, head, progress=not args.quiet, on_log=_print_record)})
+    return 0
+
+
+def _cmd_rl(args) -> int:
+    from imitate.algos.runs import train_rl
+
+    ppo, head = _split_sets(args.set)
+    _print_record({"final": train_rl(args.env, args.out, args.head, args.steps, args.reward, args.seed, ppo, head,
+                                     args.expert_return, progress=not args.quiet, on_log=_print_record)})
+    return 0
+
+
+def _cmd_irl(args) -> int:
+    from imitate.algos.maxent_irl import IRLConfig, run_maxent_irl
+    from imitate.config import apply_overrides
+
+    cfg = apply_overrides(IRLConfig(), _given(args, IRLConfig), "imitate irl")
+    _print_record({"final": run_maxent_irl(cfg, on_log=_print_record)})
     return 0
 
 
@@ -288,6 +343,35 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: the model file(s) and export.json")
     p.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
     p.set_defaults(func=_cmd_export)
+
+    for name, what in (("gail", "GAIL"), ("airl", "AIRL (also saves the recovered reward)")):
+        p = sub.add_parser(name, help=f"adversarial imitation by {what} from a demo file, PPO generator")
+        if argv[:1] == [name]:
+            from imitate.algos.rewards import AdversarialConfig
+            _add_config_flags(p, AdversarialConfig)
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                       help="ppo.key=value (PPOConfig) or head.key=value (the generator head's Config)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=_cmd_adversarial)
+
+    p = sub.add_parser("rl", help="PPO on an environment's reward, or on a reward recovered by AIRL (--reward)")
+    p.add_argument("--env", required=True, help="gymnasium environment id")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--reward", help="an AIRL run directory (reward.json + reward.safetensors); default: the env's reward")
+    p.add_argument("--head", default="gaussian", help="policy head (Discrete actions: autoregressive)")
+    p.add_argument("--steps", type=int, default=200_000, help="environment steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of networks, environments and sampling")
+    p.add_argument("--expert-return", type=float, help="return that normalized_return counts as 1 "
+                   "(default: the demos' mean return recorded with --reward)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="ppo.key=value or head.key=value")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_rl)
+
+    p = sub.add_parser("irl", help="maximum-entropy IRL on a tabular task (imitate/GridWorld-v0)")
+    if argv[:1] == ["irl"]:
+        from imitate.algos.maxent_irl import IRLConfig
+        _add_config_flags(p, IRLConfig)
+    p.set_defaults(func=_cmd_irl)
 
     from imitate.compare import CompareConfig
 

@@ -99,6 +99,11 @@ class GaussianHead(PolicyHead, name="gaussian"):
         self._check_action(features, action)
         return self._entry_log_prob(features, action)[0].sum(-1)
 
+    def entropy(self, features: Tensor) -> Tensor:
+        """Differential entropy (B,) of the chunk distribution for features (B, F), in closed form."""
+        self._check_features(features)
+        return (self._distribution(features)[1] + 0.5 + _LOG_SQRT_2PI).sum(-1)
+
     @torch.no_grad()
     def mode(self, features: Tensor) -> Tensor:
         self._check_features(features)

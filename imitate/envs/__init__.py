@@ -6,6 +6,7 @@ Importing this package registers these tasks with gymnasium (each has a scripted
     imitate/ForkedPath3-v0    the same with three passages (3 modes)
     imitate/ReacherModes-v0   MuJoCo two-link Reacher, elbow-up or elbow-down (2 modes)
     imitate/BlockPush-v0      push two blocks into two zones, any order and assignment (4 modes)
+    imitate/GridWorld-v0      a tabular grid world with known dynamics and reward (MaxEnt IRL)
 
 Importing it imports neither MuJoCo nor torch: ReacherModes builds its MuJoCo model when it is made.
 """
@@ -33,12 +34,14 @@ FORKED_PATH3_ID = "imitate/ForkedPath3-v0"
 REACHER_MODES_ID = "imitate/ReacherModes-v0"
 BLOCK_PUSH_ID = "imitate/BlockPush-v0"
 
+GRIDWORLD_ID = "imitate/GridWorld-v0"
 _TASKS = {
     FORKED_PATH_ID: dict(entry_point="imitate.envs.forked_path:ForkedPathEnv", max_episode_steps=120),
     FORKED_PATH3_ID: dict(entry_point="imitate.envs.forked_path:ForkedPathEnv", max_episode_steps=120,
                           kwargs={"n_routes": 3}),
     REACHER_MODES_ID: dict(entry_point="imitate.envs.reacher_modes:ReacherModesEnv", max_episode_steps=50),
     BLOCK_PUSH_ID: dict(entry_point="imitate.envs.block_push:BlockPushEnv", max_episode_steps=200),
+    GRIDWORLD_ID: dict(entry_point="imitate.envs.gridworld:GridWorldEnv", max_episode_steps=50),
 }
 for _id, _spec in _TASKS.items():
     if _id not in gymnasium.registry:

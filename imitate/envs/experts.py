@@ -264,12 +264,17 @@ class PendulumExpert:
         return np.array([np.clip(u, -self.MAX_TORQUE, self.MAX_TORQUE)], dtype=np.float32)
 
 
+from imitate.envs.cartpole_expert import CartPoleExpert  # noqa: E402
+from imitate.envs.gridworld import GridWorldExpert  # noqa: E402
+
 EXPERTS: dict[str, type] = {
     "imitate/ForkedPath-v0": ForkedPathExpert,
     "imitate/ForkedPath3-v0": ForkedPath3Expert,
     "imitate/ReacherModes-v0": ReacherModesExpert,
     "imitate/BlockPush-v0": BlockPushExpert,
     "Pendulum-v1": PendulumExpert,
+    "CartPole-v1": CartPoleExpert,
+    "imitate/GridWorld-v0": GridWorldExpert,
 }
 
 #: Expert settings for labelling states a learner visits (DAgger): clean, consistent labels.

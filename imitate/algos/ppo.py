@@ -1,0 +1,371 @@
+"""PPO for imitate's own Policy: the RL inner loop of GAIL, AIRL and `imitate rl`.
+
+The generator is an ordinary `imitate.policy.Policy` with To = Ta = n_act = 1, so any head with a
+log-probability (gaussian, gmm, autoregressive, also for Discrete action spaces) can be trained
+by RL, started from a BC run, and loaded back by `imitate.checkpoint.load_policy`.
+
+One iteration, with N vectorized environments and T steps each:
+
+    collect:  obs (N, D) --Policy.encode--> features --head.sample--> u (N, 1, A) normalized action
+              env action = unnormalize(u) clipped to the Box (or the index, Discrete)
+              stored per step: obs, u, log pi_old(u|s) (N,), V(s) (N,), env reward, terminated,
+              truncated, next_obs (the true s' even where the episode ended and the env reset)
+    rewards:  the env's, or a learned one (GAIL / AIRL) computed from the stored (s, u, s')
+    update:   reward scaling by the running std of the discounted return (as SB3's VecNormalize),
+              time-limit bootstrap r += gamma V(s') where truncated, GAE(gamma, lambda),
+              `epochs` passes of minibatches: clipped surrogate + vf_coef * value loss - ent_coef * entropy
+
+Entropy: in closed form where the head has ``entropy(features)`` (gaussian); otherwise estimated
+from the rollout's actions, with the score-function surrogate -E[stopgrad(log pi) log pi] whose
+gradient is the entropy's gradient.
+
+Observation normalization: the Policy's own ``obs/state`` normalizer. With ``obs_stats="running"``
+its mean/std are refreshed from all observations seen so far before every rollout (constant within
+a rollout and its update), so the saved Policy carries the final statistics; with ``"frozen"``
+(GAIL and AIRL: fitted on the demonstrations) they never change. The value network is a separate
+MLP on the same normalized observations.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnasium
+import numpy as np
+import torch
+from torch import nn
+
+from imitate.data.normalizer import Normalizer
+from imitate.errors import ConfigError
+from imitate.policy import Policy, build_policy
+from imitate.train import clip_grad_norm
+
+
+@dataclass
+class PPOConfig:
+    """Settings of the PPO inner loop (``--set ppo.key=value`` on the command line)."""
+
+    n_envs: int = 8
+    """Environments stepped in lockstep (gymnasium SyncVectorEnv)."""
+    n_steps: int = 256
+    """Steps per environment per rollout (a rollout holds n_envs * n_steps transitions)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    lr: float = 3e-4
+    """Adam learning rate (policy and value network)."""
+    clip: float = 0.2
+    """PPO's ratio clipping range."""
+    epochs: int = 10
+    """Passes over each rollout."""
+    batch_size: int = 256
+    """Transitions per minibatch."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this value."""
+    norm_reward: bool = True
+    """Scale rewards by the running std of the discounted return (no mean subtraction: signs stay)."""
+    value_hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the value network (tanh)."""
+
+
+#: Settings known to work per task (from rl-baselines3-zoo), applied under the user's own.
+PRESETS: dict[str, dict[str, Any]] = {
+    "Pendulum-v1": {"n_envs": 4, "n_steps": 1024, "gamma": 0.9, "gae_lambda": 0.95, "lr": 1e-3, "epochs": 10,
+                    "batch_size": 256},
+    "CartPole-v1": {"n_envs": 8, "n_steps": 32, "gamma": 0.98, "gae_lambda": 0.8, "lr": 1e-3, "epochs": 20,
+                    "batch_size": 256},
+}
+#: Small networks for RL from scratch (BC warm starts keep the BC run's own).
+RL_HEAD_DEFAULTS = {"gaussian": {"hidden_dims": (64,), "init_std": 0.6},
+                    "gmm": {"hidden_dims": (64,), "num_modes": 3, "init_std": 0.5},
+                    "autoregressive": {"d_model": 32, "num_layers": 1, "num_heads": 2, "bins": 21, "binning": "uniform"}}
+RL_ENCODER_DEFAULTS = {"hidden_dims": (64,), "feature_dim": 64}
+
+
+class RunningMeanStd:
+    """Running mean and variance of rows (..., *shape), merged batch by batch (Chan et al.)."""
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64).reshape(-1, *self.mean.shape)
+        n, mean, var = len(x), x.mean(0), x.var(0)
+        delta, total = mean - self.mean, self.count + n
+        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        self.mean, self.count = self.mean + delta * n / total, total
+
+
+def make_vec_env(env_id: str, n_envs: int, env_kwargs: dict | None = None) -> gymnasium.vector.SyncVectorEnv:
+    """``n_envs`` copies of ``env_id`` that reset themselves in the step where an episode ends
+    (``info["final_obs"]`` then holds that episode's last observation)."""
+    from imitate.envs import make_env
+
+    make_env(env_id, env_kwargs).close()  # errors name the id before the vector env wraps them
+    return gymnasium.vector.SyncVectorEnv([lambda: make_env(env_id, env_kwargs) for _ in range(n_envs)],
+                                          autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+
+
+def check_spaces(env_id: str, obs_space: gymnasium.Space, action_space: gymnasium.Space) -> None:
+    if not (isinstance(obs_space, gymnasium.spaces.Box) and len(obs_space.shape) == 1):
+        raise ConfigError(f"{env_id}: PPO here needs a flat Box observation space, got {obs_space}")
+    if not isinstance(action_space, (gymnasium.spaces.Box, gymnasium.spaces.Discrete)):
+        raise ConfigError(f"{env_id}: PPO here needs a Box or Discrete action space, got {action_space}")
+
+
+def new_rl_policy(obs_dim: int, action_space: gymnasium.Space, head: str, head_config: dict | None = None,
+                  encoder_config: dict | None = None) -> Policy:
+    """A fresh Policy (To = Ta = n_act = 1) for RL: obs ``state`` (obs_dim,) with identity statistics
+    until fitted, actions minmax-normalized from the Box's bounds (Discrete: indices, ``discrete_nvec``)."""
+    discrete = isinstance(action_space, gymnasium.spaces.Discrete)
+    head_config = {**RL_HEAD_DEFAULTS.get(head, {}), **(head_config or {})}
+    if discrete:
+        if head != "autoregressive":
+            raise ConfigError(f"--head {head}: Discrete actions need the autoregressive head (discrete_nvec)")
+        head_config["discrete_nvec"] = (int(action_space.n),)
+    action_dim = 1 if discrete else int(np.prod(action_space.shape))
+    norm = Normalizer({"obs/state": ((obs_dim,), "meanstd"), "action": ((action_dim,), "identity" if discrete else "minmax")})
+    if not discrete:
+        norm.fit("action", [np.stack([action_space.low.reshape(-1), action_space.high.reshape(-1)])])
+    spec = {"obs_keys": ["state"], "obs_shapes": {"state": [obs_dim]}, "action_dim": action_dim, "obs_horizon": 1,
+            "action_horizon": 1, "n_act": 1, "head": head, "head_config": head_config,
+            "encoder_config": {**RL_ENCODER_DEFAULTS, **(encoder_config or {})}, "normalizer": norm.config()}
+    policy = build_policy(spec)
+    policy.normalizer.load_state_dict(norm.state_dict())
+    if not policy.head.has_log_prob:
+        raise ConfigError(f"--head {head} has no log-probability; PPO needs one (gaussian, gmm, autoregressive)")
+    return policy
+
+
+def set_obs_stats(policy: Policy, mean: np.ndarray, var: np.ndarray) -> None:
+    """Write mean/std into the Policy's ``obs/state`` meanstd normalizer."""
+    st = policy.normalizer.stats["obs/state"]
+    std = np.sqrt(np.maximum(var, 1e-8))
+    for name, value in (("scale", 1.0 / std), ("offset", -mean / std), ("mean", mean), ("std", std)):
+        getattr(st, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+
+
+class PPO:
+    """PPO on ``env_id`` for ``policy`` (To = Ta = 1); `collect` a rollout, then `update` on it.
+
+    Args:
+        policy: the generator; its ``obs/state`` normalizer must be meanstd.
+        env_id, env_kwargs: the task (flat Box observations; Box or Discrete actions).
+        cfg: `PPOConfig`.
+        obs_stats: "running" (refreshed from the observations seen) or "frozen" (kept as fitted).
+        seed: environments are reset with seed, seed + 1, ...; the sampling noise is seeded too.
+    """
+
+    def __init__(self, policy: Policy, env_id: str, cfg: PPOConfig, env_kwargs: dict | None = None,
+                 obs_stats: str = "running", seed: int = 0):
+        if (policy.obs_horizon, policy.action_horizon, policy.n_act) != (1, 1, 1):
+            raise ConfigError(f"the generator must have obs_horizon = action_horizon = n_act = 1 (got "
+                              f"{policy.obs_horizon}, {policy.action_horizon}, {policy.n_act}); train the BC run with "
+                              f"--obs-horizon 1 --action-horizon 1 --n-act 1")
+        if obs_stats not in ("running", "frozen"):
+            raise ConfigError(f"obs_stats must be 'running' or 'frozen', got {obs_stats!r}")
+        self.policy, self.cfg, self.env_id, self.obs_stats = policy, cfg, env_id, obs_stats
+        self.envs = make_vec_env(env_id, cfg.n_envs, env_kwargs)
+        self.action_space = self.envs.single_action_space
+        check_spaces(env_id, self.envs.single_observation_space, self.action_space)
+        self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
+        self.obs_dim = int(self.envs.single_observation_space.shape[0])
+        if policy.obs_shapes.get("state") != (self.obs_dim,):
+            raise ConfigError(f"the policy reads obs 'state' {policy.obs_shapes}, but {env_id} gives ({self.obs_dim},)")
+        self.value = nn.Sequential()
+        width = self.obs_dim
+        for w in cfg.value_hidden:
+            self.value.extend([nn.Linear(width, w), nn.Tanh()])
+            width = w
+        self.value.append(nn.Linear(width, 1))
+        self.params = list(policy.parameters()) + list(self.value.parameters())
+        try:  # one fused kernel per step where torch supports it, else multi-tensor
+            self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, foreach=True)
+        self.generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.obs, _ = self.envs.reset(seed=seed)
+        self.obs_rms = RunningMeanStd((self.obs_dim,))
+        self.ret_rms, self.disc_return = RunningMeanStd(), np.zeros(cfg.n_envs)
+        self.ep_return, self.ep_length = np.zeros(cfg.n_envs), np.zeros(cfg.n_envs, dtype=np.int64)
+        self.episodes: list[tuple[int, float, int]] = []  # (env steps at its end, return, length)
+        self.env_steps = 0
+        if not self.discrete:
+            self.low, self.high = (torch.as_tensor(b.reshape(-1), dtype=torch.float32)
+                                   for b in (self.action_space.low, self.action_space.high))
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw obs (B, D) -> features (B, F)."""
+        return self.policy.encode({"state": obs.unsqueeze(1)})
+
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw obs (B, D) -> V(s) (B,) on the Policy's normalized observations."""
+        return self.value(self.policy.normalizer.normalize("obs/state", obs)).squeeze(-1)
+
+    def env_action(self, u: torch.Tensor) -> np.ndarray:
+        """Normalized actions u (B, 1, A) -> what the vector env takes: (B,) indices or (B, A) clipped."""
+        if self.discrete:
+            return u[:, 0, 0].round().long().clamp(0, self.action_space.n - 1).numpy() + int(self.action_space.start)
+        raw = self.policy.normalizer.unnormalize("action", u[:, 0])
+        return torch.maximum(torch.minimum(raw, self.high), self.low).numpy().reshape(-1, *self.action_space.shape)
+
+    # -- collect ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self) -> dict[str, torch.Tensor]:
+        """One rollout: dict of (T, N, ...) tensors obs, u, log_prob, value, env_reward, terminated,
+        truncated, next_obs, and last_obs (N, D) (the observation after the rollout)."""
+        if self.obs_stats == "running" and self.obs_rms.count > 1:
+            set_obs_stats(self.policy, self.obs_rms.mean, self.obs_rms.var)
+        self.policy.eval()
+        T, N = self.cfg.n_steps, self.cfg.n_envs
+        A = self.policy.action_dim
+        buf = {"obs": torch.zeros(T, N, self.obs_dim), "u": torch.zeros(T, N, 1, A), "log_prob": torch.zeros(T, N),
+               "value": torch.zeros(T, N), "env_reward": torch.zeros(T, N), "terminated": torch.zeros(T, N),
+               "truncated": torch.zeros(T, N), "next_obs": torch.zeros(T, N, self.obs_dim)}
+        for t in range(T):
+            obs = torch.as_tensor(self.obs, dtype=torch.float32)
+            feats = self.features(obs)
+            u = self.policy.head.sample(feats, generator=self.generator)
+            buf["obs"][t], buf["u"][t] = obs, u
+            buf["log_prob"][t], buf["value"][t] = self.policy.head.log_prob(feats, u), self.values(obs)
+            next_obs, reward, terminated, truncated, info = self.envs.step(self.env_action(u))
+            done = terminated | truncated
+            real_next = next_obs.copy()
+            if done.any():
+                for i in np.flatnonzero(done):
+                    real_next[i] = info["final_obs"][i]
+            buf["env_reward"][t] = torch.as_tensor(reward, dtype=torch.float32)
+            buf["terminated"][t] = torch.as_tensor(terminated, dtype=torch.float32)
+            buf["truncated"][t] = torch.as_tensor(truncated & ~terminated, dtype=torch.float32)
+            buf["next_obs"][t] = torch.as_tensor(real_next, dtype=torch.float32)
+            self.ep_return += reward
+            self.ep_length += 1
+            self.env_steps += N
+            for i in np.flatnonzero(done):
+                self.episodes.append((self.env_steps, float(self.ep_return[i]), int(self.ep_length[i])))
+                self.ep_return[i], self.ep_length[i] = 0.0, 0
+            self.obs = next_obs
+        buf["last_obs"] = torch.as_tensor(self.obs, dtype=torch.float32)
+        if self.obs_stats == "running":
+            self.obs_rms.update(buf["obs"].numpy())
+        return buf
+
+    # -- update -----------------------------------------------------------------------------------
+    def scale_rewards(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """Rewards (T, N) divided by the running std of the discounted return (updated here)."""
+        if not self.cfg.norm_reward:
+            return rewards
+        returns = np.zeros_like(rewards.numpy())
+        for t in range(len(rewards)):
+            self.disc_return = self.disc_return * self.cfg.gamma + rewards[t].numpy()
+            returns[t] = self.disc_return
+            self.disc_return = self.disc_return * (1.0 - dones[t].numpy())
+        self.ret_rms.update(returns)
+        return rewards / float(np.sqrt(self.ret_rms.var + 1e-8))
+
+    @torch.no_grad()
+    def advantages(self, buf: dict[str, torch.Tensor], rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE advantages and returns (T, N) for rewards (T, N), bootstrapping through time limits."""
+        cfg, T = self.cfg, len(rewards)
+        done = torch.maximum(buf["terminated"], buf["truncated"])
+        rewards = self.scale_rewards(rewards, done)
+        if buf["truncated"].any():
+            trunc_value = self.values(buf["next_obs"][buf["truncated"].bool()])
+            rewards = rewards.clone()
+            rewards[buf["truncated"].bool()] += cfg.gamma * trunc_value
+        next_value = self.values(buf["last_obs"])
+        adv, last = torch.zeros_like(rewards), torch.zeros_like(next_value)
+        for t in reversed(range(T)):
+            v_next = next_value if t == T - 1 else buf["value"][t + 1]
+            keep = 1.0 - done[t]
+            delta = rewards[t] + cfg.gamma * v_next * keep - buf["value"][t]
+            last = delta + cfg.gamma * cfg.gae_lambda * keep * last
+            adv[t] = last
+        return adv, adv + buf["value"]
+
+    def update(self, buf: dict[str, torch.Tensor], rewards: torch.Tensor | None = None) -> dict[str, float]:
+        """PPO epochs on a rollout with ``rewards`` (T, N) (default: the env's). Returns averaged losses."""
+        cfg = self.cfg
+        adv, returns = self.advantages(buf, buf["env_reward"] if rewards is None else rewards)
+        flat = {k: buf[k].flatten(0, 1) for k in ("obs", "u", "log_prob")}
+        adv, returns = adv.flatten(), returns.flatten()
+        self.policy.train()
+        has_entropy = hasattr(self.policy.head, "entropy")
+        sums: dict[str, float] = {}
+        n = 0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(adv), generator=self.generator)
+            for start in range(0, len(order), cfg.batch_size):
+                idx = order[start:start + cfg.batch_size]
+                a = adv[idx]
+                a = (a - a.mean()) / (a.std() + 1e-8) if len(idx) > 1 else a
+                feats = self.features(flat["obs"][idx])
+                log_prob = self.policy.head.log_prob(feats, flat["u"][idx])
+                log_ratio = log_prob - flat["log_prob"][idx]
+                ratio = log_ratio.exp()
+                policy_loss = -torch.minimum(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
+                value_loss = (self.values(flat["obs"][idx]) - returns[idx]).square().mean()
+                if has_entropy:
+                    entropy = self.policy.head.entropy(feats).mean()
+                    entropy_obj = entropy
+                else:  # score-function surrogate: its gradient is the entropy's gradient
+                    entropy = -log_prob.detach().mean()
+                    entropy_obj = -((log_prob.detach() + entropy) * log_prob).mean()
+                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_obj
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                clip_grad_norm(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+                             "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                             "clip_fraction": ((ratio - 1).abs() > cfg.clip).float().mean()}
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                n += 1
+        self.policy.eval()
+        return {f"ppo/{k}": v / max(n, 1) for k, v in sums.items()}
+
+    def recent_return(self, episodes: int = 20) -> float | None:
+        """Mean env return of the last ``episodes`` finished training episodes (None before the first)."""
+        done = self.episodes[-episodes:]
+        return float(np.mean([r for _, r, _ in done])) if done else None
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def random_return(env_id: str, env_kwargs: dict | None = None, episodes: int = 20, seed: int = 0) -> float:
+    """Mean return of a uniformly random policy over ``episodes`` seeded episodes."""
+    from imitate.envs import make_env
+
+    env = make_env(env_id, env_kwargs)
+    env.action_space.seed(seed)
+    total = 0.0
+    for i in range(episodes):
+        env.reset(seed=seed + i)
+        done = False
+        while not done:
+            _, r, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(r)
+            done = terminated or truncated
+    env.close()
+    return total / episodes
+
+
+def normalized_return(value: float | None, random: float, expert: float) -> float | None:
+    """(return - random) / (expert - random): 0 for the random policy, 1 for the expert."""
+    if value is None or not math.isfinite(value) or expert == random:
+        return None
+    return (value - random) / (expert - random)
+
+
+RewardFn = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]

@@ -1,0 +1,309 @@
+"""Pieces shared by GAIL and AIRL: settings, expert transitions, the generator, discriminator training,
+and the state-reward artifact that AIRL saves and `imitate rl --reward DIR` re-optimizes.
+
+A discriminator here is any module with ``logits(obs, act, next_obs, terminated, log_pi) -> (B,)``
+(expert = 1), over inputs normalized by the generator's own (frozen) observation normalizer:
+
+    obs, next_obs (B, D)   normalized observations
+    act (B, A')            continuous: the normalized action clipped to [-1, 1]; Discrete: one-hot
+    terminated (B,)        1 where s' ended the episode (AIRL's h(s') is then 0)
+    log_pi (B,)            log pi(a|s) of the current generator (AIRL; GAIL ignores it)
+
+It is trained by binary cross-entropy on equal-sized expert and generator minibatches, with an
+optional zero-centred gradient penalty on random interpolates of the two:
+    gp = grad_penalty * E || d logit / d (obs, act, next_obs) ||^2.
+
+The learned reward given to PPO is, per ``reward``:
+    "positive":  -log(1 - D) = softplus(logit)   always > 0 (the default for GAIL and AIRL)
+    "logit":     log D - log(1 - D) = logit      for AIRL f - log pi, the entropy-regularized reward of
+                                                 the paper; it is mostly negative, and where episodes
+                                                 can end (CartPole) PPO then learns to end them early
+PPO then scales it by the running std of its discounted return (`PPOConfig.norm_reward`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from imitate import checkpoint as ckpt
+from imitate.errors import ConfigError, ImitateError
+
+REWARD_FORMAT = "imitate-reward/1"
+
+
+@dataclass
+class AdversarialConfig:
+    """Settings of a GAIL or AIRL run (PPO settings: ``--set ppo.key=value``; head: ``--set head.key=value``)."""
+
+    data: str = ""
+    """Expert demonstration file (robomimic HDF5; next_obs is read from it)."""
+    out: str = ""
+    """Run directory to create."""
+    env: str = ""
+    """Gymnasium environment id (default: the one the demo file names)."""
+    head: str = "gaussian"
+    """Generator head: gaussian, gmm or autoregressive (Discrete actions: autoregressive)."""
+    steps: int = 500_000
+    """Environment steps."""
+    init: str = ""
+    """BC run directory to start the generator from (same head, obs/action horizon 1)."""
+    seed: int = 0
+    """Seed of networks, environments and sampling."""
+    reward: str = ""
+    """Reward given to PPO: positive (-log(1-D), the default) or logit (log D - log(1-D))."""
+    disc_hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the discriminator / reward networks."""
+    disc_lr: float = 3e-4
+    """Adam learning rate of the discriminator."""
+    disc_batch: int = 256
+    """Generator (and as many expert) transitions per discriminator minibatch."""
+    disc_epochs: int = 1
+    """Passes of the discriminator over each rollout."""
+    grad_penalty: float = 0.0
+    """Weight of the zero-centred gradient penalty on expert/generator interpolates (0: off)."""
+    log_every: int = 10_000
+    """Environment steps between log lines."""
+    ckpt_every: int = 100_000
+    """Environment steps between checkpoints (one is also written at the end)."""
+    eval_episodes: int = 20
+    """Seeded evaluation episodes at the end (0: none)."""
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int = 1) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for w in hidden:
+        layers += [nn.Linear(in_dim, w), nn.ReLU()]
+        in_dim = w
+    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim))
+
+
+# -- data -----------------------------------------------------------------------------------------
+def load_expert(path: str) -> tuple[dict[str, torch.Tensor], Any]:
+    """Transitions of a demo file as raw tensors obs (E, D), actions (E, A), next_obs (E, D),
+    terminated (E,), and the store (for env_args and returns)."""
+    from imitate.data import load_demo_file
+
+    store = load_demo_file(path)
+    if store.obs_keys != ["state"] or "next_obs/state" not in store.keys:
+        raise ImitateError(f"{path}: GAIL/AIRL read flat observations 'obs/state' and 'next_obs/state'; "
+                           f"the file has obs keys {store.obs_keys} and keys {store.keys}")
+    rows = np.arange(len(store))
+    data = {"obs": store.get("obs/state", rows), "actions": store.get("actions", rows),
+            "next_obs": store.get("next_obs/state", rows), "terminated": store.get("dones", rows)}
+    return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in data.items()}, store
+
+
+def expert_return(store) -> float:
+    """Mean episode return of a store (the sum of its rewards per episode)."""
+    rewards = store.get("rewards", np.arange(len(store))).astype(np.float64)
+    return float(np.mean(np.add.reduceat(rewards, store.episode_starts)))
+
+
+def make_generator(cfg: AdversarialConfig, obs_dim: int, action_space, expert: dict[str, torch.Tensor],
+                   head_config: dict[str, Any] | None):
+    """The generator: the BC run ``cfg.init`` (same head), or a fresh RL policy whose observation
+    normalizer is fitted on the demonstrations. Either way the normalizer stays frozen."""
+    from imitate.algos.ppo import new_rl_policy
+    from imitate.checkpoint import load_policy
+
+    if cfg.init:
+        policy = load_policy(cfg.init)
+        if policy.head.name != cfg.head:
+            raise ConfigError(f"--init {cfg.init} holds a {policy.head.name!r} policy but --head is {cfg.head!r}")
+        if policy.obs_keys != ["state"]:
+            raise ConfigError(f"--init {cfg.init}: the policy reads {policy.obs_keys}; GAIL/AIRL need 'state' only")
+        return policy.train()
+    policy = new_rl_policy(obs_dim, action_space, cfg.head, head_config)
+    policy.normalizer.fit("obs/state", [expert["obs"].numpy()])
+    return policy
+
+
+def action_features(u: torch.Tensor, nvec: tuple[int, ...]) -> torch.Tensor:
+    """Normalized actions (B, 1, A) or (B, A) -> discriminator input: clipped to [-1, 1], or one-hot (Discrete)."""
+    u = u.reshape(u.shape[0], -1)
+    if nvec:
+        return torch.cat([F.one_hot(u[:, i].round().long().clamp(0, n - 1), n).float() for i, n in enumerate(nvec)], -1)
+    return u.clamp(-1.0, 1.0)
+
+
+# -- discriminator training -----------------------------------------------------------------------
+def gradient_penalty(disc: nn.Module, expert: dict[str, torch.Tensor], policy: dict[str, torch.Tensor],
+                     generator: torch.Generator) -> torch.Tensor:
+    """E || d logit / d (obs, act, next_obs) ||^2 at random interpolates of two equal-sized batches."""
+    eps = torch.rand(len(expert["obs"]), 1, generator=generator)
+    mixed = {k: (eps * expert[k] + (1 - eps) * policy[k]).requires_grad_(True) for k in ("obs", "act", "next_obs")}
+    out = disc.logits(mixed["obs"], mixed["act"], mixed["next_obs"], expert["terminated"], expert["log_pi"])
+    grads = torch.autograd.grad(out.sum(), list(mixed.values()), create_graph=True, allow_unused=True)
+    return sum(g.square().sum(-1) for g in grads if g is not None).mean()
+
+
+def train_discriminator(disc: nn.Module, optimizer: torch.optim.Optimizer, cfg: AdversarialConfig,
+                        sample_expert, policy_batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, float]:
+    """``cfg.disc_epochs`` passes over the generator's transitions (dict of (M, ...) tensors, inputs as
+    in the module docstring), each minibatch against as many expert transitions from ``sample_expert(n)``."""
+    sums, n = {}, 0
+    m = len(policy_batch["obs"])
+    for _ in range(cfg.disc_epochs):
+        order = torch.randperm(m, generator=generator)
+        for start in range(0, m, cfg.disc_batch):
+            idx = order[start:start + cfg.disc_batch]
+            pol = {k: v[idx] for k, v in policy_batch.items()}
+            exp = sample_expert(len(idx))
+            args = ("obs", "act", "next_obs", "terminated", "log_pi")
+            logit_e = disc.logits(*(exp[k] for k in args))
+            logit_p = disc.logits(*(pol[k] for k in args))
+            loss = F.binary_cross_entropy_with_logits(logit_e, torch.ones_like(logit_e)) + \
+                F.binary_cross_entropy_with_logits(logit_p, torch.zeros_like(logit_p))
+            gp = gradient_penalty(disc, exp, pol, generator) if cfg.grad_penalty > 0 else torch.zeros(())
+            optimizer.zero_grad(set_to_none=True)
+            (loss + cfg.grad_penalty * gp).backward()
+            optimizer.step()
+            with torch.no_grad():
+                acc = 0.5 * ((logit_e > 0).float().mean() + (logit_p < 0).float().mean())
+            for k, v in {"disc/loss": loss, "disc/accuracy": acc, "disc/grad_penalty": gp,
+                         "disc/expert_D": torch.sigmoid(logit_e).mean(), "disc/policy_D": torch.sigmoid(logit_p).mean()}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def reward_from_logits(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """"positive": softplus(logit) = -log(1 - D); "logit": the logit itself."""
+    if kind == "positive":
+        return F.softplus(logits)
+    if kind == "logit":
+        return logits
+    raise ConfigError(f"--reward {kind!r}: choose positive or logit")
+
+
+# -- the state reward artifact (AIRL's g) ---------------------------------------------------------
+class StateReward(nn.Module):
+    """r(s) = g(normalize(s)) - shift for raw observations (B, D) -> (B,); normalization and shift are buffers.
+
+    AIRL identifies g only up to a constant, and a constant matters where episodes can end (a
+    negative reward teaches an agent to end them). ``shift`` is chosen when saving (`airl.state_reward`)
+    so that r >= 0 on every state seen in training: staying alive is never worse than ending.
+    """
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.obs_dim, self.hidden = obs_dim, tuple(hidden)
+        self.register_buffer("obs_scale", torch.ones(obs_dim))
+        self.register_buffer("obs_offset", torch.zeros(obs_dim))
+        self.register_buffer("shift", torch.zeros(()))
+        self.g = mlp(obs_dim, self.hidden)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.g(obs * self.obs_scale + self.obs_offset).squeeze(-1) - self.shift
+
+
+def save_reward(directory: str | Path, reward: StateReward, meta: dict[str, Any]) -> None:
+    """``reward.safetensors`` (weights and normalization) and ``reward.json`` (shape, origin) in ``directory``."""
+    directory = Path(directory)
+    ckpt.save_weights(directory / "reward.safetensors", reward)
+    ckpt.write_json(directory / "reward.json", {"format": REWARD_FORMAT, "obs_dim": reward.obs_dim,
+                                                "hidden": list(reward.hidden), **meta})
+
+
+def load_reward(directory: str | Path) -> tuple[StateReward, dict[str, Any]]:
+    """The StateReward saved in ``directory`` and its JSON description; errors name the file."""
+    directory = Path(directory)
+    meta_path, weights = directory / "reward.json", directory / "reward.safetensors"
+    if not meta_path.exists() or not weights.exists():
+        raise ImitateError(f"{directory}: no reward.json and reward.safetensors (written by `imitate airl`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ImitateError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != REWARD_FORMAT:
+        raise ImitateError(f"{meta_path}: not an imitate reward (expected format {REWARD_FORMAT!r})")
+    reward = StateReward(int(meta["obs_dim"]), tuple(meta["hidden"]))
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise ImitateError(f"{weights}: not a readable safetensors file ({e})") from None
+    ckpt.load_state_into(reward, state, str(weights), "reward")
+    return reward.eval(), meta
+
+
+# -- the shared driver ------------------------------------------------------------------------------
+def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides: dict[str, Any] | None,
+                    head_config: dict[str, Any] | None, progress: bool, on_log, save_extra=None) -> dict[str, Any]:
+    """Set up data, generator, PPO and ``disc = make_disc(obs_dim, act_feature_dim, gamma)``; train.
+
+    ``save_extra(disc, policy_normalizer, out, meta, seen)`` (optional) writes the algorithm's
+    artifacts; ``seen`` (M, D) holds the normalized expert observations and the last rollout's.
+    """
+    from imitate.algos.ppo import PPO, random_return
+    from imitate.algos.runs import new_run_dir, ppo_config, run_loop
+    from imitate.config import to_dict
+    from imitate.envs import make_env
+
+    if not cfg.data or not cfg.out:
+        raise ConfigError(f"imitate {algo}: --data FILE and --out DIR are required")
+    if cfg.steps < 1:
+        raise ConfigError(f"--steps must be at least 1 (got {cfg.steps})")
+    expert, store = load_expert(cfg.data)
+    env_args = store.env_args or {}
+    env_id = cfg.env or (env_args.get("env_name") if env_args.get("type") == 2 else "")
+    if not env_id:
+        raise ConfigError(f"{cfg.data} names no gymnasium environment; pass --env ENV_ID")
+    env_kwargs = env_args.get("env_kwargs") if env_id == env_args.get("env_name") else None
+    probe = make_env(env_id, env_kwargs)
+    obs_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    if tuple(obs_space.shape) != tuple(expert["obs"].shape[1:]):
+        raise ConfigError(f"{cfg.data}: observations {tuple(expert['obs'].shape[1:])} but {env_id} gives {obs_space.shape}")
+    torch.manual_seed(cfg.seed)
+    policy = make_generator(cfg, int(obs_space.shape[0]), action_space, expert, head_config)
+    pcfg = ppo_config(env_id, ppo_overrides)
+    ppo = PPO(policy, env_id, pcfg, env_kwargs, obs_stats="frozen", seed=cfg.seed)
+    nvec = tuple(getattr(policy.head.config, "discrete_nvec", ()) or ())
+    norm = policy.normalizer
+    exp_in = {"obs": norm.normalize("obs/state", expert["obs"]), "next_obs": norm.normalize("obs/state", expert["next_obs"]),
+              "u": norm.normalize("action", expert["actions"]).unsqueeze(1), "terminated": expert["terminated"]}
+    exp_in["act"] = action_features(exp_in["u"], nvec)
+    disc = make_disc(int(obs_space.shape[0]), exp_in["act"].shape[1], pcfg.gamma)
+    optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    kind = cfg.reward or disc.default_reward
+    last_obs = [exp_in["obs"][:0]]
+
+    def sample_expert(n: int) -> dict[str, torch.Tensor]:
+        idx = torch.randint(len(exp_in["obs"]), (n,), generator=gen)
+        out = {k: exp_in[k][idx] for k in ("obs", "act", "next_obs", "terminated")}
+        with torch.no_grad():
+            out["log_pi"] = policy.head.log_prob(policy.encoder({"state": out["obs"].unsqueeze(1)}), exp_in["u"][idx])
+        return out
+
+    def reward_fn(buf: dict[str, torch.Tensor]):
+        batch = {"obs": norm.normalize("obs/state", buf["obs"].flatten(0, 1)),
+                 "next_obs": norm.normalize("obs/state", buf["next_obs"].flatten(0, 1)),
+                 "act": action_features(buf["u"].flatten(0, 1), nvec), "terminated": buf["terminated"].flatten(),
+                 "log_pi": buf["log_prob"].flatten()}
+        last_obs[0] = batch["obs"]
+        info = train_discriminator(disc, optimizer, cfg, sample_expert, batch, gen)
+        with torch.no_grad():
+            r = reward_from_logits(disc.logits(*(batch[k] for k in ("obs", "act", "next_obs", "terminated", "log_pi"))), kind)
+        return r.view(buf["obs"].shape[:2]), {**info, "reward/learned_mean": float(r.mean())}
+
+    out = new_run_dir(cfg.out)
+    meta = {"env_id": env_id, "expert_return": expert_return(store), "gamma": pcfg.gamma, "algo": algo,
+            "source": str(Path(cfg.data).resolve())}
+    config = {"algo": algo, "adversarial": to_dict(cfg), "reward_kind": kind, "ppo": to_dict(pcfg),
+              "data": {"path": str(Path(cfg.data).resolve()), "env_args": {"env_name": env_id, "type": 2,
+                                                                           "env_kwargs": dict(env_kwargs or {})},
+                       "demos": store.n_episodes, "transitions": len(store)}}
+    extra = None if save_extra is None else (
+        lambda d: save_extra(disc, norm, d, meta, torch.cat([exp_in["obs"], last_obs[0]])))
+    return run_loop(ppo, out, cfg.steps, config, random_return(env_id, env_kwargs), meta["expert_return"], reward_fn,
+                    extra, cfg.log_every, cfg.ckpt_every, cfg.eval_episodes, progress, on_log)

@@ -1,0 +1,169 @@
+"""The run loop shared by `imitate rl`, `imitate gail` and `imitate airl`, and `imitate rl` itself.
+
+    RUN_DIR/
+      config.json          format, the Policy's spec (so `load_policy` / `imitate eval` work), every setting,
+                           the task (env_args), the expert and random returns used for normalization
+      model.safetensors    the generator Policy (To = Ta = 1), normalizer statistics included
+      metrics.jsonl, tb/   one record per log line: env_steps, return, normalized_return, losses
+      + what the algorithm adds (GAIL: discriminator.safetensors; AIRL: reward.safetensors, reward.json)
+
+Every iteration: PPO collects a rollout, the algorithm's reward function (if any) turns it into
+rewards (training its discriminator on the way), PPO updates. ``return`` is the mean true return
+of the last 20 finished training episodes; at the end the policy is also evaluated on fresh seeded
+episodes (`imitate.evaluate.evaluate`, actions sampled from the head).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from imitate import checkpoint as ckpt
+from imitate.algos.ppo import PPO, PPOConfig, PRESETS, RewardFn, new_rl_policy, normalized_return, random_return
+from imitate.config import apply_overrides, to_dict
+from imitate.errors import ConfigError, ImitateError
+
+
+def new_run_dir(out: str | Path) -> Path:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ImitateError(f"{out} exists and is not empty; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def ppo_config(env_id: str, overrides: dict[str, Any] | None) -> PPOConfig:
+    """PPOConfig: defaults, then the task's preset (`PRESETS`), then ``overrides`` (``--set ppo.key=value``)."""
+    return apply_overrides(apply_overrides(PPOConfig(), PRESETS.get(env_id, {}), "ppo preset"), overrides or {}, "ppo")
+
+
+def run_loop(ppo: PPO, out: Path, steps: int, config: dict[str, Any], random: float, expert: float | None,
+             reward_fn: RewardFn | None = None, save_extra: Callable[[Path], None] | None = None,
+             log_every: int = 10_000, ckpt_every: int = 100_000, eval_episodes: int = 20,
+             progress: bool = True, on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Alternate PPO rollouts, rewards and updates until ``steps`` env steps; write the run to ``out``.
+
+    Args:
+        ppo: the PPO instance (its policy is the generator that is saved).
+        config: written into config.json beside the policy's spec.
+        random, expert: returns that define ``normalized_return`` (expert None: not reported).
+        reward_fn: rollout -> (rewards (T, N), info); None trains on the env's rewards.
+        save_extra: writes the algorithm's own artifacts into the run dir at every checkpoint.
+        on_log: called with every log record (the CLI prints them as JSON lines).
+    """
+    ckpt.write_json(out / "config.json", {"format": ckpt.RUN_FORMAT, "policy": ppo.policy.spec(), **config,
+                                          "returns": {"random": random, "expert": expert},
+                                          "versions": ckpt.versions()})
+    metrics = open(out / "metrics.jsonl", "a")
+    from torch.utils.tensorboard import SummaryWriter
+    tb = SummaryWriter(str(out / "tb"))
+
+    def log(record: dict[str, Any]) -> None:
+        for k, v in record.items():
+            if isinstance(v, (int, float)) and k != "env_steps":
+                tb.add_scalar(k, v, record["env_steps"])
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+        if on_log is not None:
+            on_log(record)
+
+    def save() -> None:
+        ckpt.save_weights(out / "model.safetensors", ppo.policy, {"env_steps": ppo.env_steps})
+        if save_extra is not None:
+            save_extra(out)
+
+    bar = tqdm(total=steps, desc=f"{config.get('algo', 'rl')} {ppo.env_id}", unit="step", disable=not progress)
+    start, next_log, next_ckpt, sums, n = time.perf_counter(), log_every, ckpt_every, {}, 0
+    try:
+        while ppo.env_steps < steps:
+            before = ppo.env_steps
+            buf = ppo.collect()
+            rewards, info = (None, {}) if reward_fn is None else reward_fn(buf)
+            info = {**info, **ppo.update(buf, rewards)}
+            for k, v in info.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            bar.update(ppo.env_steps - before)
+            if ppo.env_steps >= next_log or ppo.env_steps >= steps:
+                if any(not torch.isfinite(torch.tensor(v)) for v in sums.values()):
+                    raise ImitateError(f"training diverged at {ppo.env_steps} env steps: non-finite losses "
+                                       f"{sorted(k for k, v in sums.items() if v != v or abs(v) == float('inf'))}")
+                ret = ppo.recent_return()
+                record = {"env_steps": ppo.env_steps, "return": ret,
+                          "normalized_return": None if expert is None else normalized_return(ret, random, expert),
+                          "time_s": round(time.perf_counter() - start, 2), **{k: v / n for k, v in sums.items()}}
+                log(record)
+                if ret is not None:
+                    bar.set_postfix(ret=f"{ret:.1f}")
+                sums, n, next_log = {}, 0, next_log + log_every
+            if ppo.env_steps >= next_ckpt:
+                save()
+                next_ckpt += ckpt_every
+        save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        bar.close()
+        ppo.close()
+    final: dict[str, Any] = {"run_dir": str(out), "env_steps": ppo.env_steps, "return": ppo.recent_return(),
+                             "time_s": round(time.perf_counter() - start, 2)}
+    final["normalized_return"] = None if expert is None else normalized_return(final["return"], random, expert)
+    if eval_episodes:
+        from imitate.evaluate import evaluate
+
+        with torch.random.fork_rng(devices=[]):
+            res = evaluate(ppo.policy, ppo.env_id, config.get("data", {}).get("env_args", {}).get("env_kwargs"),
+                           eval_episodes, seed=10_000, progress=False)
+        final["eval_return"] = res["mean_return"]
+        final["eval_normalized_return"] = None if expert is None else normalized_return(res["mean_return"], random, expert)
+    metrics.write(json.dumps({"final": final}) + "\n")
+    metrics.close()
+    tb.close()
+    return final
+
+
+def train_rl(env_id: str, out: str | Path, head: str = "gaussian", steps: int = 200_000, reward: str | None = None,
+             seed: int = 0, ppo_overrides: dict[str, Any] | None = None, head_config: dict[str, Any] | None = None,
+             expert_return: float | None = None, log_every: int = 10_000, eval_episodes: int = 20,
+             progress: bool = True, on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train a fresh Policy by PPO on ``env_id``: on the env's reward, or on the state reward g(s)
+    saved by AIRL in the directory ``reward`` (then ``return`` still reports the true return).
+
+    ``expert_return`` (default: the one recorded with the reward, from its demos) defines
+    ``normalized_return`` together with the measured random return.
+    """
+    from imitate.algos.rewards import load_reward
+    from imitate.data.hdf5 import make_env_args
+    from imitate.envs import make_env
+
+    if steps < 1:
+        raise ConfigError(f"--steps must be at least 1 (got {steps})")
+    reward_model, reward_meta = load_reward(reward) if reward else (None, {})
+    expert = expert_return if expert_return is not None else reward_meta.get("expert_return")
+    probe = make_env(env_id)
+    obs_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    if reward_model is not None and reward_model.obs_dim != int(obs_space.shape[0]):
+        raise ConfigError(f"--reward {reward}: the reward reads observations of size {reward_model.obs_dim}, "
+                          f"{env_id} gives {tuple(obs_space.shape)}")
+    cfg = ppo_config(env_id, ppo_overrides)
+    torch.manual_seed(seed)
+    policy = new_rl_policy(int(obs_space.shape[0]), action_space, head, head_config)
+    run = new_run_dir(out)
+    ppo = PPO(policy, env_id, cfg, obs_stats="running", seed=seed)
+
+    def learned(buf):
+        with torch.no_grad():
+            r = reward_model(buf["obs"].flatten(0, 1)).view(buf["obs"].shape[:2])
+        return r, {"reward/learned_mean": float(r.mean())}
+
+    config = {"algo": "rl", "env_id": env_id, "head": head, "steps": steps, "seed": seed,
+              "reward": str(Path(reward).resolve()) if reward else None, "ppo": to_dict(cfg),
+              "data": {"env_args": make_env_args(env_id, {})}}
+    return run_loop(ppo, run, steps, config, random_return(env_id), expert, learned if reward_model is not None else None,
+                    log_every=log_every, eval_episodes=eval_episodes, progress=progress, on_log=on_log)
