@@ -449,3 +449,23 @@ def test_unet_convolution_matches_torch_conv1d(kernel, stride, pad, length):
     (y2 * g).sum().backward()
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [(5, 1, 2), (3, 1, 1), (3, 2, 1), (1, 1, 0)])
+@pytest.mark.parametrize("length", [1, 2, 4, 8])
+def test_unet_exported_convolution_and_mish_match_torch(kernel, stride, pad, length, monkeypatch):
+    """While exporting, the U-Net writes short convolutions as banded matrix products and Mish in
+    closed form; both give nn.Conv1d's and F.mish's results."""
+    from policy_heads import denoisers
+
+    torch.manual_seed(0)
+    ours = denoisers._Conv1d(6, 5, kernel, stride=stride, padding=pad).double()
+    ref = torch.nn.Conv1d(6, 5, kernel, stride=stride, padding=pad).double()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 6, length, dtype=torch.float64)
+    y = torch.cat([torch.linspace(-40, 40, 801, dtype=torch.float64), torch.tensor([-1e4, 1e4], dtype=torch.float64)])
+    monkeypatch.setattr(denoisers, "_exporting", lambda: True)
+    steps = ref(x).shape[-1]
+    torch.testing.assert_close(ours._banded(x, steps), ref(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(denoisers._Mish()(y), torch.nn.functional.mish(y), rtol=1e-12, atol=1e-12)

@@ -125,9 +125,13 @@ def _quiet():
             lg.setLevel(level)
 
 
-def trace(policy: Policy, batch: int = 2) -> torch.export.ExportedProgram:
-    """torch.export of the policy's `SamplerGraph` with a dynamic batch dimension."""
+def trace(policy: Policy, batch: int = 2, banded: bool = True) -> torch.export.ExportedProgram:
+    """torch.export of the policy's `SamplerGraph` with a dynamic batch dimension. ``banded``: short
+    U-Net convolutions as banded matrix products (for onnxruntime, which folds them into constants)."""
     graph = SamplerGraph(policy.cpu().eval()).eval()
+    for module in graph.modules():
+        if hasattr(module, "banded_export"):
+            module.banded_export = banded
     args = example_inputs(policy, batch)
     dim = torch.export.Dim("batch", min=1, max=1 << 20)
     with torch.no_grad(), _quiet():
@@ -155,7 +159,7 @@ def export_policy(policy: Policy, out: str | os.PathLike, formats: Sequence[str]
                   run_dir: str | os.PathLike | None = None, tolerance: float = 1e-4, overwrite: bool = False) -> dict[str, Any]:
     """Export ``policy`` into the folder ``out`` (a model file per format + export.json); returns the metadata.
 
-    Every format comes from one torch.export trace. Each exported model is run on random
+    Every format comes from a torch.export trace of the same graph. Each exported model is run on random
     observations and noise at batch 1 and 3 and compared with the eager policy; a difference above
     ``tolerance`` is an error and nothing is written.
     """
@@ -170,8 +174,9 @@ def export_policy(policy: Policy, out: str | os.PathLike, formats: Sequence[str]
         raise ImitateError(f"{out}: folder is not empty (pass --overwrite to replace its export)")
     names = input_names(policy)
     with tempfile.TemporaryDirectory() as tmp:
-        program, extra = trace(policy), {}
+        extra: dict[str, str] = {}
         for fmt in formats:
+            program = trace(policy, banded=fmt == "onnx")
             if fmt == "torch":
                 with _quiet():
                     torch.export.save(program, str(Path(tmp) / FORMATS[fmt]))
