@@ -200,3 +200,14 @@ def test_noise_and_narrow_passages_are_seeded_and_the_expert_follows_the_agent()
     assert stay.route_deviation(start) == follow.route_deviation(start) == 0.0  # the path starts where the agent does
     assert stay.act(obs)[0] < 0 < follow.act(obs)[0] and follow.route == "right"
     assert follow.route_deviation(obs) < stay.route_deviation(obs)
+
+
+@pytest.mark.parametrize("task", sorted(LABEL_SETTINGS))
+def test_every_label_setting_builds_its_expert_and_labels_a_state(task):
+    env = make_env(task)
+    obs, _ = env.reset(seed=0)
+    expert = make_expert(task, **LABEL_SETTINGS[task])
+    expert.reset(seed=0)
+    action = np.asarray(expert.act(obs))
+    assert action.shape == env.action_space.shape and np.all(np.isfinite(action))
+    assert expert.follow_agent and expert.noise == 0.0

@@ -214,9 +214,10 @@ class ForkedPath3Expert(ForkedPathExpert):
     says otherwise; route probabilities uniform (``route_probs`` to change them)."""
 
     def __init__(self, noise: float = 0.1, env_kwargs: dict | None = None,
-                 route_probs: list[float] | None = None, seed: int | None = None):
+                 route_probs: list[float] | None = None, seed: int | None = None, follow_agent: bool = False):
         env_kwargs = {"n_routes": 3, **(env_kwargs or {})}
-        super().__init__(noise=noise, env_kwargs=env_kwargs, route_probs=route_probs, seed=seed)
+        super().__init__(noise=noise, env_kwargs=env_kwargs, route_probs=route_probs, seed=seed,
+                         follow_agent=follow_agent)
 
 
 class PendulumExpert:
@@ -280,6 +281,7 @@ EXPERTS: dict[str, type] = {
 #: Expert settings for labelling states a learner visits (DAgger): clean, consistent labels.
 LABEL_SETTINGS: dict[str, dict[str, Any]] = {
     "imitate/ForkedPath-v0": {"noise": 0.0, "follow_agent": True},
+    "imitate/ForkedPath3-v0": {"noise": 0.0, "follow_agent": True},
 }
 
 
