@@ -3,17 +3,9 @@
     raw obs {key: (B, To, *shape)} --normalize--> --encoder--> features (B, F)
     features --head.sample--> normalized chunk (B, Ta, A) --unnormalize--> actions (B, Ta, A)
 
-Acting in an environment (`act`), the policy keeps the last To observations and a queue of actions:
-it predicts a chunk of Ta actions, executes the first ``n_act`` of them, then predicts again.
-
-    t:        -1   0   1   2   3   4   5   6   7   8
-    obs:       o   o                                      history of To = 2 (the first obs repeated at reset)
-    chunk:         a   a   a   a   a   a   a   a          Ta = 8 predicted at t = 0
-    executed:      a   a   a   a                          n_act = 4, then re-plan at t = 4
-
-With ``temporal_ensemble`` set, a chunk is predicted at every step and the action executed at t is
-the weighted mean of every earlier chunk's prediction for t (weights exp(-k * i), i = 0 for the
-oldest), as in ACT. Averaging smooths actions but also averages modes: off by default.
+Acting in an environment (`act`, `reset`) is `imitate.acting.ChunkActing`: a history of To
+observations and a queue of actions, re-planned every ``n_act`` steps (timing diagram there),
+or ACT's temporal ensemble.
 """
 from __future__ import annotations
 

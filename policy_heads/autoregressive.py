@@ -225,11 +225,6 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
                 x = self.embed(token + self.token_offset[p]) + self.position[p + 1]
         return torch.stack(tokens, dim=1)
 
-    @torch.no_grad()
-    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        self._check_features(features)
-        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device))
-
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
         """Tokens drawn with noise["uniform"] (B, N, K), one uniform per token and category, as bin centres."""
         self._check_noise(features, noise)

@@ -19,9 +19,10 @@ Every concrete head registers itself by name when its class is defined:
 and `make_head("gaussian", feature_dim, action_dim, action_horizon, min_log_std="-4")` builds one,
 converting string overrides (from a command line `--set key=value`) to the field types.
 
-Explicit noise: a head's `sample` draws the tensors that `noise_spec()` describes (`draw_noise`, in
-the spec's order) and hands them to `sample_with_noise`, so the same noise gives the same chunk in
-PyTorch and in an exported model (imitate.export), where the noise is an input of the graph.
+Explicit noise: a head implements `noise_spec` and `sample_with_noise`; the shared `sample` draws
+the tensors that `noise_spec()` describes (`draw_noise`, in the spec's order) and hands them to
+`sample_with_noise`, so the same noise gives the same chunk in PyTorch and in an exported model
+(imitate.export), where the noise is an input of the graph.
 """
 
 from __future__ import annotations
@@ -98,12 +99,16 @@ class PolicyHead(nn.Module):
         of detached 0-dim tensors to log.
         """
 
-    @abstractmethod
+    @torch.no_grad()
     def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One fresh action chunk (B, Ta, A) per row of features (B, F); no gradient is tracked.
 
-        `generator` (on the features' device) is the only source of randomness.
+        `generator` (on the features' device) is the only source of randomness: `draw_noise` draws
+        the head's `noise_spec` from it and `sample_with_noise` turns that noise into the chunk, the
+        same function an exported graph runs.
         """
+        self._check_features(features)
+        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device, features.dtype))
 
     def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """The randomness of one sample: name -> (shape of one row, distribution in NOISE_DISTRIBUTIONS).

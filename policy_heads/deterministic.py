@@ -47,11 +47,6 @@ class DeterministicHead(PolicyHead, name="deterministic"):
         loss = masked_mean(per_step, mask)
         return loss, {self.config.loss: loss.detach()}
 
-    @torch.no_grad()
-    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        self._check_features(features)
-        return self._predict(features)
-
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
         """The prediction (B, Ta, A); the head takes no noise (`noise_spec()` is empty)."""
         self._check_features(features)

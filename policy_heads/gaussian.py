@@ -83,11 +83,6 @@ class GaussianHead(PolicyHead, name="gaussian"):
     def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {"normal": ((self.action_horizon * self.action_dim,), "normal")}
 
-    @torch.no_grad()
-    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        self._check_features(features)
-        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device, features.dtype))
-
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
         """mean + std * noise["normal"] (B, Ta * A), reshaped to (B, Ta, A)."""
         self._check_features(features)

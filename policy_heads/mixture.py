@@ -101,11 +101,6 @@ class MixtureHead(PolicyHead, name="gmm"):
     def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {"component": ((self.config.num_modes,), "exponential"), "normal": ((self.dim,), "normal")}
 
-    @torch.no_grad()
-    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        self._check_features(features)
-        return self.sample_with_noise(features, self.draw_noise(len(features), generator, features.device, features.dtype))
-
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
         """Component k = argmax_k w_k / E_k with E = noise["component"] (B, K) ~ Exp(1), a draw from the
         weights (what torch.multinomial does for one sample), then mean_k + std_k * noise["normal"] (B, D)."""
