@@ -195,7 +195,8 @@ def _cmd_irl(args) -> int:
 def _cmd_export(args) -> int:
     from imitate.export.exporter import export_run
 
-    meta = export_run(args.run_dir, args.out, args.formats or ["onnx"], overwrite=args.overwrite)
+    log = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    meta = export_run(args.run_dir, args.out, args.formats or ["onnx"], overwrite=args.overwrite, log=log)
     print(json.dumps({"out": args.out, "models": meta["models"], "head": meta["head"],
                       "inputs": [i["name"] for i in meta["inputs"]], "output": meta["output"]["name"]}))
     return 0
@@ -342,6 +343,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "(default: onnx)")
     p.add_argument("--out", required=True, help="output folder: the model file(s) and export.json")
     p.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_export)
 
     for name, what in (("gail", "GAIL"), ("airl", "AIRL (also saves the recovered reward)")):

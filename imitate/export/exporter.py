@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -156,13 +156,16 @@ def _to_onnx(program: torch.export.ExportedProgram, names: list[str], path: Path
 
 
 def export_policy(policy: Policy, out: str | os.PathLike, formats: Sequence[str] = ("onnx",),
-                  run_dir: str | os.PathLike | None = None, tolerance: float = 1e-4, overwrite: bool = False) -> dict[str, Any]:
+                  run_dir: str | os.PathLike | None = None, tolerance: float = 1e-4, overwrite: bool = False,
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Export ``policy`` into the folder ``out`` (a model file per format + export.json); returns the metadata.
 
     Every format comes from a torch.export trace of the same graph. Each exported model is run on random
     observations and noise at batch 1 and 3 and compared with the eager policy; a difference above
-    ``tolerance`` is an error and nothing is written.
+    ``tolerance`` is an error and nothing is written. ``log`` receives a line as each stage starts
+    (an export can take minutes: the ONNX translation of an unrolled sampler is slow).
     """
+    log = log or (lambda message: None)
     formats = list(dict.fromkeys([formats] if isinstance(formats, str) else formats))
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -176,15 +179,18 @@ def export_policy(policy: Policy, out: str | os.PathLike, formats: Sequence[str]
     with tempfile.TemporaryDirectory() as tmp:
         extra: dict[str, str] = {}
         for fmt in formats:
+            log(f"tracing the {policy.head.name} policy for {fmt} ...")
             program = trace(policy, banded=fmt == "onnx")
             if fmt == "torch":
                 with _quiet():
                     torch.export.save(program, str(Path(tmp) / FORMATS[fmt]))
             else:
+                log("translating to ONNX and optimizing the graph ...")
                 extra.update(_to_onnx(program, names, Path(tmp) / FORMATS[fmt]))
         meta = metadata(policy, {f: FORMATS[f] for f in formats}, run_dir, extra)
         write_json(Path(tmp) / METADATA, meta)
         for fmt in formats:
+            log(f"checking {FORMATS[fmt]} against the eager policy at batch 1 and 3 ...")
             _check_against_eager(policy, Path(tmp), fmt, tolerance)
         out.mkdir(parents=True, exist_ok=True)
         for name in (*FORMATS.values(), METADATA):
@@ -196,10 +202,10 @@ def export_policy(policy: Policy, out: str | os.PathLike, formats: Sequence[str]
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, formats: Sequence[str] = ("onnx",),
-               overwrite: bool = False) -> dict[str, Any]:
+               overwrite: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Export the trained policy of a run directory (see `export_policy`)."""
     read_run_config(run_dir)
-    return export_policy(load_policy(run_dir), out, formats, run_dir=run_dir, overwrite=overwrite)
+    return export_policy(load_policy(run_dir), out, formats, run_dir=run_dir, overwrite=overwrite, log=log)
 
 
 def _check_against_eager(policy: Policy, folder: Path, fmt: str, tolerance: float) -> None:
