@@ -2,6 +2,7 @@
 
     features (B, F) --MLP trunk--> mean (B, Ta * A)
                                    log_std (B, Ta * A), squashed into [min_log_std, max_log_std]
+                                   (or, with state_dependent_std=False, one learned log_std per entry)
 
 Trained by negative log-likelihood (nats per action entry). `log_prob` sums over all Ta * A
 entries; `mode` is the mean. Samples are not clipped to [-1, 1]: clipping would break the
@@ -23,7 +24,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class GaussianHead(PolicyHead, name="gaussian"):
-    """Diagonal Gaussian with a state-dependent, bounded standard deviation."""
+    """Diagonal Gaussian with a bounded standard deviation, state-dependent by default."""
 
     has_log_prob = True
     has_mode = True
@@ -38,6 +39,9 @@ class GaussianHead(PolicyHead, name="gaussian"):
         """Upper bound of the log standard deviation (per entry)."""
         init_std: float = 0.3
         """Standard deviation every entry starts with (must lie inside the bounds)."""
+        state_dependent_std: bool = True
+        """Predict the standard deviation from the features; False: one learned value per action entry
+        (as in most PPO implementations; steadier exploration in RL from scratch)."""
 
     def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Config | None = None) -> None:
         super().__init__(feature_dim, action_dim, action_horizon, config)
@@ -50,18 +54,23 @@ class GaussianHead(PolicyHead, name="gaussian"):
         dim = action_horizon * action_dim
         self.trunk, width = mlp_trunk(feature_dim, cfg.hidden_dims)
         self.mean = nn.Linear(width, dim)
-        self.log_std = nn.Linear(width, dim)
         # log_std = lo + (hi - lo) * sigmoid(raw); start every entry at init_std.
         fraction = (math.log(cfg.init_std) - cfg.min_log_std) / (cfg.max_log_std - cfg.min_log_std)
-        nn.init.zeros_(self.log_std.weight)
-        nn.init.constant_(self.log_std.bias, math.log(fraction / (1 - fraction)))
+        raw = math.log(fraction / (1 - fraction))
+        if cfg.state_dependent_std:
+            self.log_std = nn.Linear(width, dim)
+            nn.init.zeros_(self.log_std.weight)
+            nn.init.constant_(self.log_std.bias, raw)
+        else:
+            self.log_std_raw = nn.Parameter(torch.full((dim,), raw))
 
     def _distribution(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log standard deviation, both (B, Ta * A), for features (B, F)."""
         hidden = self.trunk(features)
         lo, hi = self.config.min_log_std, self.config.max_log_std
-        log_std = lo + (hi - lo) * torch.sigmoid(self.log_std(hidden))
-        return self.mean(hidden), log_std
+        mean = self.mean(hidden)
+        raw = self.log_std(hidden) if self.config.state_dependent_std else self.log_std_raw.expand_as(mean)
+        return mean, lo + (hi - lo) * torch.sigmoid(raw)
 
     def _entry_log_prob(self, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """Per-entry log-density (B, Ta * A) of action (B, Ta, A), and the log std (B, Ta * A)."""

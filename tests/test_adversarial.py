@@ -58,6 +58,16 @@ def test_a_tiny_run_has_finite_losses_and_loads(demos, tmp_path, train, env, hea
     assert (policy.obs_horizon, policy.action_horizon, policy.head.name) == (1, 1, head)
     assert (run / "discriminator.safetensors").exists() and (run / "tb").is_dir()
     assert (run / "reward.json").exists() == (train is train_airl)
+    if train is train_gail:  # the generator exports like any BC run: same noise, same actions
+        from imitate.export.exporter import export_run
+        from imitate.export.runtime import load
+
+        export_run(run, tmp_path / "export", ["onnx"])
+        obs = {"state": np.random.default_rng(0).normal(size=(3, 1, policy.obs_shapes["state"][0])).astype(np.float32)}
+        noise = policy.head.draw_noise(3, torch.Generator().manual_seed(0))
+        eager = policy.predict_chunk(obs, generator=torch.Generator().manual_seed(0))
+        got = load(tmp_path / "export", "onnx").predict_chunk(obs, noise={k: v.numpy() for k, v in noise.items()})
+        np.testing.assert_allclose(got, eager, atol=1e-4, rtol=0)
 
 
 def test_the_discriminator_separates_expert_from_random_data(demos):

@@ -32,6 +32,7 @@ SMALL = {
     "diffusion": {"time_embed_dim": 16, "mlp_hidden_dims": (32, 32), "down_dims": (16, 32, 64), "n_groups": 4, "num_inference_steps": 4},
 }
 VARIANTS = [(name, {}) for name in available_heads()] + [
+    ("gaussian", {"state_dependent_std": False}),
     ("autoregressive", {"discrete_nvec": NVEC}),
     ("autoregressive", {"binning": "quantile"}),
     ("diffusion", {"denoiser": "mlp"}),
@@ -354,6 +355,20 @@ def test_gaussian_and_mixture_log_prob_match_torch_distributions():
         torch.distributions.Independent(torch.distributions.Normal(means, stds), 1),
     )
     torch.testing.assert_close(gmm.log_prob(features, action), mixture.log_prob(action.flatten(1)))
+
+
+def test_gaussian_state_independent_std_is_one_learned_value_per_entry():
+    head = build("gaussian", {"state_dependent_std": False, "init_std": 0.6}, 3)
+    features, action, _ = batch({}, 3)
+    _, log_std = head._distribution(features)
+    torch.testing.assert_close(log_std, torch.full_like(log_std, math.log(0.6)))
+    with torch.no_grad():
+        head.log_std_raw[0] += 1.0
+    _, log_std = head._distribution(features)
+    assert (log_std[:, 0] > math.log(0.6)).all() and torch.equal(log_std[0], log_std[1])
+    head.log_prob(features, action).sum().backward()
+    assert head.log_std_raw.grad is not None and head.log_std_raw.grad.abs().sum() > 0
+    assert not hasattr(head, "log_std")
 
 
 def test_autoregressive_cached_decoding_matches_the_teacher_forced_pass():

@@ -82,7 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "batch_size": 256},
 }
 #: Small networks for RL from scratch (BC warm starts keep the BC run's own).
-RL_HEAD_DEFAULTS = {"gaussian": {"hidden_dims": (64,), "init_std": 0.6},
+RL_HEAD_DEFAULTS = {"gaussian": {"hidden_dims": (64,), "init_std": 0.6, "state_dependent_std": False},
                     "gmm": {"hidden_dims": (64,), "num_modes": 3, "init_std": 0.5},
                     "autoregressive": {"d_model": 32, "num_layers": 1, "num_heads": 2, "bins": 21, "binning": "uniform"}}
 RL_ENCODER_DEFAULTS = {"hidden_dims": (64,), "feature_dim": 64}
