@@ -10,6 +10,7 @@ import pytest
 from imitate.algos.maxent_irl import (IRLConfig, discounted_visitation, policy_value, run_maxent_irl,
                                       soft_value_iteration)
 from imitate.envs import make_env, make_expert
+from imitate.errors import ConfigError
 from imitate.envs.gridworld import transition_matrix, value_iteration
 
 
@@ -63,9 +64,26 @@ def test_gridworld_dynamics_and_expert():
     assert truncated and not terminated and total > 20  # reaches the goal corner and stays
 
 
+def test_boltzmann_expert_samples_its_policy_reproducibly():
+    optimal = make_expert("imitate/GridWorld-v0")
+    noisy = make_expert("imitate/GridWorld-v0", temperature=0.2, seed=0)
+    pi = noisy.policy()
+    np.testing.assert_allclose(pi.sum(1), 1.0)
+    assert (pi.argmax(1) == optimal.policy().argmax(1)).all() and 0.2 < pi.max(1).mean() < 0.99
+    noisy.reset(seed=3)
+    draws = [int(noisy.act(20)[0]) for _ in range(2000)]
+    noisy.reset(seed=3)
+    assert draws[:50] == [int(noisy.act(20)[0]) for _ in range(50)]
+    np.testing.assert_allclose(np.bincount(draws, minlength=pi.shape[1]) / 2000, pi[20], atol=0.04)
+    with pytest.raises(ConfigError, match="temperature"):
+        make_expert("imitate/GridWorld-v0", temperature=-1.0)
+
+
 def test_maxent_irl_recovers_a_reward_whose_optimal_policy_does_well(tmp_path):
     result = run_maxent_irl(IRLConfig(demos=30, iterations=60, out=str(tmp_path / "irl")))
-    assert result["reward_correlation"] > 0.8
+    # > 0.95 needs the visitation to start from the demos' own first states; from the task's start
+    # distribution 30 demos give about 0.85
+    assert result["reward_correlation"] > 0.95
     assert result["return_random"] < result["return_recovered_policy"] <= result["return_optimal"] + 1e-9
     assert result["normalized_return"] > 0.9
     saved = json.loads((tmp_path / "irl" / "reward.json").read_text())

@@ -109,15 +109,33 @@ class GridWorldEnv(gymnasium.Env):
 
 
 class GridWorldExpert:
-    """Acts optimally for the true reward of ``imitate/GridWorld-v0`` (value iteration, the env's gamma)."""
+    """Acts optimally for the true reward of ``imitate/GridWorld-v0`` (value iteration, the env's gamma).
 
-    def __init__(self, env_kwargs: dict | None = None):
+    With ``temperature`` > 0 it is Boltzmann-rational instead: it samples a ~ exp(Q*(s, a) / temperature),
+    the noisy-optimal demonstrator that inverse RL methods model (``seed`` / `reset` seed its draws).
+    """
+
+    def __init__(self, env_kwargs: dict | None = None, temperature: float = 0.0, seed: int | None = None):
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
         env = GridWorldEnv(**{k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"})
         self.q, _ = value_iteration(env.transition_matrix, env.true_reward, env.gamma)
+        self.temperature = float(temperature)
+        self.rng = np.random.default_rng(seed)
 
     def reset(self, seed: int | None = None) -> None:
-        """The expert has no per-episode choices."""
+        """Reseed the Boltzmann draws (the optimal expert has no per-episode choices)."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+
+    def policy(self) -> np.ndarray:
+        """Action probabilities (S, A) of every state."""
+        if self.temperature == 0:
+            return np.eye(self.q.shape[1])[self.q.argmax(1)]
+        p = np.exp((self.q - self.q.max(1, keepdims=True)) / self.temperature)
+        return p / p.sum(1, keepdims=True)
 
     def act(self, obs) -> np.ndarray:
         """Action index (1,) float32 for the state index ``obs``."""
-        return np.array([float(np.argmax(self.q[int(np.asarray(obs).reshape(-1)[0])]))], np.float32)
+        p = self.policy()[int(np.asarray(obs).reshape(-1)[0])]
+        return np.array([float(np.argmax(p) if self.temperature == 0 else self.rng.choice(len(p), p=p))], np.float32)
