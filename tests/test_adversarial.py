@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from imitate.algos.airl import AIRLDiscriminator, state_reward, train_airl
 from imitate.algos.gail import GAILDiscriminator, train_gail
-from imitate.algos.rewards import (AdversarialConfig, StateReward, action_features, load_expert, load_reward,
+from imitate.algos.rewards import (AdversarialConfig, action_features, load_expert, load_reward,
                                    save_reward, train_discriminator)
 from imitate.checkpoint import load_policy
 from imitate.errors import ConfigError, ImitateError
@@ -95,6 +95,40 @@ def test_the_discriminator_separates_expert_from_random_data(demos):
         info = train_discriminator(disc, optimizer, cfg, sample_expert, random, gen)
     assert info["disc/loss"] < first["disc/loss"] - 0.2
     assert info["disc/accuracy"] > 0.8 and info["disc/expert_D"] > info["disc/policy_D"] + 0.3
+
+
+def test_replayed_generator_transitions_fill_half_of_each_generator_minibatch():
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w, self.seen = torch.nn.Parameter(torch.zeros(())), []
+
+        def logits(self, obs, act, next_obs, terminated, log_pi):
+            self.seen.append(obs[:, 0].detach().clone())
+            return self.w * obs[:, 0]
+
+    def rows(value, n):
+        return {"obs": torch.full((n, 3), value), "act": torch.zeros(n, 1), "next_obs": torch.zeros(n, 3),
+                "terminated": torch.zeros(n), "log_pi": torch.zeros(n)}
+
+    disc, gen = Recorder(), torch.Generator().manual_seed(0)
+    cfg = AdversarialConfig(disc_batch=8, disc_epochs=1)
+    train_discriminator(disc, torch.optim.SGD(disc.parameters(), lr=0.1), cfg, lambda n: rows(1.0, n), rows(-1.0, 16),
+                        gen, sample_replay=lambda n: rows(-2.0, n))
+    generator_sides = disc.seen[1::2]  # expert minibatch first, then the generator's
+    assert len(generator_sides) == 2
+    for seen in generator_sides:
+        assert seen.tolist() == [-1.0] * 4 + [-2.0] * 4
+
+
+def test_airl_with_replay_runs_and_rejects_a_negative_size(demos, tmp_path):
+    final = train_airl(tiny(demos / "pendulum.hdf5", tmp_path / "run", disc_replay=200), TINY_PPO, TINY_HEADS["gaussian"],
+                       progress=False)
+    assert final["env_steps"] == 256 and math.isfinite(final["eval_return"])
+    with pytest.raises(ConfigError, match="disc-replay"):  # before anything is written
+        train_airl(tiny(demos / "pendulum.hdf5", tmp_path / "bad", disc_replay=-1), TINY_PPO, TINY_HEADS["gaussian"],
+                   progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_action_features_one_hot_for_discrete_and_clipped_for_continuous():

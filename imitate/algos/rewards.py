@@ -12,6 +12,10 @@ A discriminator here is any module with ``logits(obs, act, next_obs, terminated,
 It is trained by binary cross-entropy on equal-sized expert and generator minibatches, with an
 optional zero-centred gradient penalty on random interpolates of the two:
     gp = grad_penalty * E || d logit / d (obs, act, next_obs) ||^2.
+With ``disc_replay`` > 0, half of every generator minibatch comes from the last ``disc_replay``
+generator transitions of earlier rollouts (their log pi recomputed under the current generator), so
+the discriminator keeps ranking the expert's states above every state the generator has visited,
+not only above its latest ones.
 
 The learned reward given to PPO is, per ``reward``:
     "positive":  -log(1 - D) = softplus(logit)   always > 0 (the default for GAIL and AIRL)
@@ -70,6 +74,9 @@ class AdversarialConfig:
     """Passes of the discriminator over each rollout."""
     grad_penalty: float = 0.0
     """Weight of the zero-centred gradient penalty on expert/generator interpolates (0: off)."""
+    disc_replay: int = 0
+    """Generator transitions of earlier rollouts kept for the discriminator (half of each generator
+    minibatch is drawn from them; 0: the current rollout only)."""
     log_every: int = 10_000
     """Environment steps between log lines."""
     ckpt_every: int = 100_000
@@ -147,9 +154,12 @@ def gradient_penalty(disc: nn.Module, expert: dict[str, torch.Tensor], policy: d
 
 
 def train_discriminator(disc: nn.Module, optimizer: torch.optim.Optimizer, cfg: AdversarialConfig,
-                        sample_expert, policy_batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, float]:
+                        sample_expert, policy_batch: dict[str, torch.Tensor], generator: torch.Generator,
+                        sample_replay=None) -> dict[str, float]:
     """``cfg.disc_epochs`` passes over the generator's transitions (dict of (M, ...) tensors, inputs as
-    in the module docstring), each minibatch against as many expert transitions from ``sample_expert(n)``."""
+    in the module docstring), each minibatch against as many expert transitions from ``sample_expert(n)``.
+    ``sample_replay(n)`` (optional) gives earlier generator transitions; they then replace the second
+    half of every generator minibatch."""
     sums, n = {}, 0
     m = len(policy_batch["obs"])
     for _ in range(cfg.disc_epochs):
@@ -157,6 +167,9 @@ def train_discriminator(disc: nn.Module, optimizer: torch.optim.Optimizer, cfg: 
         for start in range(0, m, cfg.disc_batch):
             idx = order[start:start + cfg.disc_batch]
             pol = {k: v[idx] for k, v in policy_batch.items()}
+            if sample_replay is not None and len(idx) > 1:
+                old = sample_replay(len(idx) // 2)
+                pol = {k: torch.cat([v[:len(idx) - len(old[k])], old[k]]) for k, v in pol.items()}
             exp = sample_expert(len(idx))
             args = ("obs", "act", "next_obs", "terminated", "log_pi")
             logit_e = disc.logits(*(exp[k] for k in args))
@@ -277,12 +290,24 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     kind = cfg.reward or disc.default_reward
     last_obs = [exp_in["obs"][:0]]
+    if cfg.disc_replay < 0:
+        raise ConfigError(f"--disc-replay must be >= 0 (got {cfg.disc_replay})")
+    replay: dict[str, torch.Tensor] = {}
+
+    def log_pi(obs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return policy.head.log_prob(policy.encoder({"state": obs.unsqueeze(1)}), u)
+
+    def sample_replay(n: int) -> dict[str, torch.Tensor]:
+        idx = torch.randint(len(replay["obs"]), (n,), generator=gen)
+        out = {k: replay[k][idx] for k in ("obs", "act", "next_obs", "terminated")}
+        out["log_pi"] = log_pi(out["obs"], replay["u"][idx])
+        return out
 
     def sample_expert(n: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(exp_in["obs"]), (n,), generator=gen)
         out = {k: exp_in[k][idx] for k in ("obs", "act", "next_obs", "terminated")}
-        with torch.no_grad():
-            out["log_pi"] = policy.head.log_prob(policy.encoder({"state": out["obs"].unsqueeze(1)}), exp_in["u"][idx])
+        out["log_pi"] = log_pi(out["obs"], exp_in["u"][idx])
         return out
 
     def reward_fn(buf: dict[str, torch.Tensor]):
@@ -291,7 +316,11 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
                  "act": action_features(buf["u"].flatten(0, 1), nvec), "terminated": buf["terminated"].flatten(),
                  "log_pi": buf["log_prob"].flatten()}
         last_obs[0] = batch["obs"]
-        info = train_discriminator(disc, optimizer, cfg, sample_expert, batch, gen)
+        info = train_discriminator(disc, optimizer, cfg, sample_expert, batch, gen, sample_replay if replay else None)
+        if cfg.disc_replay:
+            new = {k: batch[k] for k in ("obs", "act", "next_obs", "terminated")} | {"u": buf["u"].flatten(0, 1)}
+            replay.update({k: torch.cat([replay[k], v])[-cfg.disc_replay:] if replay else v[-cfg.disc_replay:]
+                           for k, v in new.items()})
         with torch.no_grad():
             r = reward_from_logits(disc.logits(*(batch[k] for k in ("obs", "act", "next_obs", "terminated", "log_pi"))), kind)
         return r.view(buf["obs"].shape[:2]), {**info, "reward/learned_mean": float(r.mean())}
