@@ -98,6 +98,21 @@ def test_running_observation_statistics_reach_the_saved_policy():
     ppo.close()
 
 
+def test_target_kl_stops_the_update_once_the_policy_has_moved_that_far():
+    env = gymnasium.make(MATCH_ID)
+    counts = {}
+    for target in (0.0, 1e-9):
+        torch.manual_seed(0)
+        policy = new_rl_policy(1, env.action_space, "gaussian")
+        ppo = PPO(policy, MATCH_ID, PPOConfig(n_envs=2, n_steps=64, epochs=4, batch_size=32, lr=1e-2, target_kl=target),
+                  seed=1)
+        info = ppo.update(ppo.collect())
+        counts[target] = (info["ppo/minibatches"], info["ppo/early_stop"])
+        ppo.close()
+    assert counts[0.0] == (16.0, 0.0)  # 4 epochs x 4 minibatches
+    assert counts[1e-9] == (1.0, 1.0)  # the first step moves the policy, the second minibatch sees it
+
+
 def test_the_generator_must_act_one_step_at_a_time():
     from imitate.errors import ConfigError
     env = gymnasium.make(MATCH_ID)

@@ -33,6 +33,9 @@ class AIRLDiscriminator(nn.Module):
     """g(s) and h(s) over normalized observations (B, D); ``logits`` = f - log pi (B,)."""
 
     default_reward = "positive"
+    # A penalty slows AIRL's imitation (Pendulum-v1 at 100k env steps, seeds 0 / 1: 0.80 / 0.86 with
+    # 10, 0.96 / 0.93 without), and without one AIRL stayed stable to 500k (seed 0: 0.97).
+    default_grad_penalty = 0.0
 
     def __init__(self, obs_dim: int, hidden: tuple[int, ...], gamma: float):
         super().__init__()

@@ -29,6 +29,9 @@ class GAILDiscriminator(nn.Module):
     """logit(s, a) = MLP([s, a]) (B,), or over [s, a, s'] with ``use_next_obs``."""
 
     default_reward = "positive"
+    # Without a penalty the discriminator sharpens late in training and PPO's updates blow up
+    # (Pendulum-v1, seed 0: 0.97 at 100k env steps, 0.33 at 500k; with 10: 0.99 at 500k).
+    default_grad_penalty = 10.0
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], use_next_obs: bool = False):
         super().__init__()

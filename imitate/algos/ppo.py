@@ -14,6 +14,8 @@ One iteration, with N vectorized environments and T steps each:
     update:   reward scaling by the running std of the discounted return (as SB3's VecNormalize),
               time-limit bootstrap r += gamma V(s') where truncated, GAE(gamma, lambda),
               `epochs` passes of minibatches: clipped surrogate + vf_coef * value loss - ent_coef * entropy
+              (with target_kl > 0, the update stops at the first minibatch whose approximate KL to the
+              rollout's policy exceeds 1.5 target_kl)
 
 Entropy: in closed form where the head has ``entropy(features)`` (gaussian); otherwise estimated
 from the rollout's actions, with the score-function surrogate -E[stopgrad(log pi) log pi] whose
@@ -68,6 +70,9 @@ class PPOConfig:
     """Weight of the value loss."""
     max_grad_norm: float = 0.5
     """Clip the global gradient norm to this value."""
+    target_kl: float = 0.0
+    """Stop an update's remaining minibatches once a minibatch's approximate KL between the rollout's
+    policy and the current one exceeds 1.5 * target_kl (0: never)."""
     norm_reward: bool = True
     """Scale rewards by the running std of the discounted return (no mean subtraction: signs stay)."""
     value_hidden: tuple[int, ...] = (64, 64)
@@ -299,9 +304,11 @@ class PPO:
         adv, returns = adv.flatten(), returns.flatten()
         self.policy.train()
         has_entropy = hasattr(self.policy.head, "entropy")
-        sums: dict[str, float] = {}
+        sums: dict[str, float] = {"early_stop": 0.0}
         n = 0
         for _ in range(cfg.epochs):
+            if sums["early_stop"]:
+                break
             order = torch.randperm(len(adv), generator=self.generator)
             for start in range(0, len(order), cfg.batch_size):
                 idx = order[start:start + cfg.batch_size]
@@ -320,19 +327,26 @@ class PPO:
                     entropy = -log_prob.detach().mean()
                     entropy_obj = -((log_prob.detach() + entropy) * log_prob).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_obj
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                if cfg.target_kl > 0 and approx_kl > 1.5 * cfg.target_kl:
+                    sums["early_stop"] = 1.0
+                    break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 clip_grad_norm(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
                     stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                             "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                             "approx_kl": approx_kl,
                              "clip_fraction": ((ratio - 1).abs() > cfg.clip).float().mean()}
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n += 1
         self.policy.eval()
-        return {f"ppo/{k}": v / max(n, 1) for k, v in sums.items()}
+        stop = sums.pop("early_stop")
+        return {**{f"ppo/{k}": v / max(n, 1) for k, v in sums.items()}, "ppo/early_stop": stop,
+                "ppo/minibatches": float(n)}
 
     def recent_return(self, episodes: int = 20) -> float | None:
         """Mean env return of the last ``episodes`` finished training episodes (None before the first)."""

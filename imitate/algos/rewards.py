@@ -26,6 +26,7 @@ PPO then scales it by the running std of its discounted return (`PPOConfig.norm_
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,9 @@ class AdversarialConfig:
     """Generator (and as many expert) transitions per discriminator minibatch."""
     disc_epochs: int = 1
     """Passes of the discriminator over each rollout."""
-    grad_penalty: float = 0.0
-    """Weight of the zero-centred gradient penalty on expert/generator interpolates (0: off)."""
+    grad_penalty: float = -1.0
+    """Weight of the zero-centred gradient penalty on expert/generator interpolates (0: off; below 0:
+    the algorithm's default, 10 for GAIL and 0 for AIRL)."""
     disc_replay: int = 0
     """Generator transitions of earlier rollouts kept for the discriminator (half of each generator
     minibatch is drawn from them; 0: the current rollout only)."""
@@ -289,6 +291,8 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
     optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     kind = cfg.reward or disc.default_reward
+    if cfg.grad_penalty < 0:
+        cfg = dataclasses.replace(cfg, grad_penalty=disc.default_grad_penalty)
     last_obs = [exp_in["obs"][:0]]
     if cfg.disc_replay < 0:
         raise ConfigError(f"--disc-replay must be >= 0 (got {cfg.disc_replay})")
