@@ -173,6 +173,7 @@ def test_airl_reward_is_reoptimized_by_imitate_rl(demos, tmp_path, capsys):
 
     train_airl(tiny(demos / "pendulum.hdf5", tmp_path / "airl", eval_episodes=0), TINY_PPO, TINY_HEADS["gaussian"],
                progress=False)
+    assert json.loads((tmp_path / "airl" / "config.json").read_text())["adversarial"]["grad_penalty"] == 0.0
     assert main(["rl", "--env", "Pendulum-v1", "--reward", str(tmp_path / "airl"), "--out", str(tmp_path / "rl"),
                  "--steps", "256", "--quiet", "--set", "ppo.n_envs=1", "--set", "ppo.n_steps=256",
                  "--set", "ppo.epochs=1", "--set", "hidden_dims=16"]) == 0
@@ -207,6 +208,8 @@ def test_cli_gail_prints_json_lines(demos, tmp_path, capsys):
                  "--set", "ppo.n_steps=64", "--set", "ppo.epochs=1", "--set", "head.d_model=16"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {"env_steps", "return", "normalized_return"} <= set(lines[0]) and lines[0]["env_steps"] == 128
+    settings = json.loads((tmp_path / "run" / "config.json").read_text())["adversarial"]
+    assert settings["grad_penalty"] == 10.0  # GAIL's default, recorded as used
     assert main(["gail", "--data", str(demos / "cartpole.hdf5"), "--head", "gaussian", "--out", str(tmp_path / "bad"),
                  "--quiet"]) == 1
     assert "autoregressive" in capsys.readouterr().err
