@@ -6,17 +6,18 @@ one-hot terrain of a cell), or one-hot states (one weight per state, `features="
     soft value iteration   Q(s, a) = r(s) + gamma * sum_s' P(s'|s, a) V(s')
                            V(s)    = log sum_a exp Q(s, a)                 (iterated to a fixed point)
                            pi(a|s) = exp(Q(s, a) - V(s))
-    visitation             d_0 = the demonstrations' start states,  d_{t+1}(s') = sum_{s, a} d_t(s) pi(a|s) P(s'|s, a)
+    visitation             d_0 = the demos' first states,  d_{t+1}(s') = sum_{s, a} d_t(s) pi(a|s) P(s'|s, a)
                            mu_pi = sum_{t < H} gamma^t d_t . phi        (the expected discounted features)
     gradient (ascent)      d log-likelihood / dw = mu_expert - mu_pi - l2 * w
 
 mu_expert is the same discounted sum over the demonstrations' first H steps, averaged over
 trajectories. d_0 is the empirical distribution of the demonstrations' first states (not the task's
 start distribution): both sums then start from the same states, which removes the start-state
-sampling noise from the gradient (with 20 demos it is most of the noise). The weights follow Adam on that gradient. Reported: the Pearson correlation of the
-recovered and true rewards over all states, the exact expected discounted return (under the true
-reward, from the start distribution) of the policy optimal for the recovered reward, the expert's,
-and a uniformly random policy's.
+sampling noise from the gradient (with 20 demos it is most of the noise). The weights follow Adam
+on that gradient. Reported: the Pearson correlation of the recovered and true rewards over all
+states, the exact expected discounted return (under the true reward, from the task's start
+distribution) of the policy optimal for the recovered reward, the expert's, and a uniformly random
+policy's.
 
     from imitate.algos.maxent_irl import IRLConfig, run_maxent_irl
     result = run_maxent_irl(IRLConfig(task="imitate/GridWorld-v0", demos=200))

@@ -122,6 +122,11 @@ class GridWorldExpert:
         self.q, _ = value_iteration(env.transition_matrix, env.true_reward, env.gamma)
         self.temperature = float(temperature)
         self.rng = np.random.default_rng(seed)
+        if self.temperature == 0:
+            self._policy = np.eye(self.q.shape[1])[self.q.argmax(1)]
+        else:
+            p = np.exp((self.q - self.q.max(1, keepdims=True)) / self.temperature)
+            self._policy = p / p.sum(1, keepdims=True)
 
     def reset(self, seed: int | None = None) -> None:
         """Reseed the Boltzmann draws (the optimal expert has no per-episode choices)."""
@@ -130,12 +135,9 @@ class GridWorldExpert:
 
     def policy(self) -> np.ndarray:
         """Action probabilities (S, A) of every state."""
-        if self.temperature == 0:
-            return np.eye(self.q.shape[1])[self.q.argmax(1)]
-        p = np.exp((self.q - self.q.max(1, keepdims=True)) / self.temperature)
-        return p / p.sum(1, keepdims=True)
+        return self._policy.copy()
 
     def act(self, obs) -> np.ndarray:
         """Action index (1,) float32 for the state index ``obs``."""
-        p = self.policy()[int(np.asarray(obs).reshape(-1)[0])]
+        p = self._policy[int(np.asarray(obs).reshape(-1)[0])]
         return np.array([float(np.argmax(p) if self.temperature == 0 else self.rng.choice(len(p), p=p))], np.float32)
