@@ -7,8 +7,9 @@
 For each variant: AIRL on the demos (``--steps``, gaussian generator), then
   - the correlation (Pearson, Spearman) of g with the true state reward -(theta^2 + 0.1 theta_dot^2)
     over 5000 uniformly drawn states (theta in [-pi, pi], theta_dot in [-8, 8]);
-  - a fresh PPO policy trained on g (`imitate.algos.runs.train_rl`, ``--rl-steps``) for each discount
-    in ``--rl-gammas``, scored on 20 seeded episodes, normalized like the AIRL run;
+  - a fresh PPO policy trained on g(s) - ``--rl-entropy`` * log pi(a|s) (`imitate.algos.runs.train_rl`;
+    default 0: g alone; `imitate rl` uses 1) for ``--rl-steps`` and each discount in ``--rl-gammas``,
+    scored on 20 seeded episodes, normalized like the AIRL run;
   - the 0.99-discounted g-return of the expert and of the last re-optimized policy over 10 episodes:
     if the expert's is higher, g does rank the expert first and the failure is PPO's, not g's.
 """
@@ -66,7 +67,8 @@ def g_return(reward, act, episodes: int = 10, gamma: float = 0.99) -> float:
     return total / episodes
 
 
-def run(variant: str, data: str, steps: int, rl_steps: int, rl_gammas: list[float], seed: int) -> dict:
+def run(variant: str, data: str, steps: int, rl_steps: int, rl_gammas: list[float], seed: int,
+        rl_entropy: float) -> dict:
     from imitate.algos.airl import train_airl
     from imitate.algos.rewards import AdversarialConfig, load_reward
     from imitate.algos.runs import train_rl
@@ -81,11 +83,11 @@ def run(variant: str, data: str, steps: int, rl_steps: int, rl_gammas: list[floa
     reward, _ = load_reward(out)
     pearson, spearman = reward_correlation(reward)
     row = {"variant": variant, "seed": seed, "steps": steps, "airl_normalized_return": final["eval_normalized_return"],
-           "g_pearson": pearson, "g_spearman": spearman, "run_dir": out, "rl": {}}
+           "g_pearson": pearson, "g_spearman": spearman, "run_dir": out, "rl_entropy": rl_entropy, "rl": {}}
     for gamma in rl_gammas:
         rl_dir = tempfile.mkdtemp(prefix=f"rl-{variant}-{gamma}-", dir=os.environ.get("BENCH_RUNS", None))
         res = train_rl("Pendulum-v1", rl_dir, "gaussian", rl_steps, out, seed, ppo_overrides={"gamma": gamma},
-                       progress=False, log_every=rl_steps)
+                       progress=False, log_every=rl_steps, reward_entropy=rl_entropy)
         row["rl"][str(gamma)] = res["eval_normalized_return"]
     policy, expert = load_policy(rl_dir), make_expert("Pendulum-v1")
 
@@ -120,6 +122,7 @@ def main() -> None:
     r.add_argument("--steps", type=int, default=100_000)
     r.add_argument("--rl-steps", type=int, default=200_000)
     r.add_argument("--rl-gammas", default="0.9,0.99")
+    r.add_argument("--rl-entropy", type=float, default=0.0)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--results", required=True)
     t = sub.add_parser("table")
@@ -130,7 +133,8 @@ def main() -> None:
     for variant in args.variants.split(","):
         if variant not in VARIANTS:
             raise SystemExit(f"--variants: unknown {variant!r}; known: {sorted(VARIANTS)}")
-        row = run(variant, args.data, args.steps, args.rl_steps, [float(g) for g in args.rl_gammas.split(",")], args.seed)
+        row = run(variant, args.data, args.steps, args.rl_steps, [float(g) for g in args.rl_gammas.split(",")], args.seed,
+                  args.rl_entropy)
         print(json.dumps(row), flush=True)
         with open(args.results, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -179,7 +179,8 @@ def _cmd_rl(args) -> int:
 
     ppo, head = _split_sets(args.set)
     _print_record({"final": train_rl(args.env, args.out, args.head, args.steps, args.reward, args.seed, ppo, head,
-                                     args.expert_return, progress=not args.quiet, on_log=_print_record)})
+                                     args.expert_return, progress=not args.quiet, on_log=_print_record,
+                                     reward_entropy=args.reward_entropy)})
     return 0
 
 
@@ -360,6 +361,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help="gymnasium environment id")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--reward", help="an AIRL run directory (reward.json + reward.safetensors); default: the env's reward")
+    p.add_argument("--reward-entropy", type=float, default=1.0, metavar="X",
+                   help="with --reward: train on g(s) - X log pi(a|s), AIRL's maximum-entropy objective (0: g alone)")
     p.add_argument("--head", default="gaussian", help="policy head (Discrete actions: autoregressive)")
     p.add_argument("--steps", type=int, default=200_000, help="environment steps")
     p.add_argument("--seed", type=int, default=0, help="seed of networks, environments and sampling")

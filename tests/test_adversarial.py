@@ -183,6 +183,33 @@ def test_airl_reward_is_reoptimized_by_imitate_rl(demos, tmp_path, capsys):
     assert load_policy(tmp_path / "rl").head.name == "gaussian"
 
 
+def test_rl_on_a_recovered_reward_adds_the_entropy_term(demos, tmp_path, monkeypatch):
+    from imitate.algos.ppo import PPO
+    from imitate.algos.runs import train_rl
+
+    train_airl(tiny(demos / "pendulum.hdf5", tmp_path / "airl", eval_episodes=0), TINY_PPO, TINY_HEADS["gaussian"],
+               progress=False)
+    reward, _ = load_reward(tmp_path / "airl")
+    seen, update = [], PPO.update
+
+    def spy(self, buf, rewards=None):
+        seen.append((buf, rewards))
+        return update(self, buf, rewards)
+
+    monkeypatch.setattr(PPO, "update", spy)
+    for alpha in (0.0, 0.5):
+        seen.clear()
+        train_rl("Pendulum-v1", tmp_path / f"rl{alpha}", "gaussian", 128, str(tmp_path / "airl"), progress=False,
+                 ppo_overrides={"n_envs": 1, "n_steps": 128, "epochs": 1}, eval_episodes=0, reward_entropy=alpha)
+        buf, rewards = seen[0]
+        with torch.no_grad():
+            g = reward(buf["obs"].flatten(0, 1)).view(buf["obs"].shape[:2])
+        torch.testing.assert_close(rewards, g - alpha * buf["log_prob"])
+        assert json.loads((tmp_path / f"rl{alpha}" / "config.json").read_text())["reward_entropy"] == alpha
+    with pytest.raises(ConfigError, match="reward-entropy"):
+        train_rl("Pendulum-v1", tmp_path / "bad", reward=str(tmp_path / "airl"), reward_entropy=-1.0)
+
+
 def test_bc_warm_start_starts_from_the_bc_weights(demos, tmp_path):
     from imitate.train import TrainConfig, train
 

@@ -130,9 +130,15 @@ def run_loop(ppo: PPO, out: Path, steps: int, config: dict[str, Any], random: fl
 def train_rl(env_id: str, out: str | Path, head: str = "gaussian", steps: int = 200_000, reward: str | None = None,
              seed: int = 0, ppo_overrides: dict[str, Any] | None = None, head_config: dict[str, Any] | None = None,
              expert_return: float | None = None, log_every: int = 10_000, eval_episodes: int = 20,
-             progress: bool = True, on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             progress: bool = True, on_log: Callable[[dict[str, Any]], None] | None = None,
+             reward_entropy: float = 1.0) -> dict[str, Any]:
     """Train a fresh Policy by PPO on ``env_id``: on the env's reward, or on the state reward g(s)
     saved by AIRL in the directory ``reward`` (then ``return`` still reports the true return).
+
+    AIRL recovers the reward of the maximum-entropy objective E[sum_t gamma^t (r(s_t) + H(pi(.|s_t)))],
+    so a recovered reward is re-optimized as r_t = g(s_t) - reward_entropy * log pi(a_t|s_t), with
+    ``reward_entropy`` 1 by default (0: g alone). On Pendulum-v1 this is what makes g work: 0.99 of
+    the expert's normalized return where g alone stays near the random policy (BENCHMARKS.md).
 
     ``expert_return`` (default: the one recorded with the reward, from its demos) defines
     ``normalized_return`` together with the measured random return.
@@ -143,6 +149,8 @@ def train_rl(env_id: str, out: str | Path, head: str = "gaussian", steps: int = 
 
     if steps < 1:
         raise ConfigError(f"--steps must be at least 1 (got {steps})")
+    if reward_entropy < 0:
+        raise ConfigError(f"--reward-entropy must be >= 0 (got {reward_entropy})")
     reward_model, reward_meta = load_reward(reward) if reward else (None, {})
     expert = expert_return if expert_return is not None else reward_meta.get("expert_return")
     probe = make_env(env_id)
@@ -159,11 +167,12 @@ def train_rl(env_id: str, out: str | Path, head: str = "gaussian", steps: int = 
 
     def learned(buf):
         with torch.no_grad():
-            r = reward_model(buf["obs"].flatten(0, 1)).view(buf["obs"].shape[:2])
-        return r, {"reward/learned_mean": float(r.mean())}
+            g = reward_model(buf["obs"].flatten(0, 1)).view(buf["obs"].shape[:2])
+        return g - reward_entropy * buf["log_prob"], {"reward/learned_mean": float(g.mean())}
 
     config = {"algo": "rl", "env_id": env_id, "head": head, "steps": steps, "seed": seed,
-              "reward": str(Path(reward).resolve()) if reward else None, "ppo": to_dict(cfg),
+              "reward": str(Path(reward).resolve()) if reward else None,
+              "reward_entropy": reward_entropy if reward else None, "ppo": to_dict(cfg),
               "data": {"env_args": make_env_args(env_id, {})}}
     return run_loop(ppo, run, steps, config, random_return(env_id), expert, learned if reward_model is not None else None,
                     log_every=log_every, eval_episodes=eval_episodes, progress=progress, on_log=on_log)
