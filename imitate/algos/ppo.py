@@ -304,10 +304,10 @@ class PPO:
         adv, returns = adv.flatten(), returns.flatten()
         self.policy.train()
         has_entropy = hasattr(self.policy.head, "entropy")
-        sums: dict[str, float] = {"early_stop": 0.0}
-        n = 0
+        sums: dict[str, float] = {}
+        n, stopped = 0, False
         for _ in range(cfg.epochs):
-            if sums["early_stop"]:
+            if stopped:
                 break
             order = torch.randperm(len(adv), generator=self.generator)
             for start in range(0, len(order), cfg.batch_size):
@@ -330,7 +330,7 @@ class PPO:
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - log_ratio).mean()
                 if cfg.target_kl > 0 and approx_kl > 1.5 * cfg.target_kl:
-                    sums["early_stop"] = 1.0
+                    stopped = True
                     break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -344,8 +344,7 @@ class PPO:
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n += 1
         self.policy.eval()
-        stop = sums.pop("early_stop")
-        return {**{f"ppo/{k}": v / max(n, 1) for k, v in sums.items()}, "ppo/early_stop": stop,
+        return {**{f"ppo/{k}": v / max(n, 1) for k, v in sums.items()}, "ppo/early_stop": float(stopped),
                 "ppo/minibatches": float(n)}
 
     def recent_return(self, episodes: int = 20) -> float | None:

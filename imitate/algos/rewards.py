@@ -321,10 +321,10 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
                  "log_pi": buf["log_prob"].flatten()}
         last_obs[0] = batch["obs"]
         info = train_discriminator(disc, optimizer, cfg, sample_expert, batch, gen, sample_replay if replay else None)
-        if cfg.disc_replay:
+        if cfg.disc_replay:  # keep the newest disc_replay transitions
             new = {k: batch[k] for k in ("obs", "act", "next_obs", "terminated")} | {"u": buf["u"].flatten(0, 1)}
-            replay.update({k: torch.cat([replay[k], v])[-cfg.disc_replay:] if replay else v[-cfg.disc_replay:]
-                           for k, v in new.items()})
+            for k, v in new.items():
+                replay[k] = torch.cat([replay[k], v])[-cfg.disc_replay:] if k in replay else v[-cfg.disc_replay:]
         with torch.no_grad():
             r = reward_from_logits(disc.logits(*(batch[k] for k in ("obs", "act", "next_obs", "terminated", "log_pi"))), kind)
         return r.view(buf["obs"].shape[:2]), {**info, "reward/learned_mean": float(r.mean())}
