@@ -75,6 +75,16 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
 
     has_log_prob = True
     has_mode = True
+    discrete_actions = True
+    step_cost = 6.0
+
+    @classmethod
+    def cpu_defaults(cls) -> dict[str, str]:
+        return {"d_model": "64", "num_layers": "2"}
+
+    @classmethod
+    def rl_defaults(cls) -> dict:
+        return {"d_model": 32, "num_layers": 1, "num_heads": 2, "bins": 21, "binning": "uniform"}
 
     @dataclass
     class Config:

@@ -11,6 +11,8 @@ A head turns encoded observations into a distribution over normalized action chu
     log_prob(features, action)     (B,) where the head defines one (`has_log_prob`)
     mode(features)                 the most likely / mean chunk where one exists (`has_mode`)
     prepare(actions)               optional data-dependent set-up before training
+    cpu_defaults(), rl_defaults()  Config overrides: sized for a CPU; for RL from scratch (classmethods)
+    discrete_actions, step_cost    class attributes: models Discrete action spaces; relative step cost
 
 Every concrete head registers itself by name when its class is defined:
 
@@ -28,12 +30,13 @@ the tensors that `noise_spec()` describes (`draw_noise`, in the spec's order) an
 from __future__ import annotations
 
 import dataclasses
-import typing
 from abc import abstractmethod
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from policy_heads.fields import config_to_dict, convert_fields, convert_value  # noqa: F401 (re-exported)
 
 _REGISTRY: dict[str, type[PolicyHead]] = {}
 
@@ -47,7 +50,22 @@ class PolicyHead(nn.Module):
     name: ClassVar[str]
     has_log_prob: ClassVar[bool] = False
     has_mode: ClassVar[bool] = False
+    discrete_actions: ClassVar[bool] = False
+    """True for a head that also models discrete action spaces: its Config then has a field
+    ``discrete_nvec`` (categories per action dimension), which `make_head` fills from the action space."""
+    step_cost: ClassVar[float] = 1.0
+    """Rough cost of a training step relative to the deterministic head (schedulers start costly runs first)."""
     Config: ClassVar[type]
+
+    @classmethod
+    def cpu_defaults(cls) -> dict[str, str]:
+        """Config overrides that size the head for a CPU (chosen when no GPU is present); default: none."""
+        return {}
+
+    @classmethod
+    def rl_defaults(cls) -> dict[str, Any]:
+        """Config overrides for a policy trained by RL from scratch (small networks); default: none."""
+        return {}
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -245,31 +263,49 @@ def mlp(in_dim: int, hidden_dims: tuple[int, ...], out_dim: int, activation: typ
 # Registry --------------------------------------------------------------------------------------
 
 
+def registered_heads() -> list[str]:
+    """Registered head names in the order they were registered (the shipped heads first, simplest first)."""
+    import policy_heads
+
+    policy_heads.load_heads()
+    return list(_REGISTRY)
+
+
 def available_heads() -> list[str]:
     """Registered head names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(registered_heads())
 
 
 def get_head_class(name: str) -> type[PolicyHead]:
     """The head class registered under `name`; ValueError listing the available ones otherwise."""
     if name not in _REGISTRY:
+        registered_heads()
+    if name not in _REGISTRY:
         raise ValueError(f"unknown policy head '{name}'; available heads: {', '.join(available_heads())}")
     return _REGISTRY[name]
 
 
-def make_head(name: str, feature_dim: int, action_dim: int, action_horizon: int, **config_overrides: Any) -> PolicyHead:
+def make_head(name: str, feature_dim: int, action_dim: int, action_horizon: int,
+              discrete_nvec: tuple[int, ...] = (), **config_overrides: Any) -> PolicyHead:
     """Build the head `name` with its default Config updated by `config_overrides`.
 
     Override values may be strings (from `--set key=value`); they are converted to the field type.
+    ``discrete_nvec`` (categories per action dimension) makes the actions discrete; only heads with
+    ``discrete_actions`` model them.
     """
     cls = get_head_class(name)
+    try:
+        discrete_nvec = convert_value(discrete_nvec, tuple[int, ...])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"policy head '{name}': discrete_nvec expects ints, got {discrete_nvec!r} ({error})") from None
+    if discrete_nvec:
+        if not cls.discrete_actions:
+            with_one = [n for n in registered_heads() if _REGISTRY[n].discrete_actions]
+            raise ValueError(f"policy head '{name}' models continuous actions only; discrete actions "
+                             f"(categories {tuple(discrete_nvec)}) need one of: {', '.join(with_one)}")
+        config_overrides = {**config_overrides, "discrete_nvec": discrete_nvec}
     config = config_from_dict(cls, config_overrides)
     return cls(feature_dim, action_dim, action_horizon, config)
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a head Config (tuples become lists)."""
-    return {f.name: _to_json(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
 def config_from_dict(cls: type[PolicyHead], values: dict[str, Any]) -> Any:
@@ -279,71 +315,3 @@ def config_from_dict(cls: type[PolicyHead], values: dict[str, Any]) -> Any:
     An unknown field raises ValueError naming the field and the head.
     """
     return cls.Config(**convert_fields(cls.Config, values, f"policy head '{cls.name}'"))
-
-
-def convert_fields(config_cls: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
-    """``values`` (strings or typed) converted to the types of dataclass ``config_cls``'s fields.
-
-    Raises ValueError naming ``owner`` and the field, for an unknown field or a value of the wrong type.
-    """
-    hints = typing.get_type_hints(config_cls)
-    fields = [f.name for f in dataclasses.fields(config_cls)]
-    converted = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ValueError(f"unknown config field '{key}' for {owner}; its fields: {', '.join(fields)}")
-        try:
-            converted[key] = convert_value(value, hints[key])
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"{owner}: config field '{key}' expects {_type_name(hints[key])}, got {value!r} ({error})"
-            ) from None
-    return converted
-
-
-def _to_json(value: Any) -> Any:
-    return [_to_json(v) for v in value] if isinstance(value, tuple) else value
-
-
-def _type_name(kind: Any) -> str:
-    return getattr(kind, "__name__", None) if typing.get_origin(kind) is None else str(kind).replace("typing.", "")
-
-
-def convert_value(value: Any, kind: Any) -> Any:
-    """Convert `value` (string or already typed) to the annotated type `kind`."""
-    if typing.get_origin(kind) is tuple:
-        args = typing.get_args(kind)
-        if isinstance(value, str):
-            text = value.strip().strip("()[]").strip()
-            value = [] if not text else [part.strip() for part in text.split(",") if part.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise TypeError("not a sequence")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(convert_value(v, args[0]) for v in value)
-        if len(args) != len(value):
-            raise ValueError(f"needs {len(args)} items")
-        return tuple(convert_value(v, a) for v, a in zip(value, args))
-    if kind is bool:
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            raise ValueError("use true or false")
-        if not isinstance(value, bool):
-            raise TypeError("not a bool")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise TypeError("not an int")
-        return int(value.strip()) if isinstance(value, str) else int(value)
-    if kind is float:
-        if isinstance(value, bool):
-            raise TypeError("not a float")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise TypeError("not a string")
-        return value
-    return value

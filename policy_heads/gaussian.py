@@ -26,6 +26,12 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 class GaussianHead(PolicyHead, name="gaussian"):
     """Diagonal Gaussian with a bounded standard deviation, state-dependent by default."""
 
+    step_cost = 1.1
+
+    @classmethod
+    def rl_defaults(cls) -> dict:
+        return {"hidden_dims": (64,), "init_std": 0.6, "state_dependent_std": False}
+
     has_log_prob = True
     has_mode = True
 

@@ -31,6 +31,12 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 class MixtureHead(PolicyHead, name="gmm"):
     """Mixture of diagonal Gaussians; multi-modal and with an exact log-likelihood."""
 
+    step_cost = 1.3
+
+    @classmethod
+    def rl_defaults(cls) -> dict:
+        return {"hidden_dims": (64,), "num_modes": 3, "init_std": 0.5}
+
     has_log_prob = True
     has_mode = True
 
