@@ -78,3 +78,38 @@ def as_float32(value: Any, what: str) -> np.ndarray:
     if x.dtype.kind not in "fiu":
         raise ImitateError(f"{what} has dtype {x.dtype}; the policy takes real numbers (float32)")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def check_window(obs: Any, obs_keys: list[str], obs_shapes: Mapping[str, tuple[int, ...]],
+                 obs_horizon: int) -> dict[str, np.ndarray]:
+    """A window of observations {key: (B, To, *shape)} as float32 arrays, checked: a dict holding every
+    key, real-valued, finite, of the expected shape, one batch size >= 1 for all keys.
+
+    `imitate.policy.Policy` and the exported runtime answer bad input with the same messages.
+    """
+    if not isinstance(obs, Mapping):
+        raise ImitateError(f"observations must be a dict of arrays keyed by {obs_keys}, got {type(obs).__name__}")
+    missing = [k for k in obs_keys if k not in obs]
+    if missing:
+        raise ImitateError(f"observation lacks key(s) {missing}; the policy reads {obs_keys}")
+    out, batch = {}, None
+    for k in obs_keys:
+        value = obs[k]
+        if value is None:
+            raise ImitateError(f"observation {k!r} is None")
+        if hasattr(value, "detach"):            # a torch tensor: as NumPy, without importing torch here
+            value = value.detach().cpu().numpy()
+        x = as_float32(value, f"observation {k!r}")
+        want = (obs_horizon, *obs_shapes[k])
+        if x.ndim != len(want) + 1 or x.shape[1:] != want:
+            raise ImitateError(f"observation {k!r} has shape {x.shape}; expected (B, {', '.join(map(str, want))}) "
+                               f"= (batch, obs_horizon, *shape)")
+        if batch is not None and x.shape[0] != batch:
+            raise ImitateError(f"observation {k!r} has batch size {x.shape[0]}, other keys {batch}")
+        if x.shape[0] == 0:
+            raise ImitateError(f"observation {k!r} has batch size 0")
+        if not np.isfinite(x).all():
+            raise ImitateError(f"observation {k!r} holds NaN or inf; the policy takes finite values")
+        batch = x.shape[0]
+        out[k] = x
+    return out

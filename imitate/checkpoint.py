@@ -1,7 +1,8 @@
 """Run directories: what a training run writes and how a policy is loaded back, without pickle.
 
     RUN_DIR/
-      config.json               every setting, data shapes, head name and config, versions
+      config.json               format "imitate-run/2": policy (`imitate.spec.PolicySpec.to_json`), the
+                                algorithm's settings (train, or algo + ppo ...), data, versions
       model.safetensors         EMA weights + normalizer statistics: what `load_policy` loads
       train_state.safetensors   raw weights, EMA weights, optimizer tensors, RNG state; its metadata
                                 holds the step, the sampler's position and the optimizer's settings
@@ -26,7 +27,19 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from imitate.errors import ImitateError
 
-RUN_FORMAT = "imitate-run/1"
+RUN_FORMAT = "imitate-run/2"
+#: Formats `read_run_config` opens: version 1 described the policy with obs_keys/obs_shapes/normalizer.
+RUN_FORMATS = ("imitate-run/1", RUN_FORMAT)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[str]:
+    """Delete the ``.NAME.*.tmp`` files that a killed `atomic_write` left in ``directory``; return their names."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp.name)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -112,8 +125,13 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The config.json of a run directory, with clear errors for a missing or foreign directory."""
+def read_run_config(run_dir: str | os.PathLike, resuming: bool = False) -> dict[str, Any]:
+    """The config.json of a run directory, checked: its ``policy`` section is returned in the layout of
+    `PolicySpec.to_json` (also for ``imitate-run/1`` directories), ``data`` is an object, and with
+    ``resuming`` the ``train`` section must be there. Errors name the file and the field."""
+    from imitate.formats import read_tagged_json
+    from imitate.spec import PolicySpec
+
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ImitateError(f"{run_dir}: no such run directory")
@@ -122,13 +140,15 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise ImitateError(f"{run_dir}: not an imitate run directory (no config.json)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ImitateError(f"{cfg_path}: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
-        raise ImitateError(f"{cfg_path}: not an imitate run config (expected format {RUN_FORMAT!r}, "
-                           f"found {config.get('format') if isinstance(config, dict) else type(config).__name__!r})")
+    config = read_tagged_json(cfg_path, RUN_FORMATS, "an imitate run config")
+    if "policy" not in config:
+        raise ImitateError(f"{cfg_path}: no 'policy' section (the description of the trained policy)")
+    config["policy"] = PolicySpec.from_json(config["policy"], f"{cfg_path}: policy").to_json()
+    if not isinstance(config.get("data", {}), dict):
+        raise ImitateError(f"{cfg_path}: 'data' must be an object")
+    if resuming and not isinstance(config.get("train"), dict):
+        raise ImitateError(f"{cfg_path}: no 'train' section: this run was not written by imitate train, so it "
+                           f"cannot be resumed by it")
     return config
 
 
@@ -139,9 +159,12 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], whe
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own
               if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
+    dtypes = [f"{k}: file {state[k].dtype} vs model {own[k].dtype}" for k in own
+              if k in state and state[k].dtype != own[k].dtype]
+    if missing or unexpected or shapes or dtypes:
         raise ImitateError(f"{where} does not match the {head!r} policy described by config.json: "
-                           f"missing {missing[:4]}, unexpected {unexpected[:4]}, shape mismatches {shapes[:4]}")
+                           f"missing {missing[:4]}, unexpected {unexpected[:4]}, shape mismatches {shapes[:4]}, "
+                           f"dtype mismatches {dtypes[:4]}")
     module.load_state_dict(state)
 
 
@@ -150,7 +173,8 @@ def load_policy(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
 
     Reads only JSON and safetensors: nothing is unpickled.
     """
-    from imitate.policy import build_policy
+    from imitate.policy import Policy
+    from imitate.spec import PolicySpec
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -161,6 +185,6 @@ def load_policy(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise ImitateError(f"{weights}: not a readable safetensors file ({e})") from None
-    policy = build_policy(config["policy"])
+    policy = Policy(PolicySpec.from_json(config["policy"]))
     load_state_into(policy, state, str(weights), config["policy"]["head"])
     return policy.to(device).eval()

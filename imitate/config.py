@@ -21,7 +21,7 @@ import typing
 from typing import Any
 
 from imitate.errors import ConfigError
-from policy_heads.base import convert_fields
+from policy_heads.fields import convert_fields
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -91,4 +91,22 @@ def parse_key_values(pairs: list[str] | None, flag: str = "--set", as_json: bool
             except json.JSONDecodeError:
                 pass
         out[key.strip()] = value
+    return out
+
+
+def split_sets(pairs: list[str] | None, owners: tuple[str, ...], bare: str | None = "head",
+               flag: str = "--set") -> dict[str, dict[str, Any]]:
+    """``OWNER.KEY=VALUE`` arguments -> {owner: {key: value}} for every owner in ``owners`` (values stay
+    strings). A ``KEY=VALUE`` without a prefix belongs to ``bare`` (``head``: the spelling of earlier
+    versions); with ``bare`` None it is an error, as is an unknown prefix."""
+    out: dict[str, dict[str, Any]] = {o: {} for o in owners}
+    for key, value in parse_key_values(pairs, flag).items():
+        owner, dot, field = key.partition(".")
+        if dot and owner in owners and field:
+            out[owner][field] = value
+        elif not dot and bare is not None:
+            out[bare][key] = value
+        else:
+            spelled = ", ".join(f"{o}.KEY=VALUE" for o in owners)
+            raise ConfigError(f"{flag} {key}={value}: expected {spelled}")
     return out

@@ -7,23 +7,12 @@ The low-dimensional encoder is an MLP over every key's history, concatenated in 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-
-@dataclass
-class EncoderConfig:
-    """Settings of the low-dimensional observation encoder."""
-
-    hidden_dims: tuple[int, ...] = (256,)
-    """Widths of the hidden layers before the feature layer (empty: one linear layer)."""
-    feature_dim: int = 256
-    """Width of the feature vector handed to the head."""
-    layer_norm: bool = True
-    """Apply LayerNorm to the features (keeps their scale steady for every head)."""
+from imitate.settings import EncoderConfig
 
 
 class LowDimEncoder(nn.Module):

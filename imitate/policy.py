@@ -1,7 +1,10 @@
-"""Policy = Normalizer + observation encoder + head.
+"""Policy = Normalizer + observation encoder + head, built from one `imitate.spec.PolicySpec`.
 
     raw obs {key: (B, To, *shape)} --normalize--> --encoder--> features (B, F)
     features --head.sample--> normalized chunk (B, Ta, A) --unnormalize--> actions (B, Ta, A)
+
+    Policy(spec)                          fresh weights, unfitted (identity) normalizer
+    Policy.from_data(spec, store, ...)    the normalizer fitted on the data, the head prepared: ready to train
 
 Acting in an environment (`act`, `reset`) is `imitate.acting.ChunkActing`: a history of To
 observations and a queue of actions, re-planned every ``n_act`` steps (timing diagram there),
@@ -15,45 +18,85 @@ import numpy as np
 import torch
 from torch import nn
 
-from imitate.acting import ChunkActing
+from imitate.acting import ChunkActing, check_window
+from imitate.config import apply_overrides, to_dict
 from imitate.data.normalizer import Normalizer
 from imitate.encoders import EncoderConfig, LowDimEncoder
-from imitate.errors import ConfigError, ImitateError
+from imitate.errors import ConfigError
+from imitate.spec import PolicySpec
 
 
 class Policy(ChunkActing, nn.Module):
-    """A behaviour-cloning policy: normalizer, encoder and head in one module.
+    """A behaviour-cloning policy: normalizer, encoder and head in one module, described by ``spec``.
 
-    Args:
-        normalizer: keys ``obs/<k>`` for every observation key and ``action``.
-        encoder: maps normalized obs {key: (B, To, *shape)} to features (B, F).
-        head: a `policy_heads.PolicyHead` over normalized action chunks (B, Ta, A).
-        obs_horizon: To.
-        action_horizon: Ta.
-        n_act: actions executed from each chunk before re-planning (1..Ta; default Ta // 2, at least 1).
-        temporal_ensemble: None, or the k of ACT's exp(-k * i) weights (re-plans every step).
+    ``n_act`` (1..Ta) and ``temporal_ensemble`` (None, or the k of ACT's exp(-k * i) weights: re-plan
+    every step) are plain attributes that may be changed after loading; `spec` reflects them.
     """
 
-    def __init__(self, normalizer: Normalizer, encoder: LowDimEncoder, head: nn.Module, obs_horizon: int,
-                 action_horizon: int, n_act: int | None = None, temporal_ensemble: float | None = None):
+    def __init__(self, spec: PolicySpec):
+        from policy_heads import config_to_dict, get_head_class, make_head
+
         super().__init__()
-        self.normalizer, self.encoder, self.head = normalizer, encoder, head
-        self.obs_keys = list(encoder.obs_keys)
-        self.obs_shapes = dict(encoder.obs_shapes)
-        self.obs_horizon, self.action_horizon = obs_horizon, action_horizon
-        self.n_act = n_act if n_act is not None else max(1, action_horizon // 2)
-        if not 1 <= self.n_act <= action_horizon:
-            raise ConfigError(f"n_act={self.n_act} must lie in 1..action_horizon ({action_horizon})")
-        self.temporal_ensemble = temporal_ensemble
+        self.normalizer = Normalizer(spec.normalizer_specs())
+        self.encoder = LowDimEncoder({k: o.shape for k, o in spec.obs.items()}, spec.obs_horizon,
+                                     apply_overrides(EncoderConfig(), spec.encoder_config, "encoder"))
+        try:
+            self.head = make_head(spec.head, self.encoder.feature_dim, spec.action.dim, spec.action_horizon,
+                                  discrete_nvec=spec.action.discrete_nvec, **spec.head_config)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        head_config = config_to_dict(self.head.config)
+        if get_head_class(spec.head).discrete_actions:   # the action space's categories live in spec.action
+            head_config.pop("discrete_nvec", None)
+        self._spec = spec.replace(head_config=head_config, encoder_config=to_dict(self.encoder.config))
+        self.obs_horizon, self.action_horizon = spec.obs_horizon, spec.action_horizon
+        self.n_act, self.temporal_ensemble = spec.n_act, spec.temporal_ensemble
         self.reset()
+
+    @classmethod
+    def from_data(cls, spec: PolicySpec, store=None, episodes: np.ndarray | None = None, seed: int = 0,
+                  prepare_rows: int = 100_000) -> "Policy":
+        """A policy ready to train on ``store`` (an `imitate.data.EpisodeStore`; None: no data).
+
+        The normalizer is fitted on the observations and actions of ``episodes`` (None: all); actions
+        use the action space's bounds instead where ``spec.action`` has them, and without a store the
+        observations keep identity statistics until fitted (`Normalizer.set_meanstd`). Then the head's
+        data-dependent `prepare` sees up to ``prepare_rows`` normalized actions (drawn with ``seed``).
+        """
+        policy = cls(spec)
+        bounds = spec.action.low is not None and spec.action.high is not None
+        if store is not None:
+            policy.normalizer.fit_store(store, episodes, skip=("action",) if bounds else ())
+        if bounds:
+            policy.normalizer.fit("action", [np.stack([np.asarray(spec.action.low), np.asarray(spec.action.high)])])
+        if store is not None:
+            idx = range(store.n_episodes) if episodes is None else episodes
+            rows = np.concatenate([np.arange(store.episode_starts[i], store.episode_ends[i]) for i in idx])
+            rows = np.sort(np.random.default_rng(seed).permutation(rows)[:prepare_rows])
+            actions = torch.from_numpy(np.asarray(store.get("actions", rows))).float()
+            policy.head.prepare(policy.normalizer.normalize("action", actions))
+        return policy
+
+    @property
+    def spec(self) -> PolicySpec:
+        """This module's description (what config.json stores; `Policy(spec)` rebuilds the module)."""
+        return self._spec.replace(n_act=self.n_act, temporal_ensemble=self.temporal_ensemble)
+
+    @property
+    def obs_keys(self) -> list[str]:
+        return self._spec.obs_keys
+
+    @property
+    def obs_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: o.shape for k, o in self._spec.obs.items()}
+
+    @property
+    def action_dim(self) -> int:
+        return self._spec.action.dim
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    @property
-    def action_dim(self) -> int:
-        return self.normalizer.specs["action"][0][0]
 
     # -- training ---------------------------------------------------------------------------------
     def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -65,32 +108,18 @@ class Policy(ChunkActing, nn.Module):
         return self.head.loss(self.encode(obs), self.normalizer.normalize("action", action), action_mask)
 
     # -- inference --------------------------------------------------------------------------------
-    def _as_tensors(self, obs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        missing = [k for k in self.obs_keys if k not in obs]
-        if missing:
-            raise ImitateError(f"observation lacks key(s) {missing}; the policy reads {self.obs_keys}")
-        out, batch = {}, None
-        for k in self.obs_keys:
-            x = torch.as_tensor(np.asarray(obs[k]) if not torch.is_tensor(obs[k]) else obs[k], dtype=torch.float32)
-            want = (self.obs_horizon, *self.obs_shapes[k])
-            if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-                raise ImitateError(f"observation {k!r} has shape {tuple(x.shape)}; expected (B, {', '.join(map(str, want))})"
-                                   f" = (batch, obs_horizon, *shape)")
-            if batch is not None and x.shape[0] != batch:
-                raise ImitateError(f"observation {k!r} has batch size {x.shape[0]}, other keys {batch}")
-            batch = x.shape[0]
-            out[k] = x.to(self.device)
-        return out
-
     @torch.no_grad()
     def predict_chunk(self, obs: Mapping[str, Any], generator: torch.Generator | None = None,
                       deterministic: bool = False) -> np.ndarray:
         """obs {key: (B, To, *shape)} (NumPy arrays or tensors) -> raw actions (B, Ta, A), a fresh sample.
 
-        ``deterministic`` uses the head's mode (most likely chunk) where it has one.
+        ``deterministic`` uses the head's mode (most likely chunk) where it has one. Observations are
+        checked as the exported runtime checks them (`imitate.acting.check_window`): every key, the
+        expected shapes, one batch size >= 1, finite real values.
         """
-        features = self.encode(self._as_tensors(obs))
-        if deterministic and getattr(self.head, "has_mode", False):
+        window = check_window(obs, self.obs_keys, self.obs_shapes, self.obs_horizon)
+        features = self.encode({k: torch.from_numpy(v).to(self.device) for k, v in window.items()})
+        if deterministic and self.head.has_mode:
             chunk = self.head.mode(features)
         else:
             chunk = self.head.sample(features, generator=generator)
@@ -101,31 +130,3 @@ class Policy(ChunkActing, nn.Module):
         for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A).
         Re-plans every ``n_act`` steps (or every step with ``temporal_ensemble``); see `imitate.acting`."""
         return self._act(obs, lambda window: self.predict_chunk(window, generator, deterministic))
-
-    # -- description ------------------------------------------------------------------------------
-    def spec(self) -> dict[str, Any]:
-        """Everything `build_policy` needs to rebuild this module (JSON-ready)."""
-        from imitate.config import to_dict
-        from policy_heads import config_to_dict
-
-        return {"obs_keys": self.obs_keys, "obs_shapes": {k: list(s) for k, s in self.obs_shapes.items()},
-                "action_dim": self.action_dim, "obs_horizon": self.obs_horizon, "action_horizon": self.action_horizon,
-                "n_act": self.n_act, "temporal_ensemble": self.temporal_ensemble, "head": self.head.name,
-                "head_config": config_to_dict(self.head.config), "encoder_config": to_dict(self.encoder.config),
-                "normalizer": self.normalizer.config()}
-
-
-def build_policy(spec: Mapping[str, Any]) -> Policy:
-    """A fresh Policy (untrained weights, unfitted normalizer) from `Policy.spec()`."""
-    from imitate.config import apply_overrides
-    from policy_heads import make_head
-
-    encoder = LowDimEncoder({k: tuple(spec["obs_shapes"][k]) for k in spec["obs_keys"]}, spec["obs_horizon"],
-                            apply_overrides(EncoderConfig(), spec.get("encoder_config", {}), "encoder"))
-    try:
-        head = make_head(spec["head"], encoder.feature_dim, spec["action_dim"], spec["action_horizon"],
-                         **spec.get("head_config", {}))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    return Policy(Normalizer.from_config(spec["normalizer"]), encoder, head, spec["obs_horizon"],
-                  spec["action_horizon"], spec.get("n_act"), spec.get("temporal_ensemble"))

@@ -98,7 +98,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_checkpoint(fp_fi
         return (loss * float("nan"), info) if calls["n"] == 5 else (loss, info)
 
     monkeypatch.setattr(Policy, "compute_loss", poisoned)
-    with pytest.raises(ImitateError, match="step 4"):
+    with pytest.raises(ImitateError, match="step 5;"):  # the 5th step, as metrics.jsonl counts steps
         fit(fp_file, tmp_path / "run", "gaussian", steps=8, ckpt_every=2, log_every=4, val_every=0)
     weights = load_file(str(tmp_path / "run" / "model.safetensors"))
     assert all(torch.isfinite(v).all() for v in weights.values())

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-MODES = ("minmax", "meanstd", "identity")
+from imitate.spec import NORM_MODES as MODES
 _EPS = 1e-6
 
 
@@ -96,10 +96,25 @@ class Normalizer(nn.Module):
         specs = {f"obs/{k}": (store.shape(f"obs/{k}"), obs_mode) for k in obs_keys}
         specs["action"] = (store.shape("actions"), action_mode)
         norm = cls(specs)
-        for k in obs_keys:
-            norm.fit(f"obs/{k}", store.iter_chunks(f"obs/{k}", episodes))
-        norm.fit("action", store.iter_chunks("actions", episodes))
+        norm.fit_store(store, episodes)
         return norm
+
+    def fit_store(self, store, episodes: np.ndarray | None = None, skip: Sequence[str] = ()) -> None:
+        """Fit every key but ``skip`` on a store's rows of ``episodes`` (None: all): ``obs/<key>`` from
+        the store's ``obs/<key>``, ``action`` from its ``actions``."""
+        for key in self.keys:
+            if key not in skip:
+                self.fit(key, store.iter_chunks("actions" if key == "action" else key, episodes))
+
+    def set_meanstd(self, key: str, mean: np.ndarray, var: np.ndarray) -> None:
+        """Set a meanstd key's statistics directly (running statistics, as PPO keeps them)."""
+        st = self._get(key)
+        if st.mode != "meanstd":
+            raise ValueError(f"set_meanstd: {key!r} is normalized by {st.mode}, not meanstd")
+        std = np.sqrt(np.maximum(np.asarray(var, np.float64), 1e-8))
+        mean = np.asarray(mean, np.float64)
+        for name, value in (("scale", 1.0 / std), ("offset", -mean / std), ("mean", mean), ("std", std)):
+            getattr(st, name).copy_(torch.as_tensor(value, dtype=torch.float32))
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
         """x (..., *shape) raw (any float or int dtype) -> normalized, in the model's dtype."""

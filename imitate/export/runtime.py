@@ -21,15 +21,15 @@ the executed action is ACT's weighted mean of every earlier chunk's prediction f
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from imitate.acting import ChunkActing, as_float32 as _as_float32
+from imitate.acting import ChunkActing, as_float32 as _as_float32, check_window
 from imitate.errors import ImitateError
+from imitate.formats import read_tagged_json
 
 EXPORT_FORMAT = "imitate-export/1"
 METADATA = "export.json"
@@ -49,12 +49,7 @@ def load(folder: str | os.PathLike, backend: str | None = None, threads: int | N
     meta_path = folder / METADATA
     if not meta_path.is_file():
         raise ImitateError(f"{folder}: not an exported policy (no {METADATA}; write one with `imitate export`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ImitateError(f"{meta_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
-        raise ImitateError(f"{meta_path}: not an imitate export description (expected format {EXPORT_FORMAT!r})")
+    meta = read_tagged_json(meta_path, (EXPORT_FORMAT,), "an imitate export description")
     models = meta["models"]
     backend = backend or ("onnx" if "onnx" in models else next(iter(models)))
     if backend not in models:
@@ -116,24 +111,8 @@ class ExportedPolicy(ChunkActing):
 
         ``noise`` {name: (B, *shape)} replaces the draws named in export.json (missing ones are drawn).
         """
-        if not isinstance(obs, Mapping):
-            raise ImitateError(f"observations must be a dict of arrays keyed by {self.obs_keys}, got {type(obs).__name__}")
-        missing = [k for k in self.obs_keys if k not in obs]
-        if missing:
-            raise ImitateError(f"observation lacks key(s) {missing}; the policy reads {self.obs_keys}")
-        feeds, batch = {}, None
-        for k in self.obs_keys:
-            x = _as_float32(obs[k], f"observation {k!r}")
-            want = (self.obs_horizon, *self.obs_shapes[k])
-            if x.ndim != len(want) + 1 or x.shape[1:] != want:
-                raise ImitateError(f"observation {k!r} has shape {x.shape}; expected (B, {', '.join(map(str, want))}) "
-                                   f"= (batch, obs_horizon, *shape)")
-            if batch is not None and x.shape[0] != batch:
-                raise ImitateError(f"observation {k!r} has batch size {x.shape[0]}, other keys {batch}")
-            if x.shape[0] == 0:
-                raise ImitateError(f"observation {k!r} has batch size 0")
-            batch = x.shape[0]
-            feeds[k] = x
+        feeds = check_window(obs, self.obs_keys, self.obs_shapes, self.obs_horizon)
+        batch = len(next(iter(feeds.values())))
         noise = dict(noise or {})
         unknown = sorted(set(noise) - set(self.noise_spec))
         if unknown:

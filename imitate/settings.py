@@ -1,0 +1,229 @@
+"""The settings of the trainer, the observation encoder, PPO and the adversarial algorithms, without torch.
+
+Each is a flat dataclass with a docstring under every field (`imitate.config` reads them for
+``--help``). They live here, apart from the code that uses them, so that the command-line parser
+builds every flag without importing torch; `imitate.train`, `imitate.encoders`, `imitate.algos.ppo`
+and `imitate.algos.adversarial` re-export them. `imitate compare` and `imitate dagger` nest a
+`TrainConfig` instead of repeating its fields.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imitate.config import apply_overrides
+from imitate.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a behaviour-cloning run (head and encoder settings go through ``--set``)."""
+
+    data: str = ""
+    """Demonstration file (robomimic HDF5 layout)."""
+    out: str = ""
+    """Run directory to create (config.json, model.safetensors, train_state.safetensors, logs)."""
+    head: str = "diffusion"
+    """Policy head: a registered head name (`imitate train --help` lists them with their settings)."""
+    steps: int = 5000
+    """Optimizer steps."""
+    batch_size: int = 256
+    """Windows per batch, in all: with N processes each draws batch_size / N (must divide evenly)."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 1e-6
+    """AdamW weight decay."""
+    warmup_steps: int = 200
+    """Linear learning-rate warm-up, then cosine decay to zero at the last step."""
+    grad_clip: float = 1.0
+    """Clip the gradient's global norm to this value (0: no clipping)."""
+    ema_decay: float = 0.999
+    """Largest decay of the weights' exponential moving average (warms up from 0 as 1 - 10/(10+step))."""
+    obs_horizon: int = 2
+    """To: observation steps the policy sees (the current one and To-1 before it)."""
+    action_horizon: int = 16
+    """Ta: actions predicted per chunk."""
+    n_act: int = 8
+    """Actions executed from each chunk before the policy predicts again (1..Ta)."""
+    obs_keys: tuple[str, ...] = ()
+    """Observation keys to use (empty: every key of the file)."""
+    obs_norm: str = "meanstd"
+    """Observation normalization: meanstd, minmax or identity."""
+    action_norm: str = "minmax"
+    """Action normalization: minmax (to [-1, 1], what the heads expect) or identity."""
+    lazy: bool = False
+    """Read the file lazily in blocks (for files larger than memory)."""
+    seed: int = 0
+    """Seed of weights, batch order and sampling noise: the same seed on CPU gives the same weights."""
+    log_every: int = 50
+    """Steps between log lines (progress bar, TensorBoard, metrics.jsonl) and NaN checks."""
+    val_every: int = 500
+    """Steps between validation losses on the file's 'valid' split (0: never)."""
+    val_batches: int = 4
+    """Batches of the fixed validation set."""
+    eval_every: int = 0
+    """Steps between rollout evaluations (0: only at the end)."""
+    eval_episodes: int = 20
+    """Rollouts per evaluation (0: no rollouts)."""
+    eval_seed: int = 10000
+    """Episode i of an evaluation is reset with seed eval_seed + i (away from collection seeds)."""
+    ckpt_every: int = 1000
+    """Steps between checkpoints (one is also written at the end and on Ctrl-C)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when available); with several processes each takes its local rank's GPU."""
+    precision: str = "fp32"
+    """fp32, or bf16: the forward pass and loss under bfloat16 autocast (weights, gradients, EMA stay fp32)."""
+    dist_timeout: float = 1800.0
+    """Several processes: seconds a process waits for the others at a collective before the run fails."""
+    sizing: str = "auto"
+    """Head defaults: cpu (each head's CPU-sized settings, e.g. diffusion's MLP denoiser), full (the
+    heads' own defaults), or auto (cpu when training on a CPU, full on a GPU); --set overrides either."""
+    max_bad_grad_steps: int = 5
+    """Divergence guard: a step whose gradient norm is inf or NaN is skipped and counted; this many
+    in a row stop training with an error (the last good checkpoint is kept)."""
+    loss_spike: float = 1e4
+    """Divergence guard: stop when a logged loss exceeds the median of the earlier logged losses by
+    more than this many times max(1, |median|) (0: off)."""
+    init: str = ""
+    """Start from the model weights of this run directory (same head and shapes; its normalizer
+    statistics and head settings are kept); empty: fresh weights."""
+
+
+@dataclass
+class EncoderConfig:
+    """Settings of the low-dimensional observation encoder."""
+
+    hidden_dims: tuple[int, ...] = (256,)
+    """Widths of the hidden layers before the feature layer (empty: one linear layer)."""
+    feature_dim: int = 256
+    """Width of the feature vector handed to the head."""
+    layer_norm: bool = True
+    """Apply LayerNorm to the features (keeps their scale steady for every head)."""
+
+
+@dataclass
+class PPOConfig:
+    """Settings of the PPO inner loop (``--set ppo.key=value`` on the command line)."""
+
+    n_envs: int = 8
+    """Environments stepped in lockstep (gymnasium SyncVectorEnv)."""
+    n_steps: int = 256
+    """Steps per environment per rollout (a rollout holds n_envs * n_steps transitions)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    lr: float = 3e-4
+    """Adam learning rate (policy and value network)."""
+    clip: float = 0.2
+    """PPO's ratio clipping range."""
+    epochs: int = 10
+    """Passes over each rollout."""
+    batch_size: int = 256
+    """Transitions per minibatch."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this value."""
+    target_kl: float = 0.0
+    """Stop an update's remaining minibatches once a minibatch's approximate KL between the rollout's
+    policy and the current one exceeds 1.5 * target_kl (0: never)."""
+    norm_reward: bool = True
+    """Scale rewards by the running std of the discounted return (no mean subtraction: signs stay)."""
+    value_hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the value network (tanh)."""
+
+
+@dataclass
+class AdversarialConfig:
+    """Settings of a GAIL or AIRL run (PPO settings: ``--set ppo.key=value``; head: ``--set head.key=value``)."""
+
+    data: str = ""
+    """Expert demonstration file (robomimic HDF5; next_obs is read from it)."""
+    out: str = ""
+    """Run directory to create."""
+    env: str = ""
+    """Gymnasium environment id (default: the one the demo file names)."""
+    head: str = "gaussian"
+    """Generator head: any registered head with a log-probability (Discrete actions: one that models them)."""
+    steps: int = 500_000
+    """Environment steps."""
+    init: str = ""
+    """BC run directory to start the generator from (same head, obs/action horizon 1)."""
+    seed: int = 0
+    """Seed of networks, environments and sampling."""
+    reward: str = "auto"
+    """Reward given to PPO: positive (-log(1-D)), logit (log D - log(1-D)), or auto (the algorithm's
+    default: positive for GAIL and AIRL)."""
+    disc_hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the discriminator / reward networks."""
+    disc_lr: float = 3e-4
+    """Adam learning rate of the discriminator."""
+    disc_batch: int = 256
+    """Generator (and as many expert) transitions per discriminator minibatch."""
+    disc_epochs: int = 1
+    """Passes of the discriminator over each rollout."""
+    grad_penalty: float = -1.0
+    """Weight of the zero-centred gradient penalty on expert/generator interpolates (0: off; below 0:
+    the algorithm's default, 10 for GAIL and 0 for AIRL)."""
+    disc_replay: int = 0
+    """Generator transitions of earlier rollouts kept for the discriminator (half of each generator
+    minibatch is drawn from them; 0: the current rollout only)."""
+    log_every: int = 10_000
+    """Environment steps between log lines."""
+    ckpt_every: int = 100_000
+    """Environment steps between checkpoints (one is also written at the end)."""
+    eval_episodes: int = 20
+    """Seeded evaluation episodes at the end (0: none)."""
+
+
+def train_config_from_file(path: str | Path) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """Settings, head settings and encoder settings from a run's config.json (or a JSON or YAML file of the
+    same shape: ``train`` and optionally ``policy.head_config`` / ``policy.encoder_config``), to train
+    again; the ``out`` it names is dropped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror})") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(f"--config {path}: reading YAML needs PyYAML (pip install pyyaml)") from None
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--config {path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("train", {}), dict):
+        raise ConfigError(f"--config {path}: expected an object with a 'train' section (as a run's config.json)")
+    policy = data.get("policy") or {}
+    train_values = {k: v for k, v in (data.get("train") or {}).items() if k != "out"}
+    cfg = apply_overrides(TrainConfig(), train_values, f"--config {path}: train")
+    return cfg, dict(policy.get("head_config") or {}), dict(policy.get("encoder_config") or {})
+
+
+def head_settings_for(head: str, on_cpu: bool, sizing: str, given: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The head settings a run uses: the head's CPU-sized defaults (`cpu_defaults`) where ``sizing`` is cpu,
+    or auto and the run trains ``on_cpu``, under the ``given`` ones; and a one-line note when the defaults applied."""
+    from policy_heads import get_head_class
+
+    if sizing not in ("auto", "cpu", "full"):
+        raise ConfigError(f"--sizing {sizing!r}: choose auto, cpu or full")
+    cpu = sizing == "cpu" or (sizing == "auto" and on_cpu)
+    defaults = {k: v for k, v in get_head_class(head).cpu_defaults().items() if k not in given} if cpu else {}
+    note = ""
+    if defaults:
+        chosen = " ".join(f"{k}={v}" for k, v in defaults.items())
+        why = "no GPU found" if sizing == "auto" else "--sizing cpu"
+        note = (f"{why}: using the CPU-sized defaults of the {head} head ({chosen}); pass --set KEY=VALUE or "
+                f"--sizing full to override")
+    return {**defaults, **given}, note
