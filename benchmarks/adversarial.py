@@ -36,7 +36,7 @@ torch.set_num_threads(1)
 def run_ours(algo: str, env_id: str, data: str, steps: int, seed: int, head: str) -> dict:
     from imitate.algos.airl import train_airl
     from imitate.algos.gail import train_gail
-    from imitate.algos.rewards import AdversarialConfig
+    from imitate.algos.adversarial import AdversarialConfig
 
     out = tempfile.mkdtemp(prefix=f"{algo}-{env_id}-{seed}-", dir=os.environ.get("BENCH_RUNS", None))
     cfg = AdversarialConfig(data=data, out=out, env=env_id, head=head, steps=steps, seed=seed, log_every=steps // 5)
@@ -110,7 +110,7 @@ def run_imitation(algo: str, env_id: str, data: str, steps: int, seed: int) -> d
 
 
 def run_rl(reward: str, env_id: str, steps: int, seed: int, head: str) -> dict:
-    from imitate.algos.runs import train_rl
+    from imitate.algos.rl_loop import train_rl
 
     out = tempfile.mkdtemp(prefix=f"rl-{env_id}-{seed}-", dir=os.environ.get("BENCH_RUNS", None))
     start = time.perf_counter()
@@ -158,7 +158,7 @@ def main() -> None:
         return table(args.results)
 
     from imitate.algos.ppo import random_return
-    from imitate.algos.rewards import expert_return, load_expert
+    from imitate.algos.adversarial import expert_return, load_expert
 
     head = args.head or ("autoregressive" if args.env == "CartPole-v1" else "gaussian")
     if args.cmd == "rl":

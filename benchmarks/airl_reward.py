@@ -7,7 +7,7 @@
 For each variant: AIRL on the demos (``--steps``, gaussian generator), then
   - the correlation (Pearson, Spearman) of g with the true state reward -(theta^2 + 0.1 theta_dot^2)
     over 5000 uniformly drawn states (theta in [-pi, pi], theta_dot in [-8, 8]);
-  - a fresh PPO policy trained on g(s) - ``--rl-entropy`` * log pi(a|s) (`imitate.algos.runs.train_rl`;
+  - a fresh PPO policy trained on g(s) - ``--rl-entropy`` * log pi(a|s) (`imitate.algos.rl_loop.train_rl`;
     default 0: g alone; `imitate rl` uses 1) for ``--rl-steps`` and each discount in ``--rl-gammas``,
     scored on 20 seeded episodes, normalized like the AIRL run;
   - the 0.99-discounted g-return of the expert and of the last re-optimized policy over 10 episodes:
@@ -70,8 +70,9 @@ def g_return(reward, act, episodes: int = 10, gamma: float = 0.99) -> float:
 def run(variant: str, data: str, steps: int, rl_steps: int, rl_gammas: list[float], seed: int,
         rl_entropy: float) -> dict:
     from imitate.algos.airl import train_airl
-    from imitate.algos.rewards import AdversarialConfig, load_reward
-    from imitate.algos.runs import train_rl
+    from imitate.algos.adversarial import AdversarialConfig
+    from imitate.algos.state_reward import load_reward
+    from imitate.algos.rl_loop import train_rl
     from imitate.checkpoint import load_policy
     from imitate.envs import make_expert
 

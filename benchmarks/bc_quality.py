@@ -20,10 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from imitate.compare import DEFAULT_HEAD_SETTINGS
-
-# Head settings sized for a CPU budget (the same training budget applies to every head).
-CPU_HEAD_SETTINGS = {head: [f"{k}={v}" for k, v in s.items()] for head, s in DEFAULT_HEAD_SETTINGS.items()}
 
 
 def run_one(head: str, seed: int, args) -> dict:
@@ -35,7 +31,7 @@ def run_one(head: str, seed: int, args) -> dict:
            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--action-horizon", str(args.action_horizon),
            "--n-act", str(args.n_act), "--seed", str(seed), "--eval-episodes", str(args.episodes), "--quiet",
            "--val-every", "0", "--ckpt-every", str(args.steps)]
-    for s in CPU_HEAD_SETTINGS.get(head, []) + args.head_set.get(head, []):
+    for s in args.head_set.get(head, []):
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()

@@ -86,11 +86,11 @@ def write_clean_demos(path: Path, n: int, seed: int, args) -> int:
 
 
 def run_dagger(seed: int, args, out: Path, gate: str) -> list[dict]:
-    from imitate.algos.dagger import DaggerConfig, dagger
+    from imitate.algos.dagger import dagger_config, dagger
 
     initial = out / f"{gate}_seed{seed}_initial.hdf5"
     write_clean_demos(initial, args.initial_demos, seed, args)  # the same demos as BC's smallest set
-    cfg = DaggerConfig(task=TASK, out=str(out / f"{gate}_seed{seed}"), head=args.head, rounds=args.rounds,
+    cfg = dagger_config(task=TASK, out=str(out / f"{gate}_seed{seed}"), head=args.head, rounds=args.rounds,
                        episodes_per_round=args.episodes_per_round, initial_demos=args.initial_demos,
                        initial_data=str(initial), beta_schedule="constant:0",
                        gate="none" if gate == "dagger" else "scripted",

@@ -29,7 +29,7 @@ torch.set_num_threads(1)
 
 
 def run_ours(env_id: str, steps: int, seed: int) -> dict:
-    from imitate.algos.runs import train_rl
+    from imitate.algos.rl_loop import train_rl
 
     head = "autoregressive" if env_id == "CartPole-v1" else "gaussian"
     curve = []

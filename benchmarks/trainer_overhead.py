@@ -2,7 +2,7 @@
 
 The trainer's time per step comes from its own log (``time/steps_per_s`` over the second half of a
 run: sampling, normalization, forward, backward, gradient clipping, AdamW, EMA, the NaN guard). The
-bare loop runs forward, backward and the same AdamW (`imitate.train.make_optimizer`) on batches
+bare loop runs forward, backward and the same AdamW (`imitate.optim.make_optimizer`) on batches
 pre-loaded as tensors, nothing else. Both
 alternate, one torch thread, median of several rounds.
 
@@ -22,10 +22,9 @@ import torch
 
 from imitate.checkpoint import load_policy
 from imitate.data import WindowSampler, load_demo_file
-from imitate.train import TrainConfig, make_optimizer, train
+from imitate.optim import make_optimizer
+from imitate.train import TrainConfig, train
 
-CPU_HEAD_SETTINGS = {"autoregressive": {"d_model": "64", "num_layers": "2"},
-                     "diffusion": {"denoiser": "mlp", "prediction_type": "sample"}}
 
 
 def trainer_step_s(cfg: TrainConfig, head_cfg: dict) -> float:
@@ -41,7 +40,7 @@ def bare_step_s(run_dir: str, data: str, cfg: TrainConfig, steps: int) -> float:
     store = load_demo_file(data)
     sampler = WindowSampler(store, cfg.obs_horizon, cfg.action_horizon, cfg.batch_size, episodes="train", seed=1)
     batches = [sampler.sample().to_torch() for _ in range(16)]
-    opt = make_optimizer(list(policy.parameters()), cfg)  # the trainer's own optimizer: the same update
+    opt = make_optimizer(list(policy.parameters()), cfg.lr, cfg.weight_decay)  # the trainer's own optimizer: the same update
     for i in range(3):
         b = batches[i % 16]
         loss, _ = policy.compute_loss(b.obs, b.action, b.action_mask)
@@ -76,7 +75,7 @@ def main() -> None:
                           val_every=0, eval_episodes=0, ckpt_every=10 * args.steps)
         ours, bare = [], []
         for _ in range(args.rounds):
-            ours.append(trainer_step_s(cfg, CPU_HEAD_SETTINGS.get(head, {})))
+            ours.append(trainer_step_s(cfg, {}))
             bare.append(bare_step_s(cfg.out, args.data, cfg, args.steps // 2))
         rows[head] = {"trainer_ms": 1e3 * statistics.median(ours), "bare_ms": 1e3 * statistics.median(bare),
                       "ratio": statistics.median([o / b for o, b in zip(ours, bare)])}

@@ -55,21 +55,32 @@ def _cmd_data_info(args) -> int:
     return 0
 
 
-def _train_help() -> str:
+def _head_settings_help(heads: str = "all", prefix: str = "head.", with_log_prob: bool = False) -> str:
     from imitate.config import describe
-    from imitate.encoders import EncoderConfig
-    from policy_heads import available_heads, get_head_class
+    from imitate.settings import EncoderConfig
+    from policy_heads import get_head_class, registered_heads
 
-    parts = ["head settings (--set key=value, or --set head.key=value):"]
-    for name in available_heads():
+    names = [h for h in registered_heads() if not with_log_prob or get_head_class(h).has_log_prob]
+    spell = "HEAD.KEY=VALUE" if prefix == "HEAD." else f"{prefix}KEY=VALUE, or KEY=VALUE"
+    parts = [f"head settings (--set {spell}):"]
+    for name in names:
         parts.append(f" {name}:\n" + describe(get_head_class(name).Config, indent="   "))
-    parts.append("encoder settings (--set encoder.key=value):\n" + describe(EncoderConfig, indent="   "))
+    parts.append("encoder settings (--set encoder.KEY=VALUE):\n" + describe(EncoderConfig, indent="   "))
     return "\n".join(parts)
 
 
-def _add_config_flags(p: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per field of the flat config dataclass ``cls``, its docstring as help; unset flags are
-    absent from the parsed namespace (the dataclass keeps its default)."""
+def _ppo_help() -> str:
+    from imitate.config import describe
+    from imitate.settings import PPOConfig
+
+    return ("PPO settings (--set ppo.KEY=VALUE; per-task presets apply under them):\n" + describe(PPOConfig, indent="   ")
+            + "\n" + _head_settings_help(with_log_prob=True).replace("encoder settings", "encoder settings (BC warm starts keep theirs)"))
+
+
+def _add_config_flags(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), defaults=None) -> None:
+    """One flag per field of the flat config dataclass ``cls`` (dict and dataclass fields excepted), its
+    docstring as help; unset flags are absent from the parsed namespace. ``defaults`` (an instance)
+    gives the defaults shown in the help, where they differ from the class's."""
     import dataclasses
     import typing
 
@@ -77,44 +88,42 @@ def _add_config_flags(p: argparse.ArgumentParser, cls: type) -> None:
 
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
+        if f.name in skip or kind is dict or dataclasses.is_dataclass(kind):
+            continue
+        flag = "--" + f.name.replace("_", "-")
         metavar = {int: "N", float: "X", str: "VALUE", bool: "true|false"}.get(kind, "A,B,...")
+        default = getattr(defaults, f.name) if defaults is not None else f.default
         p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
-                       help=f"{docs[f.name]} (default: {f.default!r})")
+                       help=f"{docs[f.name]} (default: {default!r})")
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    from imitate.train import TrainConfig
+def _given(args, cls: type) -> dict:
+    import dataclasses
 
-    _add_config_flags(p, TrainConfig)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="a head setting (key=value or head.key=value) or encoder.key=value; see below")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
 
 
 def _cmd_train(args) -> int:
-    import dataclasses
+    from imitate.config import apply_overrides, split_sets
+    from imitate.settings import TrainConfig, train_config_from_file
+    from imitate.train import resume, train
 
-    from imitate.config import apply_overrides, parse_key_values
-    from imitate.train import TrainConfig, resume, train
-
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    sets = parse_key_values(args.set)
+    given = _given(args, TrainConfig)
+    sets = split_sets(args.set, ("head", "encoder"))
     if args.resume:
         if "out" not in given:
             raise ImitateError("--resume needs --out RUN_DIR")
-        extra = sorted(set(given) - {"out", "steps"}) + sorted(sets)
-        if extra:
-            raise ImitateError(f"--resume continues a run with its own settings; only --steps may change (got {extra})")
-        steps = int(given["steps"]) if "steps" in given else None
-        result = resume(given["out"], steps=steps, progress=not args.quiet)
+        extra = sorted(set(given) - {"out", "steps"}) + sorted(f"--set {k}" for o in sets.values() for k in o)
+        if extra or args.config:
+            raise ImitateError(f"--resume continues a run with its own settings; only --steps may change "
+                               f"(got {extra or ['--config']})")
+        result = resume(given["out"], steps=int(given["steps"]) if "steps" in given else None, progress=not args.quiet)
     else:
-        cfg = apply_overrides(TrainConfig(), given, "imitate train")
-        head = {k.removeprefix("head."): v for k, v in sets.items() if not k.startswith("encoder.")}
-        encoder = {k.removeprefix("encoder."): v for k, v in sets.items() if k.startswith("encoder.")}
-        result = train(cfg, head_config=head, encoder_config=encoder, progress=not args.quiet)
+        base, head, encoder = (train_config_from_file(args.config) if args.config else (TrainConfig(), {}, {}))
+        cfg = apply_overrides(base, given, "imitate train")
+        result = train(cfg, head_config={**head, **sets["head"]}, encoder_config={**encoder, **sets["encoder"]},
+                       progress=not args.quiet)
     if not _rank():  # under torchrun rank 0 alone reports
         print(json.dumps(result))
     return 0
@@ -140,46 +149,31 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def _given(args, cls: type) -> dict:
-    import dataclasses
-
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-
-
 def _print_record(record: dict) -> None:
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}), flush=True)
 
 
-def _split_sets(pairs: list[str] | None) -> tuple[dict, dict]:
-    """``--set ppo.key=value`` and ``--set head.key=value`` (or ``key=value`` for the head)."""
-    from imitate.config import parse_key_values
-
-    sets = parse_key_values(pairs)
-    ppo = {k.removeprefix("ppo."): v for k, v in sets.items() if k.startswith("ppo.")}
-    head = {k.removeprefix("head."): v for k, v in sets.items() if not k.startswith("ppo.")}
-    return ppo, head
-
-
 def _cmd_adversarial(args) -> int:
-    from imitate.algos.rewards import AdversarialConfig
-    from imitate.config import apply_overrides
+    from imitate.config import apply_overrides, split_sets
+    from imitate.settings import AdversarialConfig
 
     cfg = apply_overrides(AdversarialConfig(), _given(args, AdversarialConfig), f"imitate {args.command}")
-    ppo, head = _split_sets(args.set)
+    sets = split_sets(args.set, ("head", "ppo"))
     if args.command == "gail":
         from imitate.algos.gail import train_gail as run
     else:
         from imitate.algos.airl import train_airl as run
-    _print_record({"final": run(cfg, ppo, head, progress=not args.quiet, on_log=_print_record)})
+    _print_record({"final": run(cfg, sets["ppo"], sets["head"], progress=not args.quiet, on_log=_print_record)})
     return 0
 
 
 def _cmd_rl(args) -> int:
-    from imitate.algos.runs import train_rl
+    from imitate.algos.rl_loop import train_rl
+    from imitate.config import split_sets
 
-    ppo, head = _split_sets(args.set)
-    _print_record({"final": train_rl(args.env, args.out, args.head, args.steps, args.reward, args.seed, ppo, head,
-                                     args.expert_return, progress=not args.quiet, on_log=_print_record,
+    sets = split_sets(args.set, ("head", "ppo"))
+    _print_record({"final": train_rl(args.env, args.out, args.head, args.steps, args.reward, args.seed, sets["ppo"],
+                                     sets["head"], args.expert_return, progress=not args.quiet, on_log=_print_record,
                                      reward_entropy=args.reward_entropy)})
     return 0
 
@@ -204,12 +198,12 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    import dataclasses
-
-    from imitate.compare import CompareConfig, compare
+    from imitate.compare import PER_RUN, CompareConfig, compare
     from imitate.config import parse_key_values
+    from imitate.settings import TrainConfig
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(CompareConfig) if hasattr(args, f.name)}
+    given = {**{k: v for k, v in _given(args, TrainConfig).items() if k not in PER_RUN},
+             **_given(args, CompareConfig)}
     if "data" not in given or "out" not in given:
         raise ImitateError("imitate compare needs --data FILE and --out DIR")
     compare(settings=parse_key_values(args.set), progress=not args.quiet, **given)
@@ -231,40 +225,32 @@ def _cmd_demo(args) -> int:
 
 
 def _add_dagger_flags(p: argparse.ArgumentParser) -> None:
-    import dataclasses
-    import typing
+    from imitate.algos.dagger import DAGGER_TRAIN, PER_ROUND, DaggerConfig
+    from imitate.settings import TrainConfig
 
-    from imitate.algos.dagger import DaggerConfig
-    from imitate.config import field_docs
-
-    docs, hints = field_docs(DaggerConfig), typing.get_type_hints(DaggerConfig)
-    for f in dataclasses.fields(DaggerConfig):
-        if hints[f.name] is dict:
-            continue
-        metavar = {int: "N", float: "X", str: "VALUE"}.get(hints[f.name], "VALUE")
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
-                       help=f"{docs[f.name]} (default: {f.default!r})")
+    _add_config_flags(p, DaggerConfig)
+    _add_config_flags(p, TrainConfig, skip=PER_ROUND, defaults=TrainConfig(**DAGGER_TRAIN))
     p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument, e.g. gap_width=0.2")
     p.add_argument("--expert-kw", action="append", metavar="KEY=VALUE", help="expert keyword argument, e.g. p_left=1")
     p.add_argument("--demo-env-kw", action="append", metavar="KEY=VALUE",
                    help="environment keyword argument for the initial demos only, e.g. action_noise=0")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="a head setting (key=value) or encoder.key=value for round 0")
+                   help="head.KEY=VALUE (or KEY=VALUE) or encoder.KEY=VALUE for round 0; later rounds keep them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _cmd_dagger(args) -> int:
-    import dataclasses
+    from imitate.algos.dagger import PER_ROUND, DaggerConfig, dagger, dagger_config
+    from imitate.config import parse_key_values, split_sets
+    from imitate.settings import TrainConfig
 
-    from imitate.algos.dagger import DaggerConfig, dagger
-    from imitate.config import apply_overrides, parse_key_values
-
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DaggerConfig) if hasattr(args, f.name)}
-    cfg = apply_overrides(DaggerConfig(), given, "imitate dagger")
-    cfg.env_kwargs = parse_key_values(args.env_kw, "--env-kw", as_json=True)
-    cfg.expert_kwargs = parse_key_values(args.expert_kw, "--expert-kw", as_json=True)
-    cfg.demo_env_kwargs = parse_key_values(args.demo_env_kw, "--demo-env-kw", as_json=True)
-    cfg.head_config = parse_key_values(args.set)
+    sets = split_sets(args.set, ("head", "encoder"))
+    train = {k: v for k, v in _given(args, TrainConfig).items() if k not in PER_ROUND}
+    cfg = dagger_config(**train, **_given(args, DaggerConfig),
+                        env_kwargs=parse_key_values(args.env_kw, "--env-kw", as_json=True),
+                        expert_kwargs=parse_key_values(args.expert_kw, "--expert-kw", as_json=True),
+                        demo_env_kwargs=parse_key_values(args.demo_env_kw, "--demo-env-kw", as_json=True),
+                        head_config={**sets["head"], **{f"encoder.{k}": v for k, v in sets["encoder"].items()}})
     dagger(cfg, progress=not args.quiet, on_round=lambda r: print(json.dumps(r), flush=True))
     return 0
 
@@ -279,13 +265,34 @@ def _cmd_teleop(args) -> int:
     return 0
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The command's parser. The train flags (which import torch and the heads) are built only when
-    the sub-command is ``train``, so that the other commands start fast."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="imitate", description="Imitation learning with expressive policies.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be a function, called only when the help is printed (the
+    settings of the heads it lists need torch; parsing never does)."""
 
+    def __init__(self, *args, epilog_fn=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epilog_fn = epilog_fn
+
+    def format_help(self) -> str:
+        if self.epilog_fn is not None:
+            self.epilog = self.epilog_fn()
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's parser: every sub-command and flag, built without importing torch."""
+    import imitate
+
+    parser = _Parser(prog="imitate", description="Imitation learning with expressive policies.")
+    parser.add_argument("--version", action="version", version=f"imitate {imitate.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(sub)
+    _add_bc_commands(sub)
+    _add_rl_commands(sub)
+    return parser
+
+
+def _add_data_commands(sub) -> None:
     p = sub.add_parser("collect", help="run a task's scripted expert and write demonstrations")
     p.add_argument("task", help="task id, e.g. imitate/ForkedPath-v0 or Pendulum-v1")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes")
@@ -305,11 +312,31 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=_cmd_data_info)
 
-    is_train = argv[:1] == ["train"]
-    p = sub.add_parser("train", help="train a policy by behaviour cloning", epilog=_train_help() if is_train else None,
+    p = sub.add_parser("teleop", help="drive a 2-D task by hand in a pygame window and record demonstrations")
+    p.add_argument("task", nargs="?", default=DEFAULT_TASK, help=f"task id (default {DEFAULT_TASK})")
+    p.add_argument("--out", required=True, help="output HDF5 file (robomimic layout)")
+    p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed+k")
+    p.add_argument("--fps", type=float, default=10, help="environment steps per second (10 = real time)")
+    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_cmd_teleop)
+
+
+def _add_bc_commands(sub) -> None:
+    from imitate.algos.dagger import DaggerConfig  # noqa: F401 (torch-free)
+    from imitate.compare import PER_RUN, CompareConfig, make_config
+    from imitate.settings import TrainConfig
+
+    p = sub.add_parser("train", help="train a policy by behaviour cloning", epilog_fn=_head_settings_help,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    if is_train:
-        _add_train_flags(p)
+    _add_config_flags(p, TrainConfig)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="a head setting (head.KEY=VALUE, or KEY=VALUE) or encoder.KEY=VALUE; see below")
+    p.add_argument("--config", metavar="FILE",
+                   help="start from the settings of a run (RUN_DIR or its config.json, or a JSON/YAML file of that "
+                        "shape); the flags given here override them")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="roll out a trained policy and print a JSON summary")
@@ -322,20 +349,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
-    is_dagger = argv[:1] == ["dagger"]
-    p = sub.add_parser("dagger", help="DAgger / human-gated DAgger: the expert labels the states the policy visits")
-    if is_dagger:
-        _add_dagger_flags(p)
+    p = sub.add_parser("dagger", help="DAgger / human-gated DAgger: the expert labels the states the policy visits",
+                       epilog_fn=_head_settings_help, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_dagger_flags(p)
     p.set_defaults(func=_cmd_dagger)
-
-    p = sub.add_parser("teleop", help="drive a 2-D task by hand in a pygame window and record demonstrations")
-    p.add_argument("task", nargs="?", default=DEFAULT_TASK, help=f"task id (default {DEFAULT_TASK})")
-    p.add_argument("--out", required=True, help="output HDF5 file (robomimic layout)")
-    p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed+k")
-    p.add_argument("--fps", type=float, default=10, help="environment steps per second (10 = real time)")
-    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(func=_cmd_teleop)
 
     p = sub.add_parser("export", help="export a trained policy as one graph (ONNX or torch.export) for deployment")
     p.add_argument("run_dir", help="a run directory written by imitate train")
@@ -347,47 +364,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_export)
 
-    for name, what in (("gail", "GAIL"), ("airl", "AIRL (also saves the recovered reward)")):
-        p = sub.add_parser(name, help=f"adversarial imitation by {what} from a demo file, PPO generator")
-        if argv[:1] == [name]:
-            from imitate.algos.rewards import AdversarialConfig
-            _add_config_flags(p, AdversarialConfig)
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                       help="ppo.key=value (PPOConfig) or head.key=value (the generator head's Config)")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.set_defaults(func=_cmd_adversarial)
-
-    p = sub.add_parser("rl", help="PPO on an environment's reward, or on a reward recovered by AIRL (--reward)")
-    p.add_argument("--env", required=True, help="gymnasium environment id")
-    p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--reward", help="an AIRL run directory (reward.json + reward.safetensors); default: the env's reward")
-    p.add_argument("--reward-entropy", type=float, default=1.0, metavar="X",
-                   help="with --reward: train on g(s) - X log pi(a|s), AIRL's maximum-entropy objective (0: g alone)")
-    p.add_argument("--head", default="gaussian", help="policy head (Discrete actions: autoregressive)")
-    p.add_argument("--steps", type=int, default=200_000, help="environment steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of networks, environments and sampling")
-    p.add_argument("--expert-return", type=float, help="return that normalized_return counts as 1 "
-                   "(default: the demos' mean return recorded with --reward)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="ppo.key=value or head.key=value")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_rl)
-
-    p = sub.add_parser("irl", help="maximum-entropy IRL on a tabular task (imitate/GridWorld-v0)")
-    if argv[:1] == ["irl"]:
-        from imitate.algos.maxent_irl import IRLConfig
-        _add_config_flags(p, IRLConfig)
-    p.set_defaults(func=_cmd_irl)
-
-    from imitate.compare import CompareConfig
-
     p = sub.add_parser("compare", help="train every chosen head on one file with the same budget; report which keep the modes",
                        description="Train every chosen head on one demonstration file with the same budget and "
                                    "seeds, measure success, modes and action distributions, and write "
-                                   "OUT/report.html, OUT/report.md and OUT/results.json. Rerunning skips finished runs.")
+                                   "OUT/report.html, OUT/report.md and OUT/results.json. Rerunning skips finished runs.",
+                       epilog_fn=lambda: _head_settings_help(prefix="HEAD."),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_flags(p, CompareConfig)
+    _add_config_flags(p, TrainConfig, skip=PER_RUN, defaults=make_config("", "").train)
     p.add_argument("--set", action="append", metavar="HEAD.KEY=VALUE", default=[],
-                   help="a head setting such as gmm.num_modes=3 or diffusion.denoiser=unet, or encoder.KEY=VALUE "
-                        "(see imitate train --help for every setting)")
+                   help="a head setting such as gmm.num_modes=3 or diffusion.denoiser=unet, or encoder.KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_compare)
 
@@ -395,7 +381,42 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (report.html, report.md, results.json)")
     p.add_argument("--jobs", type=int, default=0, help="runs trained at once (default: one per CPU core, at most 4)")
     p.set_defaults(func=_cmd_demo)
-    return parser
+
+
+def _add_rl_commands(sub) -> None:
+    from imitate.algos.maxent_irl import IRLConfig
+    from imitate.settings import AdversarialConfig
+
+    for name, what in (("gail", "GAIL"), ("airl", "AIRL (also saves the recovered reward)")):
+        p = sub.add_parser(name, help=f"adversarial imitation by {what} from a demo file, PPO generator",
+                           epilog_fn=_ppo_help, formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_config_flags(p, AdversarialConfig)
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                       help="ppo.KEY=VALUE (PPO) or head.KEY=VALUE (the generator head); listed below")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=_cmd_adversarial)
+
+    p = sub.add_parser("rl", help="PPO on an environment's reward, or on a reward recovered by AIRL (--reward)",
+                       epilog_fn=_ppo_help, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", required=True, help="gymnasium environment id")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--reward", metavar="AIRL_RUN_DIR",
+                   help="an AIRL run directory (reward.json + reward.safetensors); without it: the env's reward")
+    p.add_argument("--reward-entropy", type=float, default=1.0, metavar="X",
+                   help="with --reward: train on g(s) - X log pi(a|s), AIRL's maximum-entropy objective (0: g alone)")
+    p.add_argument("--head", default="gaussian", help="policy head with a log-probability (default gaussian)")
+    p.add_argument("--steps", type=int, default=200_000, help="environment steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of networks, environments and sampling")
+    p.add_argument("--expert-return", type=float, help="return that normalized_return counts as 1 "
+                   "(default: the demos' mean return recorded with --reward)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="ppo.KEY=VALUE or head.KEY=VALUE; listed below")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_rl)
+
+    p = sub.add_parser("irl", help="maximum-entropy IRL on a tabular task (imitate/GridWorld-v0)")
+    _add_config_flags(p, IRLConfig)
+    p.set_defaults(func=_cmd_irl)
 
 
 def _rank() -> int | None:
@@ -404,7 +425,7 @@ def _rank() -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser(argv).parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ImitateError as e:

@@ -19,6 +19,7 @@ directory trained with other settings is an error, never silently reused.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -26,24 +27,24 @@ import shutil
 import statistics
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imitate.config import apply_overrides
 from imitate.errors import ConfigError, ImitateError
+from imitate.settings import TrainConfig
 
-#: Head settings sized for a CPU budget: every head trains with the same steps, batch and seeds.
-DEFAULT_HEAD_SETTINGS = {"autoregressive": {"d_model": "64", "num_layers": "2"},
-                         "diffusion": {"denoiser": "mlp", "prediction_type": "sample"}}
-#: Relative cost of a training step, to start the slowest runs first.
-_STEP_COST = {"autoregressive": 6.0, "diffusion": 2.0, "gmm": 1.3, "gaussian": 1.1}
+#: The BC settings of a compare run where the caller gives none: a CPU-sized budget, the same for every head.
+COMPARE_TRAIN = {"steps": 2000, "batch_size": 128, "action_horizon": 8, "n_act": 4, "eval_episodes": 0}
 
 
 @dataclass
 class CompareConfig:
-    """Settings of `imitate compare` (head settings go through ``--set head.key=value``)."""
+    """Settings of `imitate compare`; every run's BC settings are the nested `train` (flags of
+    `imitate train`; head settings go through ``--set HEAD.KEY=VALUE``)."""
 
     data: str = ""
     """Demonstration file (robomimic HDF5 layout)."""
@@ -51,22 +52,10 @@ class CompareConfig:
     """Output folder: runs/, results.json, report.md, report.html, plots/."""
     heads: str = "all"
     """Heads to compare: all, or names separated by commas (e.g. deterministic,diffusion)."""
-    steps: int = 2000
-    """Optimizer steps per run (the same for every head)."""
     seeds: int = 3
     """Seeds per head (0 .. seeds-1); tables report mean ± std over them."""
     episodes: int = 50
     """Rollouts per run when the file names an environment (0: none)."""
-    batch_size: int = 128
-    """Windows per batch."""
-    lr: float = 1e-3
-    """Peak learning rate of AdamW."""
-    obs_horizon: int = 2
-    """To: observation steps the policy sees."""
-    action_horizon: int = 8
-    """Ta: actions predicted per chunk."""
-    n_act: int = 4
-    """Actions executed per chunk; also the part of a chunk the data metrics compare."""
     queries: int = 64
     """Held-out states (valid split) at which action samples are compared with the demonstrations."""
     samples: int = 128
@@ -79,60 +68,77 @@ class CompareConfig:
     """Runs trained at once, each in its own process with one thread (0: one per CPU core, at most 4)."""
     latency_calls: int = 50
     """predict_chunk calls at batch 1 whose median is the reported latency."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(**COMPARE_TRAIN))
+    """The BC settings of every run (its data, out, head and seed are set per run)."""
+
+
+#: The fields of the nested TrainConfig that compare sets per run (or measures itself: rollouts), never
+#: from the command line.
+PER_RUN = ("data", "out", "head", "seed", "init", "eval_episodes", "eval_every", "eval_seed")
+
+
+def make_config(data: str, out: str, **options: Any) -> CompareConfig:
+    """A CompareConfig from compare's own fields and `TrainConfig` fields (``steps=1000``...). Where
+    ``steps`` is given, the warm-up, log, validation and checkpoint intervals not given scale with it."""
+    own = {f.name for f in fields(CompareConfig)} - {"train"}
+    train_fields = {f.name for f in fields(TrainConfig)} - set(PER_RUN)
+    unknown = sorted(set(options) - own - train_fields)
+    if unknown:
+        raise ConfigError(f"imitate compare: unknown setting(s) {unknown}")
+    train_opts = {k: v for k, v in options.items() if k in train_fields}
+    steps = int(train_opts.get("steps", COMPARE_TRAIN["steps"]))
+    scaled = {"warmup_steps": min(200, max(1, steps // 5)), "log_every": max(1, steps // 50),
+              "val_every": max(1, steps // 10), "ckpt_every": max(1, steps // 4)}
+    train = apply_overrides(TrainConfig(**COMPARE_TRAIN), {**scaled, **train_opts}, "imitate compare")
+    return apply_overrides(CompareConfig(), {"data": data, "out": out, **{k: v for k, v in options.items() if k in own},
+                                             "train": train}, "imitate compare")
 
 
 def parse_heads(text: str) -> list[str]:
-    """``all`` or comma-separated head names -> the names; unknown names are a ConfigError."""
-    from policy_heads import available_heads
+    """``all`` (every registered head, in registration order) or comma-separated head names -> the names;
+    unknown names are a ConfigError."""
+    from policy_heads import registered_heads
 
-    known = available_heads()
+    known = registered_heads()
     if text.strip() == "all":
-        return [h for h in ("deterministic", "gaussian", "gmm", "autoregressive", "diffusion") if h in known] + \
-            [h for h in known if h not in ("deterministic", "gaussian", "gmm", "autoregressive", "diffusion")]
+        return known
     heads = [h.strip() for h in text.split(",") if h.strip()]
     unknown = [h for h in heads if h not in known]
     if unknown or not heads:
         raise ConfigError(f"--heads {text!r}: unknown head(s) {unknown or '(none given)'}; "
-                          f"available heads: {', '.join(known)} (or all)")
+                          f"available heads: {', '.join(sorted(known))} (or all)")
     return list(dict.fromkeys(heads))
 
 
-def split_settings(settings: dict[str, Any], heads: list[str]) -> tuple[dict[str, dict], dict[str, Any]]:
-    """``{"gmm.num_modes": "3", "encoder.feature_dim": "128"}`` -> per-head settings (the CPU defaults
-    updated) and encoder settings, each checked against its Config."""
-    from imitate.config import apply_overrides
-    from imitate.encoders import EncoderConfig
-    from policy_heads import available_heads, config_from_dict, get_head_class
+def split_settings(settings: dict[str, Any], heads: list[str], on_cpu: bool = True,
+                   sizing: str = "auto") -> tuple[dict[str, dict], dict[str, Any]]:
+    """``{"gmm.num_modes": "3", "encoder.feature_dim": "128"}`` -> per-head settings (over each head's
+    CPU-sized defaults where the runs train on a CPU, as `imitate train` chooses them) and encoder
+    settings, each checked against its Config. A setting for a head that is not compared is an error."""
+    from imitate.settings import EncoderConfig, head_settings_for
+    from policy_heads import config_from_dict, get_head_class, registered_heads
 
-    per_head = {h: dict(DEFAULT_HEAD_SETTINGS.get(h, {})) for h in heads}
+    per_head: dict[str, dict[str, Any]] = {h: {} for h in heads}
     encoder: dict[str, Any] = {}
     for key, value in settings.items():
-        owner, _, field = key.partition(".")
-        if owner == "encoder" and field:
-            encoder[field] = value
-        elif owner in available_heads() and field:
-            if owner in per_head:
-                per_head[owner][field] = value
+        owner, _, name = key.partition(".")
+        if owner == "encoder" and name:
+            encoder[name] = value
+        elif owner in per_head and name:
+            per_head[owner][name] = value
+        elif owner in registered_heads() and name:
+            raise ConfigError(f"--set {key}={value}: the {owner} head is not among --heads ({', '.join(heads)})")
         else:
             raise ConfigError(f"--set {key}={value}: expected HEAD.KEY=VALUE (HEAD one of "
-                              f"{', '.join(available_heads())}) or encoder.KEY=VALUE")
-    for h, values in per_head.items():
+                              f"{', '.join(heads)}) or encoder.KEY=VALUE")
+    for h in heads:
+        per_head[h] = head_settings_for(h, on_cpu, sizing, per_head[h])[0]
         try:
-            config_from_dict(get_head_class(h), values)
+            config_from_dict(get_head_class(h), per_head[h])
         except ValueError as e:
             raise ConfigError(str(e)) from None
     apply_overrides(EncoderConfig(), encoder, "encoder")
     return per_head, encoder
-
-
-def _train_config(cfg: CompareConfig, head: str, seed: int, run_dir: Path):
-    from imitate.train import TrainConfig
-
-    return TrainConfig(data=str(Path(cfg.data).resolve()), out=str(run_dir), head=head, steps=cfg.steps,
-                       batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=min(200, max(1, cfg.steps // 5)),
-                       obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon, n_act=cfg.n_act, seed=seed,
-                       log_every=max(1, cfg.steps // 50), val_every=max(1, cfg.steps // 10), eval_episodes=0,
-                       ckpt_every=max(1, cfg.steps // 4))
 
 
 def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, progress: bool = True,
@@ -143,46 +149,44 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
         data: demonstration file. out: output folder.
         settings: ``{"HEAD.KEY": value, "encoder.KEY": value}`` head and encoder settings.
         progress: print a line per started and finished run (and training bars with one job).
-        **options: fields of `CompareConfig` (heads, steps, seeds, episodes, jobs, ...).
+        **options: fields of `CompareConfig` (heads, seeds, episodes, jobs, ...) and of the runs'
+            `TrainConfig` (steps, batch_size, lr, ...); see `make_config`.
     """
-    from imitate.config import apply_overrides
     from imitate.data import load_demo_file
     from imitate.report import summarize, write_report
     from imitate.sample_metrics import distribution_metrics, query_set
 
-    cfg = apply_overrides(CompareConfig(), {"data": data, "out": out, **options}, "imitate compare")
-    for name in ("steps", "seeds", "batch_size", "queries", "samples", "neighbours", "latency_calls"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(cfg, name)})")
+    cfg = make_config(data, out, **options)
+    tr = cfg.train
+    for name, value in (("steps", tr.steps), ("batch_size", tr.batch_size), ("seeds", cfg.seeds),
+                        ("queries", cfg.queries), ("samples", cfg.samples), ("neighbours", cfg.neighbours),
+                        ("latency_calls", cfg.latency_calls)):
+        if value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
     if not cfg.data or not cfg.out:
         raise ConfigError("imitate compare needs --data FILE and --out DIR")
     heads = parse_heads(cfg.heads)
-    head_settings, encoder_settings = split_settings(dict(settings or {}), heads)
+    head_settings, encoder_settings = split_settings(dict(settings or {}), heads, _trains_on_cpu(tr.device), tr.sizing)
     store = load_demo_file(cfg.data)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     env_args = store.env_args or {}
     env_id = env_args.get("env_name") if env_args.get("type") == 2 else None
-    qs = query_set(store, cfg.obs_horizon, cfg.action_horizon, cfg.n_act, cfg.queries, cfg.neighbours)
+    qs = query_set(store, tr.obs_horizon, tr.action_horizon, tr.n_act, cfg.queries, cfg.neighbours)
     plot_queries = _spread_out_queries(qs, 3)
-
-    jobs = []
-    for seed in range(cfg.seeds):
-        for head in heads:
-            run_dir = out_dir / "runs" / head / f"seed{seed}"
-            measure = {"queries": cfg.queries, "samples": cfg.samples, "neighbours": cfg.neighbours,
-                       "episodes": cfg.episodes if env_id else 0, "eval_seed": cfg.eval_seed,
-                       "plot_queries": plot_queries}
-            jobs.append({"head": head, "seed": seed, "run_dir": str(run_dir),
-                         "train": asdict(_train_config(cfg, head, seed, run_dir)),
-                         "head_config": head_settings[head], "encoder_config": encoder_settings,
-                         "env_id": env_id, "env_kwargs": env_args.get("env_kwargs") or {}, "measure": measure})
-    jobs.sort(key=lambda j: -_STEP_COST.get(j["head"], 1.0))
+    measure = {"queries": cfg.queries, "samples": cfg.samples, "neighbours": cfg.neighbours,
+               "episodes": cfg.episodes if env_id else 0, "eval_seed": cfg.eval_seed, "plot_queries": plot_queries}
+    jobs = [{"head": head, "seed": seed, "run_dir": str(out_dir / "runs" / head / f"seed{seed}"),
+             "train": asdict(dataclasses.replace(tr, data=str(Path(cfg.data).resolve()), head=head, seed=seed,
+                                                 out=str(out_dir / "runs" / head / f"seed{seed}"))),
+             "head_config": head_settings[head], "encoder_config": encoder_settings, "env_id": env_id,
+             "env_kwargs": env_args.get("env_kwargs") or {}, "measure": measure}
+            for seed in range(cfg.seeds) for head in heads]
+    jobs.sort(key=lambda j: -_step_cost(j["head"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n_jobs = cfg.jobs or min(4, cores)
-    n_jobs = max(1, min(n_jobs, len(jobs)))
+    n_jobs = max(1, min(cfg.jobs or min(4, cores), len(jobs)))
     say = print if progress else (lambda *a, **k: None)
-    say(f"imitate compare: {len(heads)} heads x {cfg.seeds} seeds on {cfg.data}, {cfg.steps} steps each, "
+    say(f"imitate compare: {len(heads)} heads x {cfg.seeds} seeds on {cfg.data}, {tr.steps} steps each, "
         f"{n_jobs} at a time -> {out_dir}", flush=True)
     runs = _run_all(jobs, n_jobs, progress, say)
 
@@ -193,7 +197,8 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
             _write_json(Path(job["run_dir"]) / "compare.json", {k: v for k, v in runs[key].items() if k != "_cached"})
 
     baseline = distribution_metrics(np.repeat(qs.reference.mean(1, keepdims=True), cfg.samples, axis=1), qs)
-    results = summarize(asdict(cfg), heads, head_settings, encoder_settings, store, env_id, runs, baseline)
+    flat = {**{k: v for k, v in asdict(tr).items() if k not in PER_RUN}, **{k: v for k, v in asdict(cfg).items() if k != "train"}}
+    results = summarize(flat, heads, head_settings, encoder_settings, store, env_id, runs, baseline)
     reference = {"obs": {k: v[plot_queries, -1].tolist() for k, v in qs.obs.items()},
                  "actions": qs.reference[plot_queries, :, -1].tolist()}
     env = _drawable_env(env_id, env_args.get("env_kwargs")) if cfg.episodes else None
@@ -205,6 +210,21 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     _write_json(out_dir / "results.json", results)
     say(f"report: {out_dir / 'report.html'} (and report.md); every number: {out_dir / 'results.json'}", flush=True)
     return results
+
+
+def _trains_on_cpu(device: str) -> bool:
+    """Whether runs with this ``--device`` train on a CPU (auto: when no GPU is found)."""
+    if device != "auto":
+        return device == "cpu"
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _step_cost(head: str) -> float:
+    from policy_heads import get_head_class
+
+    return get_head_class(head).step_cost
 
 
 def _drawable_env(env_id: str | None, env_kwargs: dict | None):
@@ -316,14 +336,14 @@ def _training_state(run_dir: Path, job: dict) -> str:
     directory trained with other settings."""
     from imitate.checkpoint import read_run_config
     from imitate.config import apply_overrides, to_dict
-    from imitate.encoders import EncoderConfig
+    from imitate.settings import EncoderConfig
     from policy_heads import config_from_dict, config_to_dict, get_head_class
 
     if not (run_dir / "config.json").exists() or not (run_dir / "train_state.safetensors").exists():
         return "new"
     saved = read_run_config(run_dir)
     want = {k: v for k, v in job["train"].items() if k not in ("out", "data", "obs_keys")}
-    differ = [k for k, v in want.items() if saved["train"].get(k) != v]
+    differ = [k for k, v in want.items() if k in saved["train"] and saved["train"][k] != v]  # settings added later: as default
     if saved["data"]["path"] != job["train"]["data"]:
         differ.append("data")
     asked = config_to_dict(config_from_dict(get_head_class(job["head"]), job["head_config"]))

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from imitate.algos.airl import AIRLDiscriminator, state_reward, train_airl
 from imitate.algos.gail import GAILDiscriminator, train_gail
-from imitate.algos.rewards import (AdversarialConfig, action_features, load_expert, load_reward,
-                                   save_reward, train_discriminator)
+from imitate.algos.adversarial import AdversarialConfig, action_features, load_expert, train_discriminator
+from imitate.algos.state_reward import load_reward, save_reward
 from imitate.checkpoint import load_policy
 from imitate.errors import ConfigError, ImitateError
 
@@ -185,7 +185,7 @@ def test_airl_reward_is_reoptimized_by_imitate_rl(demos, tmp_path, capsys):
 
 def test_rl_on_a_recovered_reward_adds_the_entropy_term(demos, tmp_path, monkeypatch):
     from imitate.algos.ppo import PPO
-    from imitate.algos.runs import train_rl
+    from imitate.algos.rl_loop import train_rl
 
     train_airl(tiny(demos / "pendulum.hdf5", tmp_path / "airl", eval_episodes=0), TINY_PPO, TINY_HEADS["gaussian"],
                progress=False)

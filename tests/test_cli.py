@@ -123,4 +123,4 @@ def test_train_errors_are_clear(tmp_path):
     res = run("eval", str(tmp_path / "nothing"))
     assert res.returncode == 1 and "no such run directory" in res.stderr
     res = run("train", "--help")
-    assert res.returncode == 0 and "num_modes" in res.stdout and "encoder.key=value" in res.stdout
+    assert res.returncode == 0 and "num_modes" in res.stdout and "encoder.KEY=VALUE" in res.stdout

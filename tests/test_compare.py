@@ -22,6 +22,13 @@ SHIPPED = ROOT / "datasets" / "forked_path.hdf5"
 TINY_SETTINGS = {"deterministic.hidden_dims": "32", "gmm.hidden_dims": "32", "gmm.num_modes": "2",
                  "diffusion.mlp_hidden_dims": "32", "diffusion.time_embed_dim": "16", "diffusion.num_train_timesteps": "20",
                  "diffusion.num_inference_steps": "3", "encoder.hidden_dims": "32", "encoder.feature_dim": "16"}
+
+
+def tiny_settings(*heads: str) -> dict:
+    """TINY_SETTINGS for the compared heads only (a setting for a head not compared is an error)."""
+    return {k: v for k, v in TINY_SETTINGS.items() if k.split(".")[0] in (*heads, "encoder")}
+
+
 TINY = dict(steps=6, seeds=2, episodes=3, batch_size=16, action_horizon=4, n_act=2, queries=6, samples=12,
             neighbours=4, latency_calls=3)
 
@@ -187,21 +194,24 @@ def test_tiny_compare_writes_the_report_and_does_not_retrain(tiny_report):
     assert again["heads"]["gmm"]["summary"]["energy_distance"] == res["heads"]["gmm"]["summary"]["energy_distance"]
 
     with pytest.raises(ImitateError, match="steps"):
-        compare(str(data), str(out), heads="gmm", settings=TINY_SETTINGS, progress=False, jobs=1,
+        compare(str(data), str(out), heads="gmm", settings=tiny_settings("gmm"), progress=False, jobs=1,
                 **{**TINY, "steps": 8})
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, small_demos):
     data = small_demos[0]
-    from imitate.compare import CompareConfig, _train_config, split_settings
+    import dataclasses
+
+    from imitate.compare import make_config, split_settings
     from imitate.train import train
 
     out = tmp_path / "cmp"
-    cfg = CompareConfig(data=str(data), out=str(out), **{**TINY, "seeds": 1, "episodes": 0})
+    cfg = make_config(str(data), str(out), **{**TINY, "seeds": 1, "episodes": 0})
     run_dir = out / "runs" / "deterministic" / "seed0"
-    head, encoder = split_settings(TINY_SETTINGS, ["deterministic"])
-    train(_train_config(cfg, "deterministic", 0, run_dir), head["deterministic"], encoder, progress=False, stop_at=3)
-    res = compare(str(data), str(out), heads="deterministic", settings=TINY_SETTINGS, progress=False, jobs=1,
+    head, encoder = split_settings(tiny_settings("deterministic"), ["deterministic"])
+    tcfg = dataclasses.replace(cfg.train, data=str(Path(data).resolve()), out=str(run_dir), head="deterministic", seed=0)
+    train(tcfg, head["deterministic"], encoder, progress=False, stop_at=3)
+    res = compare(str(data), str(out), heads="deterministic", settings=tiny_settings("deterministic"), progress=False, jobs=1,
                   **{**TINY, "seeds": 1, "episodes": 0})
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "train/loss" in x] == [1, 2, 3, 4, 5, 6]   # 1-3 before, 4-6 resumed
@@ -230,7 +240,7 @@ def test_demo_command_runs_compare_and_says_where_the_report_is(tmp_path, monkey
 
     monkeypatch.setattr(cli, "SHIPPED_DATASET", small_demos[0])
     monkeypatch.setattr(cli, "DEMO_COMPARE", {**TINY, "heads": "deterministic", "seeds": 1, "jobs": 1,
-                                              "settings": TINY_SETTINGS})
+                                              "settings": tiny_settings("deterministic")})
     assert cli.main(["demo", "--out", str(tmp_path / "demo")]) == 0
     printed = capsys.readouterr().out
     assert str(tmp_path / "demo" / "report.html") in printed and (tmp_path / "demo" / "report.html").is_file()

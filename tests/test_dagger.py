@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from imitate.algos.dagger import (DaggerConfig, ScriptedGate, beta_schedule, dagger, rollout,
+from imitate.algos.dagger import (dagger_config, ScriptedGate, beta_schedule, dagger, rollout,
                                   takeover_segments)
 from imitate.cli import main
 from imitate.data import load_demo_file
@@ -24,12 +24,12 @@ TASK = "imitate/ForkedPath-v0"
 TINY_SET = ["hidden_dims=32", "encoder.hidden_dims=32", "encoder.feature_dim=16"]
 
 
-def tiny_dagger(out, **kw) -> DaggerConfig:
+def tiny_dagger(out, **kw):
     settings = dict(out=str(out), head="gaussian", rounds=2, episodes_per_round=2, initial_demos=2, steps=20,
                     steps_per_round=10, batch_size=16, action_horizon=4, n_act=2, eval_episodes=2,
                     head_config=dict(kv.split("=") for kv in TINY_SET))
     settings.update(kw)
-    return DaggerConfig(**settings)
+    return dagger_config(**settings)
 
 
 class ConstantPolicy:

@@ -129,7 +129,7 @@ def test_normalized_return():
 
 
 def test_rl_run_dir_loads_with_load_policy(tmp_path):
-    from imitate.algos.runs import train_rl
+    from imitate.algos.rl_loop import train_rl
 
     lines = []
     final = train_rl(MATCH_ID, tmp_path / "run", "gaussian", steps=256, seed=0, progress=False, log_every=128,

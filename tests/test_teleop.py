@@ -99,12 +99,12 @@ def test_take_over_key_toggles_and_missing_pygame_is_a_clear_error(monkeypatch):
 
 
 def test_human_gated_dagger_keeps_the_persons_segments(tmp_path):
-    from imitate.algos.dagger import DaggerConfig, dagger
+    from imitate.algos.dagger import dagger_config, dagger
 
     # round 1's single rollout: the person takes over at its 3rd step, drives right for 5 steps, hands back
     frames = {2: [key(pygame.KEYDOWN, pygame.K_t), key(pygame.KEYDOWN, pygame.K_RIGHT)],
               7: [key(pygame.KEYUP, pygame.K_RIGHT), key(pygame.KEYDOWN, pygame.K_t)]}
-    cfg = DaggerConfig(out=str(tmp_path / "hg"), head="gaussian", rounds=1, episodes_per_round=1, initial_demos=2,
+    cfg = dagger_config(out=str(tmp_path / "hg"), head="gaussian", rounds=1, episodes_per_round=1, initial_demos=2,
                        steps=10, steps_per_round=5, batch_size=8, action_horizon=4, n_act=2, eval_episodes=1,
                        gate="human", teleop_fps=0, head_config={"hidden_dims": "32"})
     results = dagger(cfg, progress=False, events=scripted(frames))

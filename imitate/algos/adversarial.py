@@ -1,5 +1,6 @@
-"""Pieces shared by GAIL and AIRL: settings, expert transitions, the generator, discriminator training,
-and the state-reward artifact that AIRL saves and `imitate rl --reward DIR` re-optimizes.
+"""The adversarial core shared by GAIL and AIRL: expert transitions, the generator, discriminator
+training, learned rewards, and the driver that runs them inside `imitate.algos.rl_loop`. AIRL's saved
+state reward is `imitate.algos.state_reward`.
 
 A discriminator here is any module with ``logits(obs, act, next_obs, terminated, log_pi) -> (B,)``
 (expert = 1), over inputs normalized by the generator's own (frozen) observation normalizer:
@@ -27,73 +28,17 @@ PPO then scales it by the running std of its discounted return (`PPOConfig.norm_
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from imitate import checkpoint as ckpt
+from imitate.algos.state_reward import mlp
 from imitate.errors import ConfigError, ImitateError
-
-REWARD_FORMAT = "imitate-reward/1"
-
-
-@dataclass
-class AdversarialConfig:
-    """Settings of a GAIL or AIRL run (PPO settings: ``--set ppo.key=value``; head: ``--set head.key=value``)."""
-
-    data: str = ""
-    """Expert demonstration file (robomimic HDF5; next_obs is read from it)."""
-    out: str = ""
-    """Run directory to create."""
-    env: str = ""
-    """Gymnasium environment id (default: the one the demo file names)."""
-    head: str = "gaussian"
-    """Generator head: gaussian, gmm or autoregressive (Discrete actions: autoregressive)."""
-    steps: int = 500_000
-    """Environment steps."""
-    init: str = ""
-    """BC run directory to start the generator from (same head, obs/action horizon 1)."""
-    seed: int = 0
-    """Seed of networks, environments and sampling."""
-    reward: str = ""
-    """Reward given to PPO: positive (-log(1-D), the default) or logit (log D - log(1-D))."""
-    disc_hidden: tuple[int, ...] = (64, 64)
-    """Hidden widths of the discriminator / reward networks."""
-    disc_lr: float = 3e-4
-    """Adam learning rate of the discriminator."""
-    disc_batch: int = 256
-    """Generator (and as many expert) transitions per discriminator minibatch."""
-    disc_epochs: int = 1
-    """Passes of the discriminator over each rollout."""
-    grad_penalty: float = -1.0
-    """Weight of the zero-centred gradient penalty on expert/generator interpolates (0: off; below 0:
-    the algorithm's default, 10 for GAIL and 0 for AIRL)."""
-    disc_replay: int = 0
-    """Generator transitions of earlier rollouts kept for the discriminator (half of each generator
-    minibatch is drawn from them; 0: the current rollout only)."""
-    log_every: int = 10_000
-    """Environment steps between log lines."""
-    ckpt_every: int = 100_000
-    """Environment steps between checkpoints (one is also written at the end)."""
-    eval_episodes: int = 20
-    """Seeded evaluation episodes at the end (0: none)."""
-
-
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int = 1) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for w in hidden:
-        layers += [nn.Linear(in_dim, w), nn.ReLU()]
-        in_dim = w
-    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim))
-
+from imitate.settings import AdversarialConfig
 
 # -- data -----------------------------------------------------------------------------------------
 def load_expert(path: str) -> tuple[dict[str, torch.Tensor], Any]:
@@ -117,8 +62,7 @@ def expert_return(store) -> float:
     return float(np.mean(np.add.reduceat(rewards, store.episode_starts)))
 
 
-def make_generator(cfg: AdversarialConfig, obs_dim: int, action_space, expert: dict[str, torch.Tensor],
-                   head_config: dict[str, Any] | None):
+def make_generator(cfg: AdversarialConfig, obs_dim: int, action_space, store, head_config: dict[str, Any] | None):
     """The generator: the BC run ``cfg.init`` (same head), or a fresh RL policy whose observation
     normalizer is fitted on the demonstrations. Either way the normalizer stays frozen."""
     from imitate.algos.ppo import new_rl_policy
@@ -131,9 +75,7 @@ def make_generator(cfg: AdversarialConfig, obs_dim: int, action_space, expert: d
         if policy.obs_keys != ["state"]:
             raise ConfigError(f"--init {cfg.init}: the policy reads {policy.obs_keys}; GAIL/AIRL need 'state' only")
         return policy.train()
-    policy = new_rl_policy(obs_dim, action_space, cfg.head, head_config)
-    policy.normalizer.fit("obs/state", [expert["obs"].numpy()])
-    return policy
+    return new_rl_policy(obs_dim, action_space, cfg.head, head_config, store=store)
 
 
 def action_features(u: torch.Tensor, nvec: tuple[int, ...]) -> torch.Tensor:
@@ -197,57 +139,7 @@ def reward_from_logits(logits: torch.Tensor, kind: str) -> torch.Tensor:
         return F.softplus(logits)
     if kind == "logit":
         return logits
-    raise ConfigError(f"--reward {kind!r}: choose positive or logit")
-
-
-# -- the state reward artifact (AIRL's g) ---------------------------------------------------------
-class StateReward(nn.Module):
-    """r(s) = g(normalize(s)) - shift for raw observations (B, D) -> (B,); normalization and shift are buffers.
-
-    AIRL identifies g only up to a constant, and a constant matters where episodes can end (a
-    negative reward teaches an agent to end them). ``shift`` is chosen when saving (`airl.state_reward`)
-    so that r >= 0 on every state seen in training: staying alive is never worse than ending.
-    """
-
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
-        super().__init__()
-        self.obs_dim, self.hidden = obs_dim, tuple(hidden)
-        self.register_buffer("obs_scale", torch.ones(obs_dim))
-        self.register_buffer("obs_offset", torch.zeros(obs_dim))
-        self.register_buffer("shift", torch.zeros(()))
-        self.g = mlp(obs_dim, self.hidden)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.g(obs * self.obs_scale + self.obs_offset).squeeze(-1) - self.shift
-
-
-def save_reward(directory: str | Path, reward: StateReward, meta: dict[str, Any]) -> None:
-    """``reward.safetensors`` (weights and normalization) and ``reward.json`` (shape, origin) in ``directory``."""
-    directory = Path(directory)
-    ckpt.save_weights(directory / "reward.safetensors", reward)
-    ckpt.write_json(directory / "reward.json", {"format": REWARD_FORMAT, "obs_dim": reward.obs_dim,
-                                                "hidden": list(reward.hidden), **meta})
-
-
-def load_reward(directory: str | Path) -> tuple[StateReward, dict[str, Any]]:
-    """The StateReward saved in ``directory`` and its JSON description; errors name the file."""
-    directory = Path(directory)
-    meta_path, weights = directory / "reward.json", directory / "reward.safetensors"
-    if not meta_path.exists() or not weights.exists():
-        raise ImitateError(f"{directory}: no reward.json and reward.safetensors (written by `imitate airl`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ImitateError(f"{meta_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != REWARD_FORMAT:
-        raise ImitateError(f"{meta_path}: not an imitate reward (expected format {REWARD_FORMAT!r})")
-    reward = StateReward(int(meta["obs_dim"]), tuple(meta["hidden"]))
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise ImitateError(f"{weights}: not a readable safetensors file ({e})") from None
-    ckpt.load_state_into(reward, state, str(weights), "reward")
-    return reward.eval(), meta
+    raise ConfigError(f"--reward {kind!r}: choose positive, logit or auto")
 
 
 # -- the shared driver ------------------------------------------------------------------------------
@@ -259,7 +151,7 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
     artifacts; ``seen`` (M, D) holds the normalized expert observations and the last rollout's.
     """
     from imitate.algos.ppo import PPO, random_return
-    from imitate.algos.runs import new_run_dir, ppo_config, run_loop
+    from imitate.algos.rl_loop import new_run_dir, ppo_config, run_loop
     from imitate.config import to_dict
     from imitate.envs import make_env
 
@@ -279,10 +171,10 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
     if tuple(obs_space.shape) != tuple(expert["obs"].shape[1:]):
         raise ConfigError(f"{cfg.data}: observations {tuple(expert['obs'].shape[1:])} but {env_id} gives {obs_space.shape}")
     torch.manual_seed(cfg.seed)
-    policy = make_generator(cfg, int(obs_space.shape[0]), action_space, expert, head_config)
+    policy = make_generator(cfg, int(obs_space.shape[0]), action_space, store, head_config)
     pcfg = ppo_config(env_id, ppo_overrides)
     ppo = PPO(policy, env_id, pcfg, env_kwargs, obs_stats="frozen", seed=cfg.seed)
-    nvec = tuple(getattr(policy.head.config, "discrete_nvec", ()) or ())
+    nvec = policy.spec.action.discrete_nvec
     norm = policy.normalizer
     exp_in = {"obs": norm.normalize("obs/state", expert["obs"]), "next_obs": norm.normalize("obs/state", expert["next_obs"]),
               "u": norm.normalize("action", expert["actions"]).unsqueeze(1), "terminated": expert["terminated"]}
@@ -290,7 +182,7 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
     disc = make_disc(int(obs_space.shape[0]), exp_in["act"].shape[1], pcfg.gamma)
     optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    kind = cfg.reward or disc.default_reward
+    kind = disc.default_reward if cfg.reward in ("", "auto") else cfg.reward
     if cfg.grad_penalty < 0:
         cfg = dataclasses.replace(cfg, grad_penalty=disc.default_grad_penalty)
     last_obs = [exp_in["obs"][:0]]

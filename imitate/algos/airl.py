@@ -17,7 +17,7 @@ g is saved as its own artifact, with the observation normalization baked in:
     RUN_DIR/reward.json          format, obs_dim, hidden widths, env_id, gamma, expert_return, source
 
 and `imitate rl --reward RUN_DIR --env ENV_ID` trains a fresh PPO policy on r = g(s) - shift, the
-constant shift making r >= 0 on every state seen in training (see `imitate.algos.rewards.StateReward`).
+constant shift making r >= 0 on every state seen in training (see `imitate.algos.state_reward.StateReward`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from imitate.algos.rewards import AdversarialConfig, StateReward, mlp, run_adversarial, save_reward
+from imitate.algos.adversarial import AdversarialConfig, run_adversarial
+from imitate.algos.state_reward import StateReward, mlp, save_reward
 
 
 class AIRLDiscriminator(nn.Module):
@@ -70,7 +71,7 @@ def train_airl(cfg: AdversarialConfig, ppo_overrides: dict[str, Any] | None = No
                on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train a generator and a reward by AIRL as ``cfg`` says, in the new run directory ``cfg.out``.
 
-    The run directory holds what `imitate.algos.runs.run_loop` writes plus ``discriminator.safetensors``
+    The run directory holds what `imitate.algos.rl_loop.run_loop` writes plus ``discriminator.safetensors``
     (g and h) and the reward artifact (``reward.safetensors``, ``reward.json``).
     """
     from imitate import checkpoint as ckpt

@@ -25,6 +25,7 @@ follows the passage the agent heads for, so that labels agree with the route the
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,8 +35,14 @@ from typing import Any, Callable
 import numpy as np
 
 from imitate.errors import ConfigError, ImitateError
+from imitate.settings import TrainConfig
 
 GATES = ("none", "scripted", "human")
+#: The BC settings of a DAgger run where the caller gives none.
+DAGGER_TRAIN = {"head": "gmm", "steps": 2000, "batch_size": 128, "action_horizon": 8, "n_act": 4, "eval_episodes": 50,
+                "device": "cpu"}
+#: The nested TrainConfig fields that DAgger sets per round, never from the command line.
+PER_ROUND = ("data", "out", "seed", "init", "warmup_steps", "val_every", "log_every", "ckpt_every")
 
 
 @dataclass
@@ -46,8 +53,6 @@ class DaggerConfig:
     """Task id with a scripted expert (imitate/ForkedPath-v0, Pendulum-v1)."""
     out: str = ""
     """Directory to create: aggregate.hdf5, round_<i>/ run directories, rounds.jsonl."""
-    head: str = "gmm"
-    """Policy head (any registered head)."""
     rounds: int = 5
     """Rounds of rollouts and retraining after round 0 (BC on the initial demos)."""
     episodes_per_round: int = 10
@@ -77,30 +82,33 @@ class DaggerConfig:
     demonstrations, noisy deployment, the setting in which BC's errors compound)."""
     expert_kwargs: dict = field(default_factory=dict)
     """Settings of the scripted expert for demos and labels (ForkedPath: p_left, route_probs, ...)."""
-    steps: int = 2000
-    """Optimizer steps of round 0."""
     steps_per_round: int = 1000
     """Optimizer steps of each later round (continuing from the previous weights)."""
-    batch_size: int = 128
-    """Windows per batch."""
-    lr: float = 1e-3
-    """Peak learning rate of every round."""
-    obs_horizon: int = 2
-    """To: observation steps the policy sees."""
-    action_horizon: int = 8
-    """Ta: actions predicted per chunk."""
-    n_act: int = 4
-    """Actions executed from each chunk before the policy predicts again."""
-    eval_episodes: int = 50
-    """Evaluation rollouts after every round (start seeds eval_seed, eval_seed + 1, ...)."""
-    eval_seed: int = 10000
-    """First evaluation start seed (away from the seeds of demos and rollouts)."""
     seed: int = 0
     """Seeds demos, rollouts, β draws and training."""
-    device: str = "cpu"
-    """Where the trainer runs (cpu, cuda, cuda:N, auto); rollouts run on the CPU."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(**DAGGER_TRAIN))
+    """BC settings of every round (head, steps of round 0, batch, horizons, eval_episodes, device, ...);
+    data, out, seed, init, warm-up and the log/checkpoint intervals are set per round."""
     head_config: dict = field(default_factory=dict)
     """Head settings for round 0 (key=value; encoder.key=value for the encoder); later rounds keep them."""
+
+
+def dagger_config(**settings: Any) -> DaggerConfig:
+    """A DaggerConfig from DAgger's own fields and the fields of its nested `TrainConfig` given side by
+    side (``head="gmm", steps=500, rounds=3``), as the command line gives them."""
+    from imitate.config import apply_overrides
+
+    own = {f.name for f in dataclasses.fields(DaggerConfig)} - {"train"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(PER_ROUND)
+    unknown = sorted(set(settings) - own - train_fields)
+    if unknown:
+        raise ConfigError(f"imitate dagger: unknown setting(s) {unknown}")
+    train = apply_overrides(TrainConfig(**DAGGER_TRAIN), {k: v for k, v in settings.items() if k in train_fields},
+                            "imitate dagger")
+    dicts = {k: settings[k] for k in own if k in settings and isinstance(settings[k], dict)}
+    cfg = apply_overrides(DaggerConfig(), {k: v for k, v in settings.items() if k in own and k not in dicts},
+                          "imitate dagger")
+    return dataclasses.replace(cfg, train=train, **dicts)
 
 
 def beta_schedule(spec: str) -> Callable[[int], float]:
@@ -224,9 +232,11 @@ def _check(cfg: DaggerConfig) -> None:
         raise ConfigError("--out is required: the directory to create")
     if cfg.gate not in GATES:
         raise ConfigError(f"--gate {cfg.gate!r}: choose one of {', '.join(GATES)}")
-    for name in ("initial_demos", "steps", "steps_per_round", "eval_episodes", "gate_patience"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(cfg, name)})")
+    for name, value in (("initial_demos", cfg.initial_demos), ("steps", cfg.train.steps),
+                        ("steps_per_round", cfg.steps_per_round), ("eval_episodes", cfg.train.eval_episodes),
+                        ("gate_patience", cfg.gate_patience)):
+        if value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
     for name in ("rounds", "episodes_per_round"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 0 (got {getattr(cfg, name)})")
@@ -248,7 +258,7 @@ def dagger(cfg: DaggerConfig, progress: bool = True, on_round: Callable[[dict], 
     from imitate.data import load_demo_file, make_env_args, write_demo_file
     from imitate.envs import make_env, make_expert
     from imitate.envs.experts import LABEL_SETTINGS
-    from imitate.train import TrainConfig, train
+    from imitate.train import train
 
     _check(cfg)
     betas = beta_schedule(cfg.beta_schedule)
@@ -292,12 +302,10 @@ def dagger(cfg: DaggerConfig, progress: bool = True, on_round: Callable[[dict], 
             named = [_with(ep, {}, None, name=f"demo_{i}", source=str(data)) for i, ep in enumerate(episodes)]
             write_demo_file(data, named, env_args, overwrite=True, valid_fraction=0.0, seed=cfg.seed)
             run_dir = out / f"round_{r}"
-            steps = cfg.steps if r == 0 else cfg.steps_per_round
-            tcfg = TrainConfig(data=str(data), out=str(run_dir), head=cfg.head, steps=steps, batch_size=cfg.batch_size,
-                               lr=cfg.lr, warmup_steps=min(200, cfg.steps // 10) if r == 0 else 0,
-                               obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon, n_act=cfg.n_act,
-                               seed=cfg.seed + r, val_every=0, eval_episodes=cfg.eval_episodes, eval_seed=cfg.eval_seed,
-                               log_every=min(50, steps), ckpt_every=steps, device=cfg.device, init=previous)
+            steps = cfg.train.steps if r == 0 else cfg.steps_per_round
+            tcfg = dataclasses.replace(cfg.train, data=str(data), out=str(run_dir), steps=steps, seed=cfg.seed + r,
+                                       warmup_steps=min(200, cfg.train.steps // 10) if r == 0 else 0, val_every=0,
+                                       log_every=min(50, steps), ckpt_every=steps, init=previous)
             final = train(tcfg, head if r == 0 else None, encoder if r == 0 else None, progress=progress)
             previous = str(run_dir)
             result = {"round": r, "beta": beta,

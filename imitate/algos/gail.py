@@ -9,10 +9,10 @@
 Each iteration: one PPO rollout, `disc_epochs` passes of the discriminator over it against as many
 expert transitions (binary cross-entropy, optional gradient penalty), then rewards from the updated
 discriminator and one PPO update. The discriminator reads the generator's normalized observations
-and normalized, clipped actions (one-hot for Discrete actions); see `imitate.algos.rewards`.
+and normalized, clipped actions (one-hot for Discrete actions); see `imitate.algos.adversarial`.
 
     from imitate.algos.gail import train_gail
-    from imitate.algos.rewards import AdversarialConfig
+    from imitate.algos.adversarial import AdversarialConfig
     train_gail(AdversarialConfig(data="pendulum.hdf5", out="runs/gail", head="gaussian", steps=500_000))
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from imitate.algos.rewards import AdversarialConfig, mlp, run_adversarial
+from imitate.algos.adversarial import AdversarialConfig, run_adversarial
+from imitate.algos.state_reward import mlp
 
 
 class GAILDiscriminator(nn.Module):
@@ -50,7 +51,7 @@ def train_gail(cfg: AdversarialConfig, ppo_overrides: dict[str, Any] | None = No
                on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train a generator by GAIL as ``cfg`` says, in the new run directory ``cfg.out``; return the final metrics.
 
-    The run directory holds what `imitate.algos.runs.run_loop` writes plus ``discriminator.safetensors``.
+    The run directory holds what `imitate.algos.rl_loop.run_loop` writes plus ``discriminator.safetensors``.
     """
     from imitate import checkpoint as ckpt
 

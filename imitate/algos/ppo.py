@@ -1,8 +1,8 @@
 """PPO for imitate's own Policy: the RL inner loop of GAIL, AIRL and `imitate rl`.
 
 The generator is an ordinary `imitate.policy.Policy` with To = Ta = n_act = 1, so any head with a
-log-probability (gaussian, gmm, autoregressive, also for Discrete action spaces) can be trained
-by RL, started from a BC run, and loaded back by `imitate.checkpoint.load_policy`.
+log-probability (also for Discrete action spaces, where the head models them) can be trained by RL,
+started from a BC run, and loaded back by `imitate.checkpoint.load_policy`.
 
 One iteration, with N vectorized environments and T steps each:
 
@@ -17,7 +17,7 @@ One iteration, with N vectorized environments and T steps each:
               (with target_kl > 0, the update stops at the first minibatch whose approximate KL to the
               rollout's policy exceeds 1.5 target_kl)
 
-Entropy: in closed form where the head has ``entropy(features)`` (gaussian); otherwise estimated
+Entropy: in closed form where the head has ``entropy(features)``; otherwise estimated
 from the rollout's actions, with the score-function surrogate -E[stopgrad(log pi) log pi] whose
 gradient is the entropy's gradient.
 
@@ -30,7 +30,6 @@ MLP on the same normalized observations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import gymnasium
@@ -38,45 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from imitate.data.normalizer import Normalizer
 from imitate.errors import ConfigError
-from imitate.policy import Policy, build_policy
-from imitate.train import clip_grad_norm
-
-
-@dataclass
-class PPOConfig:
-    """Settings of the PPO inner loop (``--set ppo.key=value`` on the command line)."""
-
-    n_envs: int = 8
-    """Environments stepped in lockstep (gymnasium SyncVectorEnv)."""
-    n_steps: int = 256
-    """Steps per environment per rollout (a rollout holds n_envs * n_steps transitions)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    lr: float = 3e-4
-    """Adam learning rate (policy and value network)."""
-    clip: float = 0.2
-    """PPO's ratio clipping range."""
-    epochs: int = 10
-    """Passes over each rollout."""
-    batch_size: int = 256
-    """Transitions per minibatch."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Clip the global gradient norm to this value."""
-    target_kl: float = 0.0
-    """Stop an update's remaining minibatches once a minibatch's approximate KL between the rollout's
-    policy and the current one exceeds 1.5 * target_kl (0: never)."""
-    norm_reward: bool = True
-    """Scale rewards by the running std of the discounted return (no mean subtraction: signs stay)."""
-    value_hidden: tuple[int, ...] = (64, 64)
-    """Hidden widths of the value network (tanh)."""
+from imitate.optim import clip_grad_norm, make_optimizer
+from imitate.policy import Policy
+from imitate.settings import PPOConfig
+from imitate.spec import ActionSpec, ObsSpec, PolicySpec
 
 
 #: Settings known to work per task (from rl-baselines3-zoo), applied under the user's own.
@@ -86,10 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"n_envs": 8, "n_steps": 32, "gamma": 0.98, "gae_lambda": 0.8, "lr": 1e-3, "epochs": 20,
                     "batch_size": 256},
 }
-#: Small networks for RL from scratch (BC warm starts keep the BC run's own).
-RL_HEAD_DEFAULTS = {"gaussian": {"hidden_dims": (64,), "init_std": 0.6, "state_dependent_std": False},
-                    "gmm": {"hidden_dims": (64,), "num_modes": 3, "init_std": 0.5},
-                    "autoregressive": {"d_model": 32, "num_layers": 1, "num_heads": 2, "bins": 21, "binning": "uniform"}}
+#: A small encoder for RL from scratch (BC warm starts keep the BC run's own).
 RL_ENCODER_DEFAULTS = {"hidden_dims": (64,), "feature_dim": 64}
 
 
@@ -125,35 +87,28 @@ def check_spaces(env_id: str, obs_space: gymnasium.Space, action_space: gymnasiu
 
 
 def new_rl_policy(obs_dim: int, action_space: gymnasium.Space, head: str, head_config: dict | None = None,
-                  encoder_config: dict | None = None) -> Policy:
-    """A fresh Policy (To = Ta = n_act = 1) for RL: obs ``state`` (obs_dim,) with identity statistics
-    until fitted, actions minmax-normalized from the Box's bounds (Discrete: indices, ``discrete_nvec``)."""
-    discrete = isinstance(action_space, gymnasium.spaces.Discrete)
-    head_config = {**RL_HEAD_DEFAULTS.get(head, {}), **(head_config or {})}
-    if discrete:
-        if head != "autoregressive":
-            raise ConfigError(f"--head {head}: Discrete actions need the autoregressive head (discrete_nvec)")
-        head_config["discrete_nvec"] = (int(action_space.n),)
-    action_dim = 1 if discrete else int(np.prod(action_space.shape))
-    norm = Normalizer({"obs/state": ((obs_dim,), "meanstd"), "action": ((action_dim,), "identity" if discrete else "minmax")})
-    if not discrete:
-        norm.fit("action", [np.stack([action_space.low.reshape(-1), action_space.high.reshape(-1)])])
-    spec = {"obs_keys": ["state"], "obs_shapes": {"state": [obs_dim]}, "action_dim": action_dim, "obs_horizon": 1,
-            "action_horizon": 1, "n_act": 1, "head": head, "head_config": head_config,
-            "encoder_config": {**RL_ENCODER_DEFAULTS, **(encoder_config or {})}, "normalizer": norm.config()}
-    policy = build_policy(spec)
-    policy.normalizer.load_state_dict(norm.state_dict())
-    if not policy.head.has_log_prob:
-        raise ConfigError(f"--head {head} has no log-probability; PPO needs one (gaussian, gmm, autoregressive)")
-    return policy
+                  encoder_config: dict | None = None, store=None) -> Policy:
+    """A fresh Policy (To = Ta = n_act = 1) for RL: obs ``state`` (obs_dim,), actions scaled from the
+    Box's bounds (Discrete: indices). The head starts from its small RL settings (`rl_defaults`) under
+    ``head_config``. Observation statistics come from ``store`` (the demonstrations of GAIL/AIRL), or
+    stay identity until PPO's running statistics replace them."""
+    from policy_heads import get_head_class, registered_heads
 
-
-def set_obs_stats(policy: Policy, mean: np.ndarray, var: np.ndarray) -> None:
-    """Write mean/std into the Policy's ``obs/state`` meanstd normalizer."""
-    st = policy.normalizer.stats["obs/state"]
-    std = np.sqrt(np.maximum(var, 1e-8))
-    for name, value in (("scale", 1.0 / std), ("offset", -mean / std), ("mean", mean), ("std", std)):
-        getattr(st, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+    try:
+        cls = get_head_class(head)
+    except ValueError as e:
+        raise ConfigError(f"--head: {e}") from None
+    if not cls.has_log_prob:
+        with_one = [n for n in registered_heads() if get_head_class(n).has_log_prob]
+        raise ConfigError(f"--head {head} has no log-probability; PPO needs one ({', '.join(with_one)})")
+    if isinstance(action_space, gymnasium.spaces.Discrete):
+        action = ActionSpec(1, (int(action_space.n),), norm="identity")
+    else:
+        action = ActionSpec(int(np.prod(action_space.shape)), (), tuple(map(float, action_space.low.reshape(-1))),
+                            tuple(map(float, action_space.high.reshape(-1))))
+    spec = PolicySpec({"state": ObsSpec((obs_dim,))}, action, 1, 1, 1, head, {**cls.rl_defaults(), **(head_config or {})},
+                      {**RL_ENCODER_DEFAULTS, **(encoder_config or {})})
+    return Policy.from_data(spec, store)
 
 
 class PPO:
@@ -190,10 +145,7 @@ class PPO:
             width = w
         self.value.append(nn.Linear(width, 1))
         self.params = list(policy.parameters()) + list(self.value.parameters())
-        try:  # one fused kernel per step where torch supports it, else multi-tensor
-            self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, foreach=True)
+        self.optimizer = make_optimizer(self.params, cfg.lr, kind="adam", eps=1e-5)
         self.generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         self.obs, _ = self.envs.reset(seed=seed)
@@ -228,7 +180,7 @@ class PPO:
         """One rollout: dict of (T, N, ...) tensors obs, u, log_prob, value, env_reward, terminated,
         truncated, next_obs, and last_obs (N, D) (the observation after the rollout)."""
         if self.obs_stats == "running" and self.obs_rms.count > 1:
-            set_obs_stats(self.policy, self.obs_rms.mean, self.obs_rms.var)
+            self.policy.normalizer.set_meanstd("obs/state", self.obs_rms.mean, self.obs_rms.var)
         self.policy.eval()
         T, N = self.cfg.n_steps, self.cfg.n_envs
         A = self.policy.action_dim

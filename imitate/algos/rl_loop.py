@@ -1,4 +1,4 @@
-"""The run loop shared by `imitate rl`, `imitate gail` and `imitate airl`, and `imitate rl` itself.
+"""The RL run loop shared by `imitate rl`, `imitate gail` and `imitate airl`, and `imitate rl` itself.
 
     RUN_DIR/
       config.json          format, the Policy's spec (so `load_policy` / `imitate eval` work), every setting,
@@ -55,7 +55,7 @@ def run_loop(ppo: PPO, out: Path, steps: int, config: dict[str, Any], random: fl
         save_extra: writes the algorithm's own artifacts into the run dir at every checkpoint.
         on_log: called with every log record (the CLI prints them as JSON lines).
     """
-    ckpt.write_json(out / "config.json", {"format": ckpt.RUN_FORMAT, "policy": ppo.policy.spec(), **config,
+    ckpt.write_json(out / "config.json", {"format": ckpt.RUN_FORMAT, "policy": ppo.policy.spec.to_json(), **config,
                                           "returns": {"random": random, "expert": expert},
                                           "versions": ckpt.versions()})
     metrics = open(out / "metrics.jsonl", "a")
@@ -143,7 +143,7 @@ def train_rl(env_id: str, out: str | Path, head: str = "gaussian", steps: int = 
     ``expert_return`` (default: the one recorded with the reward, from its demos) defines
     ``normalized_return`` together with the measured random return.
     """
-    from imitate.algos.rewards import load_reward
+    from imitate.algos.state_reward import load_reward
     from imitate.data.hdf5 import make_env_args
     from imitate.envs import make_env
 
