@@ -284,6 +284,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     the sub-command is ``train``, so that the other commands start fast."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="imitate", description="Imitation learning with expressive policies.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('imitate').__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("collect", help="run a task's scripted expert and write demonstrations")
