@@ -1,4 +1,9 @@
-"""The report of `imitate compare`: a table (head x metric, mean ± std over seeds) and plots.
+"""The report of `imitate compare`: a verdict in sentences, a table (head x metric, mean ± std over
+seeds) and plots.
+
+The verdict (`verdict`, also in results.json) is computed from the numbers with the thresholds
+stated below and on the page: which heads keep the modes, keep them in part, collapse onto one or
+average them; which runs overfit (`overfitting`); whether seeds or rollouts are too few.
 
     DIR/report.md     the table and the plots (DIR/plots/*.png, referenced by relative path)
     DIR/report.html   the same page, self-contained: every image is a data: URI, no external resource
@@ -137,12 +142,12 @@ def summarize(settings: dict, heads: list[str], head_settings: dict, encoder_set
 
 
 # -- verdict --------------------------------------------------------------------------------------
-#: Thresholds of the verdict. In rollouts (tasks that report their modes) a head keeps the modes
-#: when its behaviour entropy is at least KEEP_ENTROPY and its mode shares are within KEEP_GAP
-#: percentage points of the demonstrations'; it collapses onto one mode when its behaviour entropy
-#: is below COLLAPSE_ENTROPY. From the data (no rollouts), it keeps them when its coverage is at least
-#: KEEP_COVERAGE and its energy distance is below that of the demonstrations' mean, and it averages
-#: them when its energy distance is not below that mean's.
+#: Thresholds of the verdict. In rollouts (tasks that report their modes) a head collapses onto one
+#: mode when its behaviour entropy is below COLLAPSE_ENTROPY, and keeps the modes when it is at
+#: least KEEP_ENTROPY with mode shares within KEEP_GAP percentage points of the demonstrations'.
+#: From the data (no rollouts), it keeps them when its coverage is at least KEEP_COVERAGE. Either
+#: way, a head that has not collapsed averages the modes when its energy distance is not below that
+#: of the demonstrations' mean.
 KEEP_ENTROPY, KEEP_GAP, COLLAPSE_ENTROPY, KEEP_COVERAGE = 0.5, 25.0, 0.2, 0.7
 #: A run overfits when its last two validation losses both exceed the minimum of its validation
 #: curve by more than OVERFIT_RISE of the fall from the first validation loss to that minimum.
@@ -187,10 +192,12 @@ def _judge(summary: dict, baseline_ed: float | None, with_modes: bool) -> tuple[
         evidence.append(f"behaviour entropy {ent:.2f}" + (f", mode share gap {gap:.0f} points" if gap is not None else ""))
         if ent < COLLAPSE_ENTROPY:
             group = "collapses"
+        elif averages:       # both modes in closed loop, yet its actions are no closer than their mean
+            group = "averages"
         elif ent >= KEEP_ENTROPY and (gap is None or gap <= KEEP_GAP):
             group = "keeps"
         else:
-            group = "averages" if averages else "partly"
+            group = "partly"
     elif averages:
         group = "averages"
     else:
@@ -228,8 +235,8 @@ def verdict(results: dict) -> dict[str, Any]:
     if with_modes:
         text.append(f"Thresholds: in rollouts a head keeps the modes when its behaviour entropy is at least "
                     f"{KEEP_ENTROPY:.2f} and its mode shares are within {KEEP_GAP:.0f} points of the demonstrations'; "
-                    f"it collapses onto one mode below an entropy of {COLLAPSE_ENTROPY:.2f}; "
-                    f"it averages them when its energy distance is not below that of the demonstrations' mean.")
+                    f"it collapses onto one mode below an entropy of {COLLAPSE_ENTROPY:.2f}; otherwise it averages "
+                    f"them when its energy distance is not below that of the demonstrations' mean.")
     else:
         text.append(f"Thresholds (no rollouts with modes, so from the data alone): a head keeps the modes when its "
                     f"coverage is at least {KEEP_COVERAGE:.2f} and its energy distance is below that of the "

@@ -264,8 +264,9 @@ def _stat(*values):
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
 
 
-def _results(seeds=3, episodes=50, env_id="imitate/ForkedPath-v0", curves=None):
-    """results.json of a comparison where the deterministic head takes one route and gmm keeps both."""
+def _results(seeds=3, episodes=50, env_id="imitate/ForkedPath-v0", curves=None, deterministic=None):
+    """results.json of a comparison where the deterministic head takes one route and gmm keeps both
+    (``deterministic``: other numbers for that head)."""
     from imitate.report import METRICS, overfitting, verdict
 
     numbers = {"deterministic": dict(success_rate=1.0, behaviour_entropy=0.0, mode_share_gap=50.0, energy_distance=0.28,
@@ -273,6 +274,7 @@ def _results(seeds=3, episodes=50, env_id="imitate/ForkedPath-v0", curves=None):
                                      latency_ms=0.1),
                "gmm": dict(success_rate=0.96, behaviour_entropy=0.97, mode_share_gap=8.0, energy_distance=0.05,
                            mmd=0.02, coverage=0.9, mean_return=24.0, train_time_s=30.0, params=2e4, latency_ms=0.5)}
+    numbers["deterministic"].update(deterministic or {})
     if not env_id:
         numbers = {h: {k: v for k, v in n.items() if k not in ("success_rate", "behaviour_entropy", "mode_share_gap",
                                                                 "mean_return")} for h, n in numbers.items()}
@@ -299,6 +301,13 @@ def test_the_verdict_names_the_collapsed_deterministic_head_with_its_numbers_and
     assert "gmm: behaviour entropy 0.97, mode share gap 8 points, coverage 0.90, energy distance 0.050." in text
     assert "at least 0.50" in text and "within 25 points" in text and "below an entropy of 0.20" in text
     assert "Overfitting" not in text
+
+
+def test_a_head_that_uses_both_modes_but_acts_no_closer_than_their_mean_averages_them():
+    # ReacherModes' deterministic head (BENCHMARKS.md): both elbows in closed loop, actions no better than the mean
+    said = _results(deterministic=dict(behaviour_entropy=0.67, mode_share_gap=24.0, energy_distance=0.438))["verdict"]
+    assert said["averages"] == ["deterministic"] and said["keeps"] == ["gmm"]
+    assert said["text"][0] == "Verdict: gmm keeps the modes; deterministic averages them."
 
 
 def test_without_rollouts_the_verdict_uses_coverage_and_the_mean_of_the_demonstrations():
