@@ -307,7 +307,7 @@ def _steps_logged(job: dict) -> int | None:
 
 
 def _overall(jobs: list[dict], runs: dict, running: list[dict], elapsed: float) -> str:
-    """``n/N runs done, p% of the work, 3 min elapsed, about 5 min left``.
+    """``n/N runs done, 3 min elapsed, 40% of the training work, about 5 min left``.
 
     The work of a run is its steps times its head's relative step cost (`_STEP_COST`); finished
     runs count whole, running ones by their logged steps. Runs found finished (cached) count neither
