@@ -262,7 +262,7 @@ def _run_all(jobs: list[dict], n_jobs: int, progress: bool, say) -> dict[tuple[s
         say(f"[{done}/{len(jobs)}] {job['head']} seed {job['seed']}: "
             + (f"success {success:.2f}, " if success is not None else "")
             + f"energy distance {res['energy_distance']:.3f}, coverage {res['coverage']:.2f} ({what}; "
-            f"{time.perf_counter() - start:.0f} s elapsed)", flush=True)
+            f"{_overall(jobs, runs, [], time.perf_counter() - start)})", flush=True)
 
     if n_jobs == 1:
         import torch
@@ -282,12 +282,13 @@ def _run_all(jobs: list[dict], n_jobs: int, progress: bool, say) -> dict[tuple[s
         futures = {pool.submit(run_one, {**job, "progress": False}): job for job in jobs}
         pending = set(futures)
         while pending:
-            done_now, pending = wait(pending, timeout=60, return_when=FIRST_COMPLETED)
+            done_now, pending = wait(pending, timeout=30, return_when=FIRST_COMPLETED)
             for future in done_now:
                 finished(futures[future], future.result())
             if pending and not done_now and progress:
-                say(f"  ... {done}/{len(jobs)} done, {time.perf_counter() - start:.0f} s elapsed; training: "
-                    + ", ".join(_step_of(futures[f]) for f in pending if _step_of(futures[f])), flush=True)
+                running = [futures[f] for f in pending]
+                say(f"  ... {_overall(jobs, runs, running, time.perf_counter() - start)}; training: "
+                    + (", ".join(_step_of(j) for j in running if _step_of(j)) or "starting"), flush=True)
     except BaseException as e:       # an error or Ctrl-C: start nothing more (running runs checkpoint on Ctrl-C)
         pool.shutdown(wait=True, cancel_futures=True)
         if isinstance(e, KeyboardInterrupt):
@@ -306,9 +307,15 @@ def _run_all(jobs: list[dict], n_jobs: int, progress: bool, say) -> dict[tuple[s
 
 def _step_of(job: dict) -> str:
     """``head seed k at step n/N`` for a run that has logged steps, else ''."""
+    step = _steps_logged(job)
+    return f"{job['head']} seed {job['seed']} at step {step}/{job['train']['steps']}" if step is not None else ""
+
+
+def _steps_logged(job: dict) -> int | None:
+    """The last step in a training run's metrics.jsonl; None before its first line or once measured."""
     metrics = Path(job["run_dir"]) / "metrics.jsonl"
     if not metrics.exists() or (Path(job["run_dir"]) / "compare.json").exists():
-        return ""
+        return None
     step = 0
     for line in metrics.read_text().splitlines()[-3:]:
         try:
@@ -316,7 +323,32 @@ def _step_of(job: dict) -> str:
         except json.JSONDecodeError:      # a line being written
             continue
         step = max(step, rec.get("step", rec.get("final", {}).get("step", 0)))
-    return f"{job['head']} seed {job['seed']} at step {step}/{job['train']['steps']}"
+    return step
+
+
+def _overall(jobs: list[dict], runs: dict, running: list[dict], elapsed: float) -> str:
+    """``n/N runs done, 3 min elapsed, 40% of the training work, about 5 min left``.
+
+    The work of a run is its steps times its head's relative step cost (`PolicyHead.step_cost`); finished
+    runs count whole, running ones by their logged steps. Runs found finished (cached) count neither
+    as work nor as time, so the estimate is the rate of this session's work: approximate, and
+    absent until some work is done."""
+    def cost(job):
+        return job["train"]["steps"] * _step_cost(job["head"])
+
+    cached = {k for k, r in runs.items() if r.get("_cached")}
+    todo = [j for j in jobs if (j["head"], j["seed"]) not in cached]
+    total = sum(cost(j) for j in todo)
+    work = sum(cost(j) for j in todo if (j["head"], j["seed"]) in runs)
+    work += sum(cost(j) * min(1.0, (_steps_logged(j) or 0) / j["train"]["steps"]) for j in running)
+    line = f"{len(runs)}/{len(jobs)} runs done, {_duration(elapsed)} elapsed"
+    if total and work and work < total:
+        line += f", {100 * work / total:.0f}% of the training work, about {_duration(elapsed * (total - work) / work)} left"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _init_worker() -> None:

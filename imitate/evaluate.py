@@ -41,6 +41,25 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
         raise ImitateError(f"cannot write video {path} ({e}); use a .gif path or install imageio-ffmpeg for .mp4") from None
 
 
+def check_video_writer(path: str | Path) -> None:
+    """Write two blank frames to a temporary file of ``path``'s kind, so that a missing writer (.mp4
+    needs imageio-ffmpeg) is an ImitateError before any rollout, not after all of them."""
+    import tempfile
+
+    path = Path(path)
+    if not path.suffix:
+        raise ImitateError(f"--video {path}: give the file a .gif or .mp4 extension")
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 2
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            _write_video(Path(tmp) / f"probe{path.suffix}", frames, fps=10)
+        except ImitateError:
+            hint = ("install the mp4 writer (pip install imageio-ffmpeg)" if path.suffix.lower() != ".gif"
+                    else "check that pillow is installed")
+            raise ImitateError(f"--video {path}: no writer for {path.suffix} files here; {hint} or give a .gif path. "
+                               "Nothing was rolled out.") from None
+
+
 def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, episodes: int = 20, seed: int = 0,
              n_envs: int = 25, video: str | None = None, deterministic: bool = False, progress: bool = True,
              return_observations: bool = False) -> dict[str, Any]:
@@ -51,7 +70,8 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
     (tasks that report ``info["mode"]``), ``returns``, ``successes``, ``modes``, and
     ``episode_metrics``: for each info key the task lists in ``metadata["episode_metrics"]``, the mean
     over episodes of its value at the last step (empty when the task lists none).
-    ``video``: a .gif or .mp4 path; the first episode is recorded.
+    ``video``: a .gif or .mp4 path; the first episode is recorded. Its writer is checked before the
+    first rollout (`check_video_writer`).
     ``return_observations``: also return ``observations``, per episode a dict of (T + 1, *shape)
     arrays (reset observation first); not JSON-able.
     """
@@ -59,6 +79,8 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
 
     if episodes < 1:
         raise ImitateError(f"--episodes must be at least 1 (got {episodes})")
+    if video:
+        check_video_writer(video)
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     returns, lengths, successes, modes = [], [], [], []

@@ -1,4 +1,9 @@
-"""The report of `imitate compare`: a table (head x metric, mean ± std over seeds) and plots.
+"""The report of `imitate compare`: a verdict in sentences, a table (head x metric, mean ± std over
+seeds) and plots.
+
+The verdict (`verdict`, also in results.json) is computed from the numbers with the thresholds
+stated below and on the page: which heads keep the modes, keep them in part, collapse onto one or
+average them; which runs overfit (`overfitting`); whether seeds or rollouts are too few.
 
     DIR/report.md     the table and the plots (DIR/plots/*.png, referenced by relative path)
     DIR/report.html   the same page, self-contained: every image is a data: URI, no external resource
@@ -43,15 +48,21 @@ def _columns(results: dict) -> list[tuple[str, str, str]]:
     return [c for c in cols if any(h["summary"].get(c[0]) for h in heads)]
 
 
+#: The columns whose best value is marked: how well a head imitates. Return, training time,
+#: parameters and latency are shown with their direction but not marked, so that the bold never
+#: names a head best for being small or fast.
+RANKED = ("success_rate", "behaviour_entropy", "mode_share_gap", "energy_distance", "mmd", "coverage")
+
+
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     """The report's table: header and rows (heads, then the demonstrations and their mean), best
-    value of each ranked column in ** **."""
+    value of each column in `RANKED` in ** **."""
     cols = _columns(results)
     heads = results["heads"]
     best = {}
     for key, _, better in cols:
         means = {h: v["summary"][key]["mean"] for h, v in heads.items() if v["summary"].get(key)}
-        if better and len(means) > 1:
+        if better and key in RANKED and len(means) > 1:
             best[key] = (max if better == "higher" else min)(means.values())
     rows = []
     for h, v in heads.items():
@@ -112,20 +123,142 @@ def summarize(settings: dict, heads: list[str], head_settings: dict, encoder_set
             summary[f"episode/{key}"] = _mean_std([(r.get("episode_metrics") or {}).get(key) for r in rs])
         summary["val_loss"] = _mean_std([r.get("val_loss") for r in rs])
         per_head[head] = {"settings": head_settings[head], "summary": summary,
-                          "runs": [{k: v for k, v in r.items() if k not in ("plot_samples", "trajectories",
-                                                                             "train_curve", "val_curve", "_cached")}
-                                   for r in rs]}
+                          "runs": [{**{k: v for k, v in r.items() if k not in ("plot_samples", "trajectories",
+                                                                                "train_curve", "val_curve", "_cached")},
+                                    "overfitting": overfitting(r.get("val_curve") or [])} for r in rs]}
     n_modes = max(len(demo_shares), 1)
     p = np.array(list(demo_shares.values())) if demo_shares else np.array([1.0])
-    return {"format": RESULTS_FORMAT, "settings": settings, "encoder_settings": encoder_settings,
-            "data": {"path": str(Path(settings["data"]).resolve()), "env_id": env_id, "demos": store.n_episodes,
-                     "transitions": len(store), "valid_demos": len(store.filter_keys.get("valid", [])),
-                     "mode_shares": demo_shares, "success_rate": float(np.mean(ok)) if ok else None,
-                     "mean_return": float(np.add.reduceat(store.get("rewards", np.arange(len(store))),
-                                                          store.episode_starts).mean()) if "rewards" in store.keys else None,
-                     "behaviour_entropy": float(-(p * np.log(p)).sum() / np.log(n_modes)) if n_modes > 1 else None},
-            "baseline_demo_mean": baseline, "metrics": {k: {"label": label, "better": b} for k, label, b in METRICS},
-            "heads": per_head}
+    results = {"format": RESULTS_FORMAT, "settings": settings, "encoder_settings": encoder_settings,
+               "data": {"path": str(Path(settings["data"]).resolve()), "env_id": env_id, "demos": store.n_episodes,
+                        "transitions": len(store), "valid_demos": len(store.filter_keys.get("valid", [])),
+                        "mode_shares": demo_shares, "success_rate": float(np.mean(ok)) if ok else None,
+                        "mean_return": float(np.add.reduceat(store.get("rewards", np.arange(len(store))),
+                                                             store.episode_starts).mean()) if "rewards" in store.keys else None,
+                        "behaviour_entropy": float(-(p * np.log(p)).sum() / np.log(n_modes)) if n_modes > 1 else None},
+               "baseline_demo_mean": baseline, "metrics": {k: {"label": label, "better": b} for k, label, b in METRICS},
+               "heads": per_head}
+    results["verdict"] = verdict(results)
+    return results
+
+
+# -- verdict --------------------------------------------------------------------------------------
+#: Thresholds of the verdict. In rollouts (tasks that report their modes) a head collapses onto one
+#: mode when its behaviour entropy is below COLLAPSE_ENTROPY, and keeps the modes when it is at
+#: least KEEP_ENTROPY with mode shares within KEEP_GAP percentage points of the demonstrations'.
+#: From the data (no rollouts), it keeps them when its coverage is at least KEEP_COVERAGE. Either
+#: way, a head that has not collapsed averages the modes when its energy distance is not below that
+#: of the demonstrations' mean.
+KEEP_ENTROPY, KEEP_GAP, COLLAPSE_ENTROPY, KEEP_COVERAGE = 0.5, 25.0, 0.2, 0.7
+#: A run overfits when its last two validation losses both exceed the minimum of its validation
+#: curve by more than OVERFIT_RISE of the fall from the first validation loss to that minimum.
+OVERFIT_RISE = 0.1
+#: Fewer seeds, or fewer rollouts per run, and the report warns that differences may be noise.
+ENOUGH_SEEDS, ENOUGH_EPISODES = 3, 20
+_GROUPS = {"keeps": ("keeps", "keep", "the modes"), "partly": ("keeps", "keep", "them only in part"),
+           "collapses": ("collapses", "collapse", "onto one mode"), "averages": ("averages", "average", "them")}
+
+
+def overfitting(val_curve: list) -> dict[str, float] | None:
+    """``{"best_step", "best", "last_step", "last", "rise"}`` when the validation loss rose clearly
+    from its minimum (see OVERFIT_RISE; rise is a share of the earlier fall), else None.
+
+    ``val_curve``: [[step, validation loss], ...] in step order, as the compare runs record it."""
+    if len(val_curve) < 4:
+        return None
+    steps, losses = np.asarray(val_curve, float).T
+    i = int(np.argmin(losses))
+    fall = losses[0] - losses[i]
+    if i >= len(losses) - 2 or fall <= 0:
+        return None
+    margin = OVERFIT_RISE * fall
+    if not (losses[-2:] > losses[i] + margin).all():
+        return None
+    return {"best_step": int(steps[i]), "best": float(losses[i]), "last_step": int(steps[-1]),
+            "last": float(losses[-1]), "rise": float((losses[-1] - losses[i]) / fall)}
+
+
+def _mean(summary: dict, key: str) -> float | None:
+    stat = summary.get(key)
+    return None if stat is None else stat["mean"]
+
+
+def _judge(summary: dict, baseline_ed: float | None, with_modes: bool) -> tuple[str, str]:
+    """(group, evidence) of one head: group is a key of `_GROUPS`."""
+    ent, gap = _mean(summary, "behaviour_entropy"), _mean(summary, "mode_share_gap")
+    cov, ed, success = _mean(summary, "coverage"), _mean(summary, "energy_distance"), _mean(summary, "success_rate")
+    averages = ed is not None and baseline_ed is not None and ed >= baseline_ed
+    evidence = []
+    if with_modes and ent is not None:
+        evidence.append(f"behaviour entropy {ent:.2f}" + (f", mode share gap {gap:.0f} points" if gap is not None else ""))
+        if ent < COLLAPSE_ENTROPY:
+            group = "collapses"
+        elif averages:       # both modes in closed loop, yet its actions are no closer than their mean
+            group = "averages"
+        elif ent >= KEEP_ENTROPY and (gap is None or gap <= KEEP_GAP):
+            group = "keeps"
+        else:
+            group = "partly"
+    elif averages:
+        group = "averages"
+    else:
+        group = "keeps" if cov is not None and cov >= KEEP_COVERAGE else "partly"
+    if cov is not None:
+        evidence.append(f"coverage {cov:.2f}")
+    if ed is not None:
+        evidence.append(f"energy distance {ed:.3f}" + (f", not below the mean of the demonstrations' {baseline_ed:.3f}"
+                                                       if averages else ""))
+    if success is not None and success < 0.5:
+        evidence.append(f"success only {success:.2f}")
+    return group, ", ".join(evidence)
+
+
+def _names(heads: list[str]) -> str:
+    return heads[0] if len(heads) == 1 else ", ".join(heads[:-1]) + " and " + heads[-1]
+
+
+def verdict(results: dict) -> dict[str, Any]:
+    """What the numbers say, in sentences: which heads keep the modes and which collapse or average
+    them (with the thresholds used), which runs overfit, and whether the budget is too small for
+    the differences to be more than noise. ``text`` holds the sentences; the groups the head names."""
+    s, d = results["settings"], results["data"]
+    rollouts = bool(d["env_id"] and s["episodes"])
+    with_modes = rollouts and len(d["mode_shares"]) > 1
+    baseline_ed = results["baseline_demo_mean"].get("energy_distance")
+    groups: dict[str, list[str]] = {g: [] for g in _GROUPS}
+    evidence = []
+    for head, v in results["heads"].items():
+        group, why = _judge(v["summary"], baseline_ed, with_modes)
+        groups[group].append(head)
+        evidence.append(f"{head}: {why}")
+    said = [f"{_names(hs)} {_GROUPS[g][0 if len(hs) == 1 else 1]} {_GROUPS[g][2]}" for g, hs in groups.items() if hs]
+    text = ["Verdict: " + "; ".join(said) + ".", "Evidence: " + "; ".join(evidence) + "."]
+    if with_modes:
+        text.append(f"Thresholds: in rollouts a head keeps the modes when its behaviour entropy is at least "
+                    f"{KEEP_ENTROPY:.2f} and its mode shares are within {KEEP_GAP:.0f} points of the demonstrations'; "
+                    f"it collapses onto one mode below an entropy of {COLLAPSE_ENTROPY:.2f}; otherwise it averages "
+                    f"them when its energy distance is not below that of the demonstrations' mean.")
+    else:
+        text.append(f"Thresholds (no rollouts with modes, so from the data alone): a head keeps the modes when its "
+                    f"coverage is at least {KEEP_COVERAGE:.2f} and its energy distance is below that of the "
+                    f"demonstrations' mean; it averages them when its energy distance is not below that mean's.")
+    overfit = [{"head": h, "seed": seed, **o} for h, v in results["heads"].items()
+               for seed, r in enumerate(v["runs"]) if (o := r.get("overfitting"))]
+    for o in overfit:
+        text.append(f"Overfitting: {o['head']} seed {o['seed']}: its validation loss rose from {o['best']:.3f} at "
+                    f"step {o['best_step']} to {o['last']:.3f} at step {o['last_step']} ({100 * o['rise']:.0f}% of its "
+                    f"earlier fall; flagged above {100 * OVERFIT_RISE:.0f}%): fewer steps or more demonstrations.")
+    small = s["seeds"] < ENOUGH_SEEDS or (rollouts and s["episodes"] < ENOUGH_EPISODES)
+    caveat = None
+    if small:
+        budget = f"{s['seeds']} seed{'s' if s['seeds'] > 1 else ''}" + \
+            (f" and {s['episodes']} rollouts per run" if rollouts else "")
+        caveat = (f"Caution: with {budget}, differences between heads may be noise; rerun with at least "
+                  f"{ENOUGH_SEEDS} seeds" + (f" and {ENOUGH_EPISODES} episodes" if rollouts else "")
+                  + " before relying on them.")
+        text.append(caveat)
+    return {**groups, "overfitting": overfit, "caveat": caveat, "text": text,
+            "thresholds": {"keep_entropy": KEEP_ENTROPY, "keep_gap": KEEP_GAP, "collapse_entropy": COLLAPSE_ENTROPY,
+                           "keep_coverage": KEEP_COVERAGE, "overfit_rise": OVERFIT_RISE}}
 
 
 # -- plots ----------------------------------------------------------------------------------------
@@ -211,7 +344,7 @@ def _trajectories(results: dict, runs: dict, reference: dict, env, path: Path) -
     color = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(modes)}
     panels = [("demonstrations", reference.get("demo_trajectories", []))] if reference.get("demo_trajectories") else []
     panels += [(h, runs[(h, 0)]["trajectories"]) for h in heads]
-    fig = _figure(2.8 * len(panels), 3.0)
+    fig = _figure(max(2.8 * len(panels), 6.0), 3.6)
     for ax, (name, trajs) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         env.plot_scene(ax)
         for t in trajs:
@@ -219,12 +352,28 @@ def _trajectories(results: dict, runs: dict, reference: dict, env, path: Path) -
             failed = t.get("success") is False
             ax.plot(xy[:, 0], xy[:, 1], lw=0.7, alpha=0.7, ls="--" if failed else "-",
                     color="#d62728" if failed else color.get(t.get("mode"), "0.4"))
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("rollouts, seed 0 (colour: mode; red dashed: failed)", fontsize=9)
+    _trajectory_legend(fig, color, panels)
+    fig.suptitle("rollouts, seed 0: each line is one episode, coloured by the mode it took", fontsize=10)
     fig.savefig(path)
     return True
+
+
+def _trajectory_legend(fig, color: dict[str, str], panels: list) -> None:
+    """A legend below the panels: which colour is which mode, and what failed or unlabelled lines are."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, lw=2.5, label=f"mode {m}") for m, c in color.items()]
+    trajs = [t for _, ts in panels for t in ts]
+    if any(t.get("success") is False for t in trajs):
+        handles.append(Line2D([], [], color="#d62728", lw=2, ls="--", label="failed episode"))
+    if any(t.get("success") is not False and color.get(t.get("mode")) is None for t in trajs):
+        handles.append(Line2D([], [], color="0.4", lw=2.5, label="mode not recorded"))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=10,
+                   frameon=False)
 
 
 def _curves(results: dict, runs: dict, path: Path) -> None:
@@ -268,7 +417,9 @@ def _intro(results: dict) -> list[str]:
             f"Ta = {s['action_horizon']}, n_act = {s['n_act']}; seeds 0..{s['seeds'] - 1}; {env}.",
             f"Data metrics: {s['queries']} held-out states, {s['samples']} samples per head, demonstrated actions "
             f"from the {s['neighbours']} nearest demonstrations; the first n_act actions of each chunk are compared.",
-            "Table: mean ± std over seeds; best value in bold; ↑ higher is better, ↓ lower is better."]
+            "Table: mean ± std over seeds; ↑ higher is better, ↓ lower is better; the best value in bold on the "
+            "columns that measure imitation (success, behaviour entropy, mode share gap, energy distance, MMD, "
+            "coverage), not on return, training time, parameters or latency."]
 
 
 def write_report(results: dict[str, Any], runs: dict, reference: dict, out_dir: str | Path, env=None) -> dict[str, str]:
@@ -302,7 +453,9 @@ def write_report(results: dict[str, Any], runs: dict, reference: dict, out_dir: 
 
     header, rows = table_rows(results)
     intro = _intro(results)
+    said = results.get("verdict") or verdict(results)
     md = ["# Which head keeps the modes? — imitate compare", "", *[f"{line}  " for line in intro], "",
+          "## Verdict", "", *[f"{line}  " for line in said["text"]], "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     md += ["", *[f"- **{name}**: {text}" for name, text in _DEFS], ""]
@@ -321,6 +474,7 @@ def write_report(results: dict[str, Any], runs: dict, reference: dict, out_dir: 
         return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
 
     body = ["<h1>Which head keeps the modes? — imitate compare</h1>", *[f"<p>{inline(x)}</p>" for x in intro],
+            "<h2>Verdict</h2>", *[f"<p>{inline(x)}</p>" for x in said["text"]],
             "<table><tr>" + "".join(cell(h, "th") for h in header) + "</tr>",
             *["<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in rows], "</table>",
             "<ul>" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(t)}</li>" for n, t in _DEFS) + "</ul>"]

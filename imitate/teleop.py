@@ -33,8 +33,8 @@ def import_pygame():
     try:
         import pygame
     except ImportError:
-        raise ImitateError("imitate teleop needs pygame: pip install 'imitate[teleop]' "
-                           "(or pip install pygame)") from None
+        raise ImitateError("imitate teleop needs pygame: pip install pygame "
+                           "(or, in the checkout, pip install -e '.[teleop]')") from None
     return pygame
 
 

@@ -186,6 +186,10 @@ def test_tiny_compare_writes_the_report_and_does_not_retrain(tiny_report):
     assert page.external == [] and "http" not in (out / "report.html").read_text()
     for name in ("metrics.png", "action_samples.png", "trajectories.png", "training_curves.png"):
         assert (out / "plots" / name).stat().st_size > 1000 and f"plots/{name}" in md
+    said = saved["verdict"]
+    assert sorted(h for g in ("keeps", "partly", "collapses", "averages") for h in said[g]) == sorted(heads)
+    assert "## Verdict" in md and said["text"][0] in md and "Verdict" in "".join(page.text)
+    assert "2 seeds and 3 rollouts per run" in said["caveat"] and said["caveat"] in md
 
     before = {h: _mtimes(out / "runs" / h / "seed0") for h in heads}
     again = compare(str(data), str(out), heads=",".join(heads), settings=TINY_SETTINGS, progress=False, jobs=1,
@@ -263,3 +267,122 @@ def test_the_report_renders_in_a_real_browser(tiny_report, tmp_path):
     pixels = imread(shot)[..., :3]
     colourful = (pixels.max(-1) - pixels.min(-1)) > 0.2            # the plots' coloured points and bars
     assert pixels.shape[:2] == (2400, 1200) and colourful.mean() > 0.002
+
+
+# -- the report's verdict, from numbers made by hand ----------------------------------------------------
+def _stat(*values):
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
+
+
+def _results(seeds=3, episodes=50, env_id="imitate/ForkedPath-v0", curves=None, deterministic=None):
+    """results.json of a comparison where the deterministic head takes one route and gmm keeps both
+    (``deterministic``: other numbers for that head)."""
+    from imitate.report import METRICS, overfitting, verdict
+
+    numbers = {"deterministic": dict(success_rate=1.0, behaviour_entropy=0.0, mode_share_gap=50.0, energy_distance=0.28,
+                                     mmd=0.2, coverage=0.45, mean_return=26.0, train_time_s=10.0, params=9e3,
+                                     latency_ms=0.1),
+               "gmm": dict(success_rate=0.96, behaviour_entropy=0.97, mode_share_gap=8.0, energy_distance=0.05,
+                           mmd=0.02, coverage=0.9, mean_return=24.0, train_time_s=30.0, params=2e4, latency_ms=0.5)}
+    numbers["deterministic"].update(deterministic or {})
+    if not env_id:
+        numbers = {h: {k: v for k, v in n.items() if k not in ("success_rate", "behaviour_entropy", "mode_share_gap",
+                                                                "mean_return")} for h, n in numbers.items()}
+    curves = curves or {}
+    results = {"settings": {"seeds": seeds, "episodes": episodes, "steps": 2000},
+               "data": {"env_id": env_id, "mode_shares": {"left": 0.5, "right": 0.5} if env_id else {},
+                        "success_rate": 1.0, "behaviour_entropy": 1.0, "mean_return": 25.0},
+               "baseline_demo_mean": {"energy_distance": 0.21, "mmd": 0.15, "coverage": 0.0},
+               "metrics": {k: {"label": label, "better": b} for k, label, b in METRICS},
+               "heads": {h: {"settings": {}, "summary": {k: _stat(*[v] * seeds) for k, v in n.items()},
+                             "runs": [{"overfitting": overfitting(curves.get((h, s), []))} for s in range(seeds)]}
+                         for h, n in numbers.items()}}
+    results["verdict"] = verdict(results)
+    return results
+
+
+def test_the_verdict_names_the_collapsed_deterministic_head_with_its_numbers_and_thresholds():
+    said = _results()["verdict"]
+    assert said["collapses"] == ["deterministic"] and said["keeps"] == ["gmm"] and said["caveat"] is None
+    text = " ".join(said["text"])
+    assert said["text"][0] == "Verdict: gmm keeps the modes; deterministic collapses onto one mode."
+    assert ("deterministic: behaviour entropy 0.00, mode share gap 50 points, coverage 0.45, "
+            "energy distance 0.280, not below the mean of the demonstrations' 0.210; gmm:") in text
+    assert "gmm: behaviour entropy 0.97, mode share gap 8 points, coverage 0.90, energy distance 0.050." in text
+    assert "at least 0.50" in text and "within 25 points" in text and "below an entropy of 0.20" in text
+    assert "Overfitting" not in text
+
+
+def test_a_head_that_uses_both_modes_but_acts_no_closer_than_their_mean_averages_them():
+    # ReacherModes' deterministic head (BENCHMARKS.md): both elbows in closed loop, actions no better than the mean
+    said = _results(deterministic=dict(behaviour_entropy=0.67, mode_share_gap=24.0, energy_distance=0.438))["verdict"]
+    assert said["averages"] == ["deterministic"] and said["keeps"] == ["gmm"]
+    assert said["text"][0] == "Verdict: gmm keeps the modes; deterministic averages them."
+
+
+def test_without_rollouts_the_verdict_uses_coverage_and_the_mean_of_the_demonstrations():
+    said = _results(env_id=None)["verdict"]
+    assert said["averages"] == ["deterministic"] and said["keeps"] == ["gmm"]
+    assert "coverage is at least 0.70" in " ".join(said["text"])
+
+
+def test_a_small_budget_gets_a_caution_and_a_rising_validation_loss_is_flagged():
+    falling = [[s, 1.0 / (1 + s / 100)] for s in range(200, 2001, 200)]
+    rising = [[s, 1.0] for s in range(200, 2001, 200)]
+    for i, loss in enumerate([1.0, 0.6, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95]):
+        rising[i][1] = loss
+    said = _results(seeds=1, episodes=10, curves={("gmm", 0): rising, ("deterministic", 0): falling})["verdict"]
+    assert said["caveat"] and "1 seed and 10 rollouts per run" in said["caveat"] and "noise" in said["caveat"]
+    assert [(o["head"], o["seed"], o["best_step"], o["last_step"]) for o in said["overfitting"]] == [("gmm", 0, 600, 2000)]
+    assert "Overfitting: gmm seed 0: its validation loss rose from 0.400 at step 600 to 0.950 at step 2000" in \
+        " ".join(said["text"])
+
+
+def test_overfitting_needs_a_clear_and_lasting_rise():
+    from imitate.report import overfitting
+
+    noisy = [[s, 1.0 - 0.05 * i + (0.004 if i % 2 else 0)] for i, s in enumerate(range(100, 1001, 100))]
+    assert overfitting(noisy) is None                                # still falling, with noise
+    one_spike = [[s, v] for s, v in zip(range(100, 701, 100), [1.0, 0.6, 0.4, 0.41, 0.4, 0.39, 0.9])]
+    assert overfitting(one_spike) is None                            # the last point alone rose
+    flat_end = [[s, v] for s, v in zip(range(100, 701, 100), [1.0, 0.6, 0.4, 0.42, 0.44, 0.43, 0.45])]
+    assert overfitting(flat_end) is None                             # within 10% of the fall of 0.6
+    rose = [[s, v] for s, v in zip(range(100, 701, 100), [1.0, 0.6, 0.4, 0.45, 0.5, 0.55, 0.6])]
+    assert overfitting(rose) == pytest.approx({"best_step": 300, "best": 0.4, "last_step": 700, "last": 0.6,
+                                               "rise": 1 / 3})
+
+
+def test_bold_marks_quality_columns_only():
+    from imitate.report import table_rows
+
+    header, rows = table_rows(_results())
+    det, gmm = rows[0], rows[1]
+    col = {name.rstrip(" ↑↓"): i for i, name in enumerate(header)}
+    assert det[col["success"]].startswith("**") and gmm[col["energy distance"]].startswith("**")
+    assert gmm[col["coverage"]].startswith("**") and not det[col["coverage"]].startswith("**")
+    for name in ("train time (s)", "latency (ms)", "return", "parameters"):
+        assert not any(r[col[name]].startswith("**") for r in rows), name
+
+
+def test_the_trajectory_legend_says_which_colour_is_which_mode():
+    from imitate.report import _figure, _trajectory_legend
+
+    fig = _figure(6, 3)
+    panels = [("gmm", [{"xy": [[0, 0]], "success": True, "mode": "left"}, {"xy": [[0, 0]], "success": False}])]
+    _trajectory_legend(fig, {"left": "#4c72b0", "right": "#dd8452"}, panels)
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["mode left", "mode right", "failed episode"]
+    assert [h.get_color() for h in legend.legend_handles][:2] == ["#4c72b0", "#dd8452"]
+
+
+def test_the_progress_line_estimates_the_time_left_from_the_work_done(tmp_path):
+    from imitate.compare import _overall
+
+    jobs = [{"head": "gmm", "seed": s, "run_dir": str(tmp_path / f"s{s}"), "train": {"steps": 100}} for s in range(3)]
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "metrics.jsonl").write_text('{"step": 40, "train/loss": 1.0}\n{"step": 50, "train/loss": 0.9}\n')
+    runs = {("gmm", 0): {"run_time_s": 100.0}, ("gmm", 2): {"_cached": True}}
+    # work: seed 0 whole + half of seed 1 = 1.5 of the 2 runs not cached, in 60 s -> 20 s for the rest
+    assert _overall(jobs, runs, [jobs[1]], 60.0) == "2/3 runs done, 60 s elapsed, 75% of the training work, about 20 s left"
+    assert _overall(jobs, runs, [jobs[1]], 600.0).endswith("10 min elapsed, 75% of the training work, about 3 min left")
+    assert _overall(jobs, {}, [], 5.0) == "0/3 runs done, 5 s elapsed"          # no work done yet: no guess

@@ -147,7 +147,8 @@ class ReacherModesEnv(gym.Env):
             from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
         except (ImportError, gym.error.DependencyNotInstalled) as err:
             raise gym.error.DependencyNotInstalled(
-                f"ReacherModes needs MuJoCo: pip install 'imitate[mujoco]' ({err})"
+                f"ReacherModes needs MuJoCo: pip install 'gymnasium[mujoco]' "
+                f"(in the checkout: pip install -e '.[mujoco]') ({err})"
             ) from err
 
         self._reacher = ReacherEnv(

@@ -143,7 +143,7 @@ def _to_onnx(program: torch.export.ExportedProgram, names: list[str], path: Path
     try:
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError:
-        raise ImitateError("--format onnx needs the onnxscript package: pip install 'imitate[export]'") from None
+        raise ImitateError("--format onnx needs the onnxscript package: pip install -e '.[export]' in the checkout") from None
     with _quiet():
         onnx_program = torch.onnx.export(program, (), dynamo=True, input_names=names, output_names=["actions"],
                                          optimize=True, verbose=False)
