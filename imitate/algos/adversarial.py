@@ -152,24 +152,13 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
     """
     from imitate.algos.ppo import PPO, random_return
     from imitate.algos.rl_loop import new_run_dir, ppo_config, run_loop
-    from imitate.config import to_dict
-    from imitate.envs import make_env
 
     if not cfg.data or not cfg.out:
         raise ConfigError(f"imitate {algo}: --data FILE and --out DIR are required")
     if cfg.steps < 1:
         raise ConfigError(f"--steps must be at least 1 (got {cfg.steps})")
     expert, store = load_expert(cfg.data)
-    env_args = store.env_args or {}
-    env_id = cfg.env or (env_args.get("env_name") if env_args.get("type") == 2 else "")
-    if not env_id:
-        raise ConfigError(f"{cfg.data} names no gymnasium environment; pass --env ENV_ID")
-    env_kwargs = env_args.get("env_kwargs") if env_id == env_args.get("env_name") else None
-    probe = make_env(env_id, env_kwargs)
-    obs_space, action_space = probe.observation_space, probe.action_space
-    probe.close()
-    if tuple(obs_space.shape) != tuple(expert["obs"].shape[1:]):
-        raise ConfigError(f"{cfg.data}: observations {tuple(expert['obs'].shape[1:])} but {env_id} gives {obs_space.shape}")
+    env_id, env_kwargs, obs_space, action_space = _task(cfg, store, tuple(expert["obs"].shape[1:]))
     torch.manual_seed(cfg.seed)
     policy = make_generator(cfg, int(obs_space.shape[0]), action_space, store, head_config)
     pcfg = ppo_config(env_id, ppo_overrides)
@@ -224,11 +213,36 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
     out = new_run_dir(cfg.out)
     meta = {"env_id": env_id, "expert_return": expert_return(store), "gamma": pcfg.gamma, "algo": algo,
             "source": str(Path(cfg.data).resolve())}
-    config = {"algo": algo, "adversarial": to_dict(cfg), "reward_kind": kind, "ppo": to_dict(pcfg),
-              "data": {"path": str(Path(cfg.data).resolve()), "env_args": {"env_name": env_id, "type": 2,
-                                                                           "env_kwargs": dict(env_kwargs or {})},
-                       "demos": store.n_episodes, "transitions": len(store)}}
+    config = _run_config(cfg, algo, kind, pcfg, env_id, env_kwargs, store)
     extra = None if save_extra is None else (
         lambda d: save_extra(disc, norm, d, meta, torch.cat([exp_in["obs"], last_obs[0]])))
     return run_loop(ppo, out, cfg.steps, config, random_return(env_id, env_kwargs), meta["expert_return"], reward_fn,
                     extra, cfg.log_every, cfg.ckpt_every, cfg.eval_episodes, progress, on_log)
+
+
+def _task(cfg: AdversarialConfig, store, obs_shape: tuple[int, ...]):
+    """The environment of a run (``--env``, else the one the demo file names): id, keyword arguments,
+    observation and action spaces, checked against the demonstrations' observations."""
+    from imitate.envs import make_env
+
+    env_args = store.env_args or {}
+    env_id = cfg.env or (env_args.get("env_name") if env_args.get("type") == 2 else "")
+    if not env_id:
+        raise ConfigError(f"{cfg.data} names no gymnasium environment; pass --env ENV_ID")
+    env_kwargs = env_args.get("env_kwargs") if env_id == env_args.get("env_name") else None
+    probe = make_env(env_id, env_kwargs)
+    obs_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    if tuple(obs_space.shape) != obs_shape:
+        raise ConfigError(f"{cfg.data}: observations {obs_shape} but {env_id} gives {obs_space.shape}")
+    return env_id, env_kwargs, obs_space, action_space
+
+
+def _run_config(cfg: AdversarialConfig, algo: str, kind: str, pcfg, env_id: str, env_kwargs, store) -> dict[str, Any]:
+    """What config.json holds beside the policy: the algorithm, its settings, PPO's, and the data."""
+    from imitate.config import to_dict
+
+    return {"algo": algo, "adversarial": to_dict(cfg), "reward_kind": kind, "ppo": to_dict(pcfg),
+            "data": {"path": str(Path(cfg.data).resolve()), "env_args": {"env_name": env_id, "type": 2,
+                                                                         "env_kwargs": dict(env_kwargs or {})},
+                     "demos": store.n_episodes, "transitions": len(store)}}

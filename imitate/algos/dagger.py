@@ -254,8 +254,7 @@ def dagger(cfg: DaggerConfig, progress: bool = True, on_round: Callable[[dict], 
     ``events``: with ``gate="human"``, the teleop window's event source (tests feed synthetic events).
     """
     from imitate.checkpoint import load_policy
-    from imitate.collect import rollout_expert
-    from imitate.data import load_demo_file, make_env_args, write_demo_file
+    from imitate.data import make_env_args, write_demo_file
     from imitate.envs import make_env, make_expert
     from imitate.envs.experts import LABEL_SETTINGS
     from imitate.train import train
@@ -277,19 +276,7 @@ def dagger(cfg: DaggerConfig, progress: bool = True, on_round: Callable[[dict], 
     head = {k.removeprefix("head."): v for k, v in cfg.head_config.items() if not k.startswith("encoder.")}
     encoder = {k.removeprefix("encoder."): v for k, v in cfg.head_config.items() if k.startswith("encoder.")}
 
-    if cfg.initial_data:
-        store = load_demo_file(cfg.initial_data)
-        if store.n_episodes < cfg.initial_demos:
-            raise ConfigError(f"--initial-data {cfg.initial_data} holds {store.n_episodes} demos; "
-                              f"--initial-demos asks for {cfg.initial_demos}")
-        demos = [store.episode(i) for i in range(cfg.initial_demos)]
-    else:
-        demo_env = make_env(cfg.task, {**env_kwargs, **cfg.demo_env_kwargs}) if cfg.demo_env_kwargs else env
-        demo_expert = make_expert(cfg.task, **expert_kwargs)
-        seeds = [int(np.random.SeedSequence([cfg.seed, 0, i]).generate_state(1)[0]) for i in range(cfg.initial_demos)]
-        demos = [rollout_expert(demo_env, demo_expert, seed) for seed in seeds]
-    episodes = [_with(ep, {"round": 0, "kind": "expert_demo"}, {"expert_in_control": np.ones(len(ep), np.uint8),
-                                                                 "executed_actions": ep.actions}) for ep in demos]
+    episodes = _initial_episodes(cfg, env, env_kwargs, expert_kwargs)
 
     results: list[dict[str, Any]] = []
     previous = ""
@@ -326,6 +313,28 @@ def dagger(cfg: DaggerConfig, progress: bool = True, on_round: Callable[[dict], 
         if human is not None:
             human.close()
     return results
+
+
+def _initial_episodes(cfg: DaggerConfig, env, env_kwargs: dict, expert_kwargs: dict) -> list:
+    """Round 0's demonstrations: the first ``initial_demos`` of ``initial_data``, or new ones of the
+    scripted expert (in ``demo_env_kwargs``' environment where given), marked as expert-driven."""
+    from imitate.collect import rollout_expert
+    from imitate.data import load_demo_file
+    from imitate.envs import make_env, make_expert
+
+    if cfg.initial_data:
+        store = load_demo_file(cfg.initial_data)
+        if store.n_episodes < cfg.initial_demos:
+            raise ConfigError(f"--initial-data {cfg.initial_data} holds {store.n_episodes} demos; "
+                              f"--initial-demos asks for {cfg.initial_demos}")
+        demos = [store.episode(i) for i in range(cfg.initial_demos)]
+    else:
+        demo_env = make_env(cfg.task, {**env_kwargs, **cfg.demo_env_kwargs}) if cfg.demo_env_kwargs else env
+        demo_expert = make_expert(cfg.task, **expert_kwargs)
+        seeds = [int(np.random.SeedSequence([cfg.seed, 0, i]).generate_state(1)[0]) for i in range(cfg.initial_demos)]
+        demos = [rollout_expert(demo_env, demo_expert, seed) for seed in seeds]
+    return [_with(ep, {"round": 0, "kind": "expert_demo"}, {"expert_in_control": np.ones(len(ep), np.uint8),
+                                                             "executed_actions": ep.actions}) for ep in demos]
 
 
 def _collect_round(cfg: DaggerConfig, r: int, beta: float, policy, env, labeler, gate):

@@ -154,6 +154,7 @@ class PPO:
         self.ep_return, self.ep_length = np.zeros(cfg.n_envs), np.zeros(cfg.n_envs, dtype=np.int64)
         self.episodes: list[tuple[int, float, int]] = []  # (env steps at its end, return, length)
         self.env_steps = 0
+        self.on_steps: Callable[[int], None] | None = None  # told of every vector step (progress bars)
         if not self.discrete:
             self.low, self.high = (torch.as_tensor(b.reshape(-1), dtype=torch.float32)
                                    for b in (self.action_space.low, self.action_space.high))
@@ -206,6 +207,8 @@ class PPO:
             self.ep_return += reward
             self.ep_length += 1
             self.env_steps += N
+            if self.on_steps is not None:
+                self.on_steps(N)
             for i in np.flatnonzero(done):
                 self.episodes.append((self.env_steps, float(self.ep_return[i]), int(self.ep_length[i])))
                 self.ep_return[i], self.ep_length[i] = 0.0, 0
@@ -257,7 +260,7 @@ class PPO:
         self.policy.train()
         has_entropy = hasattr(self.policy.head, "entropy")
         sums: dict[str, float] = {}
-        n, stopped = 0, False
+        n, skipped, stopped = 0, 0, False
         for _ in range(cfg.epochs):
             if stopped:
                 break
@@ -286,7 +289,9 @@ class PPO:
                     break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                clip_grad_norm(self.params, cfg.max_grad_norm)
+                if not torch.isfinite(clip_grad_norm(self.params, cfg.max_grad_norm)):
+                    skipped += 1                           # a non-finite gradient: no update from this minibatch
+                    continue
                 self.optimizer.step()
                 with torch.no_grad():
                     stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
@@ -297,7 +302,7 @@ class PPO:
                 n += 1
         self.policy.eval()
         return {**{f"ppo/{k}": v / max(n, 1) for k, v in sums.items()}, "ppo/early_stop": float(stopped),
-                "ppo/minibatches": float(n)}
+                "ppo/minibatches": float(n), "ppo/skipped_minibatches": float(skipped)}
 
     def recent_return(self, episodes: int = 20) -> float | None:
         """Mean env return of the last ``episodes`` finished training episodes (None before the first)."""

@@ -58,18 +58,7 @@ def run_loop(ppo: PPO, out: Path, steps: int, config: dict[str, Any], random: fl
     ckpt.write_json(out / "config.json", {"format": ckpt.RUN_FORMAT, "policy": ppo.policy.spec.to_json(), **config,
                                           "returns": {"random": random, "expert": expert},
                                           "versions": ckpt.versions()})
-    metrics = open(out / "metrics.jsonl", "a")
-    from torch.utils.tensorboard import SummaryWriter
-    tb = SummaryWriter(str(out / "tb"))
-
-    def log(record: dict[str, Any]) -> None:
-        for k, v in record.items():
-            if isinstance(v, (int, float)) and k != "env_steps":
-                tb.add_scalar(k, v, record["env_steps"])
-        metrics.write(json.dumps(record) + "\n")
-        metrics.flush()
-        if on_log is not None:
-            on_log(record)
+    log = _Log(out, on_log)
 
     def save() -> None:
         ckpt.save_weights(out / "model.safetensors", ppo.policy, {"env_steps": ppo.env_steps})
@@ -77,26 +66,27 @@ def run_loop(ppo: PPO, out: Path, steps: int, config: dict[str, Any], random: fl
             save_extra(out)
 
     bar = tqdm(total=steps, desc=f"{config.get('algo', 'rl')} {ppo.env_id}", unit="step", disable=not progress)
+    ppo.on_steps = lambda k: bar.update(max(0, min(k, steps - bar.n)))      # moves during each rollout, ends at steps
     start, next_log, next_ckpt, sums, n = time.perf_counter(), log_every, ckpt_every, {}, 0
     try:
         while ppo.env_steps < steps:
-            before = ppo.env_steps
             buf = ppo.collect()
             rewards, info = (None, {}) if reward_fn is None else reward_fn(buf)
             info = {**info, **ppo.update(buf, rewards)}
+            if info["ppo/minibatches"] == 0 and not info["ppo/early_stop"]:
+                raise ImitateError(f"training diverged at {ppo.env_steps} env steps: every minibatch of the update had "
+                                   f"a non-finite gradient norm (skipped); the last checkpoint in {out} is kept")
             for k, v in info.items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
-            bar.update(ppo.env_steps - before)
             if ppo.env_steps >= next_log or ppo.env_steps >= steps:
                 if any(not torch.isfinite(torch.tensor(v)) for v in sums.values()):
                     raise ImitateError(f"training diverged at {ppo.env_steps} env steps: non-finite losses "
                                        f"{sorted(k for k, v in sums.items() if v != v or abs(v) == float('inf'))}")
                 ret = ppo.recent_return()
-                record = {"env_steps": ppo.env_steps, "return": ret,
-                          "normalized_return": None if expert is None else normalized_return(ret, random, expert),
-                          "time_s": round(time.perf_counter() - start, 2), **{k: v / n for k, v in sums.items()}}
-                log(record)
+                log({"env_steps": ppo.env_steps, "return": ret,
+                     "normalized_return": None if expert is None else normalized_return(ret, random, expert),
+                     "time_s": round(time.perf_counter() - start, 2), **{k: v / n for k, v in sums.items()}})
                 if ret is not None:
                     bar.set_postfix(ret=f"{ret:.1f}")
                 sums, n, next_log = {}, 0, next_log + log_every
@@ -110,8 +100,39 @@ def run_loop(ppo: PPO, out: Path, steps: int, config: dict[str, Any], random: fl
     finally:
         bar.close()
         ppo.close()
+    final = _final(ppo, out, config, random, expert, eval_episodes, time.perf_counter() - start)
+    log.close(final)
+    return final
+
+
+class _Log:
+    """metrics.jsonl, TensorBoard (RUN_DIR/tb) and the caller's ``on_log``, one record per log step."""
+
+    def __init__(self, out: Path, on_log: Callable[[dict[str, Any]], None] | None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.metrics, self.tb, self.on_log = open(out / "metrics.jsonl", "a"), SummaryWriter(str(out / "tb")), on_log
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        for k, v in record.items():
+            if isinstance(v, (int, float)) and k != "env_steps":
+                self.tb.add_scalar(k, v, record["env_steps"])
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+        if self.on_log is not None:
+            self.on_log(record)
+
+    def close(self, final: dict[str, Any]) -> None:
+        self.metrics.write(json.dumps({"final": final}) + "\n")
+        self.metrics.close()
+        self.tb.close()
+
+
+def _final(ppo: PPO, out: Path, config: dict[str, Any], random: float, expert: float | None, eval_episodes: int,
+           seconds: float) -> dict[str, Any]:
+    """The final record: the last training episodes' return and, with ``eval_episodes``, fresh seeded rollouts."""
     final: dict[str, Any] = {"run_dir": str(out), "env_steps": ppo.env_steps, "return": ppo.recent_return(),
-                             "time_s": round(time.perf_counter() - start, 2)}
+                             "time_s": round(seconds, 2)}
     final["normalized_return"] = None if expert is None else normalized_return(final["return"], random, expert)
     if eval_episodes:
         from imitate.evaluate import evaluate
@@ -121,9 +142,6 @@ def run_loop(ppo: PPO, out: Path, steps: int, config: dict[str, Any], random: fl
                            eval_episodes, seed=10_000, progress=False)
         final["eval_return"] = res["mean_return"]
         final["eval_normalized_return"] = None if expert is None else normalized_return(res["mean_return"], random, expert)
-    metrics.write(json.dumps({"final": final}) + "\n")
-    metrics.close()
-    tb.close()
     return final
 
 
