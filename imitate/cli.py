@@ -16,15 +16,14 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
+from imitate.cli_parser import DEFAULT_TASK, build_parser
 from imitate.errors import ImitateError
 
-DEFAULT_TASK = "imitate/ForkedPath-v0"
 SHIPPED_DATASET = Path(__file__).resolve().parent.parent / "datasets" / "forked_path.hdf5"
 #: The demonstrations shipped in datasets/ are exactly `imitate collect` with these arguments.
 SHIPPED_COLLECT = {"task": DEFAULT_TASK, "episodes": 200, "seed": 0}
@@ -53,49 +52,6 @@ def _cmd_data_info(args) -> int:
     info = demo_file_info(args.file)
     print(json.dumps(info) if args.json else format_info(info))
     return 0
-
-
-def _head_settings_help(heads: str = "all", prefix: str = "head.", with_log_prob: bool = False) -> str:
-    from imitate.config import describe
-    from imitate.settings import EncoderConfig
-    from policy_heads import get_head_class, registered_heads
-
-    names = [h for h in registered_heads() if not with_log_prob or get_head_class(h).has_log_prob]
-    spell = "HEAD.KEY=VALUE" if prefix == "HEAD." else f"{prefix}KEY=VALUE, or KEY=VALUE"
-    parts = [f"head settings (--set {spell}):"]
-    for name in names:
-        parts.append(f" {name}:\n" + describe(get_head_class(name).Config, indent="   "))
-    parts.append("encoder settings (--set encoder.KEY=VALUE):\n" + describe(EncoderConfig, indent="   "))
-    return "\n".join(parts)
-
-
-def _ppo_help() -> str:
-    from imitate.config import describe
-    from imitate.settings import PPOConfig
-
-    return ("PPO settings (--set ppo.KEY=VALUE; per-task presets apply under them):\n" + describe(PPOConfig, indent="   ")
-            + "\n" + _head_settings_help(with_log_prob=True).replace("encoder settings", "encoder settings (BC warm starts keep theirs)"))
-
-
-def _add_config_flags(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), defaults=None) -> None:
-    """One flag per field of the flat config dataclass ``cls`` (dict and dataclass fields excepted), its
-    docstring as help; unset flags are absent from the parsed namespace. ``defaults`` (an instance)
-    gives the defaults shown in the help, where they differ from the class's."""
-    import dataclasses
-    import typing
-
-    from imitate.config import field_docs
-
-    docs, hints = field_docs(cls), typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        if f.name in skip or kind is dict or dataclasses.is_dataclass(kind):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        metavar = {int: "N", float: "X", str: "VALUE", bool: "true|false"}.get(kind, "A,B,...")
-        default = getattr(defaults, f.name) if defaults is not None else f.default
-        p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
-                       help=f"{docs[f.name]} (default: {default!r})")
 
 
 def _given(args, cls: type) -> dict:
@@ -224,21 +180,6 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _add_dagger_flags(p: argparse.ArgumentParser) -> None:
-    from imitate.algos.dagger import DAGGER_TRAIN, PER_ROUND, DaggerConfig
-    from imitate.settings import TrainConfig
-
-    _add_config_flags(p, DaggerConfig)
-    _add_config_flags(p, TrainConfig, skip=PER_ROUND, defaults=TrainConfig(**DAGGER_TRAIN))
-    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument, e.g. gap_width=0.2")
-    p.add_argument("--expert-kw", action="append", metavar="KEY=VALUE", help="expert keyword argument, e.g. p_left=1")
-    p.add_argument("--demo-env-kw", action="append", metavar="KEY=VALUE",
-                   help="environment keyword argument for the initial demos only, e.g. action_noise=0")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="head.KEY=VALUE (or KEY=VALUE) or encoder.KEY=VALUE for round 0; later rounds keep them")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
 def _cmd_dagger(args) -> int:
     from imitate.algos.dagger import PER_ROUND, DaggerConfig, dagger, dagger_config
     from imitate.config import parse_key_values, split_sets
@@ -265,158 +206,9 @@ def _cmd_teleop(args) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose epilog may be a function, called only when the help is printed (the
-    settings of the heads it lists need torch; parsing never does)."""
-
-    def __init__(self, *args, epilog_fn=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.epilog_fn = epilog_fn
-
-    def format_help(self) -> str:
-        if self.epilog_fn is not None:
-            self.epilog = self.epilog_fn()
-        return super().format_help()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command's parser: every sub-command and flag, built without importing torch."""
-    import imitate
-
-    parser = _Parser(prog="imitate", description="Imitation learning with expressive policies.")
-    parser.add_argument("--version", action="version", version=f"imitate {imitate.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_data_commands(sub)
-    _add_bc_commands(sub)
-    _add_rl_commands(sub)
-    return parser
-
-
-def _add_data_commands(sub) -> None:
-    p = sub.add_parser("collect", help="run a task's scripted expert and write demonstrations")
-    p.add_argument("task", help="task id, e.g. imitate/ForkedPath-v0 or Pendulum-v1")
-    p.add_argument("--episodes", type=int, required=True, help="number of episodes")
-    p.add_argument("--out", required=True, help="output HDF5 file (robomimic layout)")
-    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed+i")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
-    p.add_argument("--expert-kw", action="append", metavar="KEY=VALUE", help="expert keyword argument, e.g. p_left=0.7")
-    p.add_argument("--valid-fraction", type=float, default=0.1, help="share of demos in the 'valid' filter key")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_collect)
-
-    p = sub.add_parser("data", help="inspect demonstration files")
-    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    q = data_sub.add_parser("info", help="validate a file fully and print its summary (exit 1 if invalid)")
-    q.add_argument("file")
-    q.add_argument("--json", action="store_true", help="print one JSON object")
-    q.set_defaults(func=_cmd_data_info)
-
-    p = sub.add_parser("teleop", help="drive a 2-D task by hand in a pygame window and record demonstrations")
-    p.add_argument("task", nargs="?", default=DEFAULT_TASK, help=f"task id (default {DEFAULT_TASK})")
-    p.add_argument("--out", required=True, help="output HDF5 file (robomimic layout)")
-    p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed+k")
-    p.add_argument("--fps", type=float, default=10, help="environment steps per second (10 = real time)")
-    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(func=_cmd_teleop)
-
-
-def _add_bc_commands(sub) -> None:
-    from imitate.algos.dagger import DaggerConfig  # noqa: F401 (torch-free)
-    from imitate.compare import PER_RUN, CompareConfig, make_config
-    from imitate.settings import TrainConfig
-
-    p = sub.add_parser("train", help="train a policy by behaviour cloning", epilog_fn=_head_settings_help,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_config_flags(p, TrainConfig)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="a head setting (head.KEY=VALUE, or KEY=VALUE) or encoder.KEY=VALUE; see below")
-    p.add_argument("--config", metavar="FILE",
-                   help="start from the settings of a run (RUN_DIR or its config.json, or a JSON/YAML file of that "
-                        "shape); the flags given here override them")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("eval", help="roll out a trained policy and print a JSON summary")
-    p.add_argument("run_dir", help="a run directory written by imitate train")
-    p.add_argument("--episodes", type=int, default=20, help="rollouts")
-    p.add_argument("--seed", type=int, default=10000, help="episode i is reset with seed+i (default away from collection seeds)")
-    p.add_argument("--env", help="environment id (default: the one the training data names)")
-    p.add_argument("--video", metavar="PATH", help="record the first episode (.gif, or .mp4 with imageio-ffmpeg)")
-    p.add_argument("--deterministic", action="store_true", help="use the head's most likely action where it has one")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_eval)
-
-    p = sub.add_parser("dagger", help="DAgger / human-gated DAgger: the expert labels the states the policy visits",
-                       epilog_fn=_head_settings_help, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_dagger_flags(p)
-    p.set_defaults(func=_cmd_dagger)
-
-    p = sub.add_parser("export", help="export a trained policy as one graph (ONNX or torch.export) for deployment")
-    p.add_argument("run_dir", help="a run directory written by imitate train")
-    p.add_argument("--format", dest="formats", action="append", choices=["onnx", "torch"],
-                   help="onnx (model.onnx, for onnxruntime) or torch (model.pt2, torch.export); repeat for both "
-                        "(default: onnx)")
-    p.add_argument("--out", required=True, help="output folder: the model file(s) and export.json")
-    p.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_export)
-
-    p = sub.add_parser("compare", help="train every chosen head on one file with the same budget; report which keep the modes",
-                       description="Train every chosen head on one demonstration file with the same budget and "
-                                   "seeds, measure success, modes and action distributions, and write "
-                                   "OUT/report.html, OUT/report.md and OUT/results.json. Rerunning skips finished runs.",
-                       epilog_fn=lambda: _head_settings_help(prefix="HEAD."),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_config_flags(p, CompareConfig)
-    _add_config_flags(p, TrainConfig, skip=PER_RUN, defaults=make_config("", "").train)
-    p.add_argument("--set", action="append", metavar="HEAD.KEY=VALUE", default=[],
-                   help="a head setting such as gmm.num_modes=3 or diffusion.denoiser=unet, or encoder.KEY=VALUE")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_compare)
-
-    p = sub.add_parser("demo", help="the main job: imitate compare on the shipped ForkedPath demonstrations")
-    p.add_argument("--out", default="runs/demo", help="output folder (report.html, report.md, results.json)")
-    p.add_argument("--jobs", type=int, default=0, help="runs trained at once (default: one per CPU core, at most 4)")
-    p.set_defaults(func=_cmd_demo)
-
-
-def _add_rl_commands(sub) -> None:
-    from imitate.algos.maxent_irl import IRLConfig
-    from imitate.settings import AdversarialConfig
-
-    for name, what in (("gail", "GAIL"), ("airl", "AIRL (also saves the recovered reward)")):
-        p = sub.add_parser(name, help=f"adversarial imitation by {what} from a demo file, PPO generator",
-                           epilog_fn=_ppo_help, formatter_class=argparse.RawDescriptionHelpFormatter)
-        _add_config_flags(p, AdversarialConfig)
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                       help="ppo.KEY=VALUE (PPO) or head.KEY=VALUE (the generator head); listed below")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.set_defaults(func=_cmd_adversarial)
-
-    p = sub.add_parser("rl", help="PPO on an environment's reward, or on a reward recovered by AIRL (--reward)",
-                       epilog_fn=_ppo_help, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", required=True, help="gymnasium environment id")
-    p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--reward", metavar="AIRL_RUN_DIR",
-                   help="an AIRL run directory (reward.json + reward.safetensors); without it: the env's reward")
-    p.add_argument("--reward-entropy", type=float, default=1.0, metavar="X",
-                   help="with --reward: train on g(s) - X log pi(a|s), AIRL's maximum-entropy objective (0: g alone)")
-    p.add_argument("--head", default="gaussian", help="policy head with a log-probability (default gaussian)")
-    p.add_argument("--steps", type=int, default=200_000, help="environment steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of networks, environments and sampling")
-    p.add_argument("--expert-return", type=float, help="return that normalized_return counts as 1 "
-                   "(default: the demos' mean return recorded with --reward)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="ppo.KEY=VALUE or head.KEY=VALUE; listed below")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_rl)
-
-    p = sub.add_parser("irl", help="maximum-entropy IRL on a tabular task (imitate/GridWorld-v0)")
-    _add_config_flags(p, IRLConfig)
-    p.set_defaults(func=_cmd_irl)
+COMMANDS = {"collect": _cmd_collect, "data": _cmd_data_info, "train": _cmd_train, "eval": _cmd_eval,
+            "dagger": _cmd_dagger, "teleop": _cmd_teleop, "export": _cmd_export, "gail": _cmd_adversarial,
+            "airl": _cmd_adversarial, "rl": _cmd_rl, "irl": _cmd_irl, "compare": _cmd_compare, "demo": _cmd_demo}
 
 
 def _rank() -> int | None:
@@ -427,7 +219,7 @@ def _rank() -> int | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return COMMANDS[args.command](args)
     except ImitateError as e:
         where = "" if _rank() is None or str(e).startswith("rank ") else f" (rank {_rank()})"
         print(f"imitate: error{where}: {e}", file=sys.stderr)

@@ -20,7 +20,6 @@ import torch
 from tqdm.auto import tqdm
 
 from imitate import checkpoint as ckpt
-from imitate import distributed
 from imitate.errors import ImitateError
 from imitate.optim import lr_at
 

@@ -376,7 +376,7 @@ def test_the_trajectory_legend_says_which_colour_is_which_mode():
 
 
 def test_the_progress_line_estimates_the_time_left_from_the_work_done(tmp_path):
-    from imitate.compare import _overall
+    from imitate.compare_runs import _overall
 
     jobs = [{"head": "gmm", "seed": s, "run_dir": str(tmp_path / f"s{s}"), "train": {"steps": 100}} for s in range(3)]
     (tmp_path / "s1").mkdir()

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from imitate.checkpoint import load_policy, read_run_config
 from imitate.errors import ConfigError, ImitateError
-from imitate.settings import TrainConfig, head_settings_for, train_config_from_file
+from imitate.settings import head_settings_for, train_config_from_file
 from imitate.train import resume, train
 from tests.tiny import TINY_ENCODER, TINY_HEADS, tiny_config
 

@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imitate.algos.state_reward import mlp
 from imitate.errors import ConfigError, ImitateError
 from imitate.settings import AdversarialConfig
 
