@@ -105,13 +105,13 @@ def parse_heads(text: str) -> list[str]:
     return list(dict.fromkeys(heads))
 
 
-def split_settings(settings: dict[str, Any], heads: list[str], on_cpu: bool = True,
-                   sizing: str = "auto") -> tuple[dict[str, dict], dict[str, Any]]:
+def split_settings(settings: dict[str, Any], heads: list[str], on_cpu: bool = True, sizing: str = "auto",
+                   action_horizon: int = 8) -> tuple[dict[str, dict], dict[str, Any]]:
     """``{"gmm.num_modes": "3", "encoder.feature_dim": "128"}`` -> per-head settings (over each head's
     CPU-sized defaults where the runs train on a CPU, as `imitate train` chooses them) and encoder
     settings, each checked against its Config. A setting for a head that is not compared is an error."""
     from imitate.settings import EncoderConfig, head_settings_for
-    from policy_heads import config_from_dict, get_head_class, registered_heads
+    from policy_heads import make_head, registered_heads
 
     per_head: dict[str, dict[str, Any]] = {h: {} for h in heads}
     encoder: dict[str, Any] = {}
@@ -128,10 +128,10 @@ def split_settings(settings: dict[str, Any], heads: list[str], on_cpu: bool = Tr
                               f"{', '.join(heads)}) or encoder.KEY=VALUE")
     for h in heads:
         per_head[h] = head_settings_for(h, on_cpu, sizing, per_head[h])[0]
-        try:
-            config_from_dict(get_head_class(h), per_head[h])
+        try:   # a tiny instance checks the values too (a misspelled denoiser, groups that do not divide)
+            make_head(h, 8, 2, action_horizon, **per_head[h])
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(f"--set: {e}") from None
     apply_overrides(EncoderConfig(), encoder, "encoder")
     return per_head, encoder
 
@@ -161,7 +161,8 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     if not cfg.data or not cfg.out:
         raise ConfigError("imitate compare needs --data FILE and --out DIR")
     heads = parse_heads(cfg.heads)
-    head_settings, encoder_settings = split_settings(dict(settings or {}), heads, _trains_on_cpu(tr.device), tr.sizing)
+    head_settings, encoder_settings = split_settings(dict(settings or {}), heads, _trains_on_cpu(tr.device), tr.sizing,
+                                                     tr.action_horizon)
     store = load_demo_file(cfg.data)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -230,6 +230,13 @@ def test_bad_heads_and_settings_are_clear_errors(tmp_path):
         compare(str(SHIPPED), str(tmp_path / "x"), heads="gmm", settings={"num_modes": "3"}, progress=False)
     with pytest.raises(ConfigError, match="no_such_field"):
         compare(str(SHIPPED), str(tmp_path / "x"), heads="gmm", settings={"gmm.no_such_field": "3"}, progress=False)
+    with pytest.raises(ConfigError, match="denoiser.*'mpl'"):          # a misspelled value, before any training
+        compare(str(SHIPPED), str(tmp_path / "x"), heads="diffusion", settings={"diffusion.denoiser": "mpl"},
+                progress=False)
+    with pytest.raises(ConfigError, match="gmm head is not among --heads"):
+        compare(str(SHIPPED), str(tmp_path / "x"), heads="deterministic", settings={"gmm.num_modes": "3"},
+                progress=False)
+    assert not (tmp_path / "x").exists()
     res = subprocess.run([sys.executable, "-m", "imitate", "compare", "--data", str(SHIPPED), "--out",
                           str(tmp_path / "y"), "--heads", "gmm,transformer"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
