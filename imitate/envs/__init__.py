@@ -8,9 +8,18 @@ Importing this package registers these tasks with gymnasium (each has a scripted
     imitate/BlockPush-v0      push two blocks into two zones, any order and assignment (4 modes)
     imitate/GridWorld-v0      a tabular grid world with known dynamics and reward (MaxEnt IRL)
 
-Importing it imports neither MuJoCo nor torch: ReacherModes builds its MuJoCo model when it is made.
+and, when the optional package is installed (each with its expert):
+
+    metaworld/<task>          Meta-World's 50 tasks, e.g. metaworld/push-v3 (imitate[metaworld])
+    robosuite/<env>           robosuite's environments, e.g. robosuite/Lift (imitate[robosuite]);
+                              env_from_args() maps a robomimic file's env_args (type 1) to them
+
+Importing it imports neither MuJoCo nor torch (nor metaworld or robosuite): ReacherModes builds its
+MuJoCo model when it is made.
 """
 from __future__ import annotations
+
+import importlib.util
 
 import gymnasium
 
@@ -46,6 +55,12 @@ _TASKS = {
 for _id, _spec in _TASKS.items():
     if _id not in gymnasium.registry:
         gymnasium.register(id=_id, **_spec)
+
+if importlib.util.find_spec("metaworld") is not None:
+    from imitate.envs import metaworld as _metaworld
+
+    _metaworld.register()
+    EXPERTS.update(_metaworld.expert_classes())
 
 
 def make_env(
