@@ -37,6 +37,7 @@ from imitate.envs.experts import (
 )
 from imitate.envs.forked_path import ROUTE_NAMES, ForkedPathEnv, ForkedPathGeometry
 from imitate.envs.reacher_modes import REACHER_MODES, ReacherModesEnv, ReacherModesExpert, ReacherModesGeometry
+from imitate.envs.robosuite_env import env_from_args
 
 FORKED_PATH_ID = "imitate/ForkedPath-v0"
 FORKED_PATH3_ID = "imitate/ForkedPath3-v0"
@@ -61,6 +62,13 @@ if importlib.util.find_spec("metaworld") is not None:
 
     _metaworld.register()
     EXPERTS.update(_metaworld.expert_classes())
+if importlib.util.find_spec("robosuite") is not None:
+    from imitate.envs import robosuite_env as _robosuite_env
+
+    _robosuite_env.register()
+    from imitate.envs.robosuite_lift import LiftExpert
+
+    EXPERTS["robosuite/Lift"] = LiftExpert
 
 
 def make_env(
@@ -73,6 +81,11 @@ def make_env(
         ConfigError: the environment rejects ``env_kwargs`` or ``render_mode``.
     """
     env_kwargs = dict(env_kwargs or {})
+    if env_id not in gymnasium.registry and importlib.util.find_spec("robosuite") is not None:
+        from imitate.envs import robosuite_env
+
+        if env_id in robosuite_env.ROBOSUITE_ENVS:  # a robomimic file's env_name: robosuite/<env_name>
+            env_id = robosuite_env.env_id(env_id)
     try:
         return gymnasium.make(env_id, render_mode=render_mode, **env_kwargs)
     except gymnasium.error.UnregisteredEnv as err:
@@ -126,6 +139,7 @@ __all__ = [
     "ReacherModesExpert",
     "ReacherModesGeometry",
     "UnknownEnvError",
+    "env_from_args",
     "make_env",
     "make_expert",
     "to_env_action",
