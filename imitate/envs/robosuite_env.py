@@ -172,6 +172,10 @@ class RobosuiteEnv(gymnasium.Env):
         except TypeError as err:
             raise ConfigError(f"robosuite {robosuite_version()} rejected env_kwargs of {env_name!r} "
                               f"({sorted(env_kwargs)}): {err}") from err
+        except (AssertionError, KeyError, ValueError) as err:
+            controller = (env_kwargs.get("controller_configs") or {}).get("type")
+            raise ConfigError(f"robosuite {robosuite_version()} cannot build {env_name!r} from env_kwargs "
+                              f"(robots={kwargs['robots']}, controller_configs type {controller!r}): {err!r}") from err
         cameras = kwargs.get("camera_names", "agentview") if uses_camera else []
         self.camera_keys = [f"{c}_image" for c in ([cameras] if isinstance(cameras, str) else cameras)]
         self.robot_prefixes = [robot.robot_model.naming_prefix for robot in self.sim_env.robots]
