@@ -195,28 +195,51 @@ def test_robosuite_accepts_a_robosuite_1_4_controller_config():
     assert np.isfinite(env.step(np.zeros(7))[0]["robot0_eef_pos"]).all()
 
 
-@needs_robosuite
-def test_lift_expert_writes_a_robomimic_file_that_rolls_out_through_eval(tmp_path):
+ROBOMIMIC_KEYS = ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
+
+
+@pytest.fixture(scope="module")
+def lift_file(tmp_path_factory):
     from imitate.collect import collect
+
+    path = tmp_path_factory.mktemp("lift") / "lift.hdf5"
+    res = collect("robosuite/Lift", 2, path, progress=False)
+    assert res.success_rate == 1.0  # the scripted expert lifts the cube
+    return path
+
+
+@needs_robosuite
+def test_lift_expert_writes_a_robomimic_file_that_rolls_out_through_eval(lift_file, tmp_path):
     from imitate.data import load_demo_file
 
-    path = tmp_path / "lift.hdf5"
-    res = collect("robosuite/Lift", 2, path, progress=False)
-    assert res.success_rate == 1.0
-    with h5py.File(path) as f:
+    with h5py.File(lift_file) as f:
         env_args = json.loads(f["data"].attrs["env_args"])
         demo = f["data/demo_0"]
         assert demo["states"].shape[0] == demo["actions"].shape[0] and demo["states"].ndim == 2
         assert "<mujoco" in demo.attrs["model_file"]
-        assert "object" in demo["obs"] and "robot0_eef_pos" in demo["obs"]
+        assert set(ROBOMIMIC_KEYS) <= set(demo["obs"])
     assert env_args["type"] == 1 and env_args["env_name"] == "Lift" and env_args["env_version"]
     assert {"robots", "controller_configs", "control_freq"} <= set(env_args["env_kwargs"])
-    assert load_demo_file(path).env_args == env_args
-    keys = ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
-    tiny_train(path, tmp_path / "run", keys)
+    assert load_demo_file(lift_file).env_args == env_args
+    tiny_train(lift_file, tmp_path / "run", ROBOMIMIC_KEYS)
     proc = subprocess.run([sys.executable, "-m", "imitate", "eval", str(tmp_path / "run"), "--env", "Lift",
                            "--episodes", "1", "--quiet"], capture_output=True, text=True,
                           env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["episodes"] == 1 and summary["success_rate"] is not None and 1 <= summary["mean_length"] <= 400
+
+
+@needs_robosuite
+def test_robomimic_reads_the_collected_lift_file(lift_file):
+    if importlib.util.find_spec("robomimic") is None:
+        pytest.skip("robomimic is not installed (`make install-dev` installs it)")
+    from robomimic.utils import obs_utils
+    from robomimic.utils.dataset import SequenceDataset
+
+    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": ROBOMIMIC_KEYS}})
+    ds = SequenceDataset(hdf5_path=str(lift_file), obs_keys=ROBOMIMIC_KEYS, dataset_keys=("actions", "rewards", "dones"),
+                         frame_stack=1, seq_length=1, hdf5_cache_mode="all", hdf5_use_swmr=False)
+    with h5py.File(lift_file) as f:
+        assert len(ds) == sum(f[f"data/{d}/actions"].shape[0] for d in f["data"])
+        np.testing.assert_allclose(ds[0]["obs"]["object"][0], f["data/demo_0/obs/object"][0])
