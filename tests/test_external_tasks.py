@@ -165,6 +165,17 @@ def test_robosuite_env_from_args_keys_and_seeded_layout():
 
 
 @needs_robosuite
+def test_robosuite_camera_images_under_robomimic_keys():
+    env = make_env("Lift", {"use_camera_obs": True, "camera_names": ["agentview"], "camera_heights": 32,
+                            "camera_widths": 40}, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    image = obs["agentview_image"]
+    assert image.shape == (32, 40, 3) and image.dtype == np.uint8 and image.std() > 0
+    assert env.observation_space.contains(obs) and env.render().shape == (256, 256, 3)
+    env.close()
+
+
+@needs_robosuite
 def test_robosuite_errors_name_the_key_and_the_version():
     from imitate.envs.robosuite_env import robosuite_version
     from imitate.evaluate import check_obs_keys
