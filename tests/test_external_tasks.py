@@ -61,6 +61,17 @@ def test_every_metaworld_task_is_registered_with_its_expert():
 
 
 @needs_metaworld
+@needs_robosuite
+def test_registering_imports_neither_simulator():
+    code = ("import sys, gymnasium, imitate.envs; "
+            "assert 'metaworld/push-v3' in gymnasium.registry and 'robosuite/Lift' in gymnasium.registry; "
+            "loaded = [m for m in ('metaworld', 'robosuite', 'mujoco') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@needs_metaworld
 def test_every_metaworld_id_resets_reproducibly_and_seeds_change_the_layout():
     from imitate.envs.metaworld import METAWORLD_TASKS
 
