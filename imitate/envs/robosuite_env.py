@@ -176,6 +176,9 @@ class RobosuiteEnv(gymnasium.Env):
             controller = (env_kwargs.get("controller_configs") or {}).get("type")
             raise ConfigError(f"robosuite {robosuite_version()} cannot build {env_name!r} from env_kwargs "
                               f"(robots={kwargs['robots']}, controller_configs type {controller!r}): {err!r}") from err
+        for name in self.sim_env.observation_names:  # as robomimic: joint positions and eef velocities on
+            if "joint_pos" in name or "eef_vel" in name:
+                self.sim_env.modify_observable(observable_name=name, attribute="active", modifier=True)
         cameras = kwargs.get("camera_names", "agentview") if uses_camera else []
         self.camera_keys = [f"{c}_image" for c in ([cameras] if isinstance(cameras, str) else cameras)]
         self.robot_prefixes = [robot.robot_model.naming_prefix for robot in self.sim_env.robots]
