@@ -76,9 +76,9 @@ def _sawyer_class(task: str):
     """Meta-World's environment class for ``task``; a ConfigError names the task and the version."""
     try:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-    except ImportError as err:
-        raise ConfigError(f"Meta-World task {task!r} needs the metaworld package "
-                          f"(pip install 'imitate[metaworld]'): {err}") from err
+    except (ImportError, OSError) as err:  # OSError: files of two MuJoCo versions mixed in one environment
+        raise ConfigError(f"Meta-World task {task!r} needs the metaworld package {_version()} with a working "
+                          f"mujoco (pip install 'imitate[metaworld]'; it pins mujoco==3.3.0): {err}") from err
     if task not in ALL_V3_ENVIRONMENTS:
         raise ConfigError(f"metaworld {_version()} has no task {task!r}; it has {sorted(ALL_V3_ENVIRONMENTS)}")
     return ALL_V3_ENVIRONMENTS[task]
@@ -184,7 +184,7 @@ class MetaWorldExpert:
         task = task or self.task
         try:
             from metaworld.policies import ENV_POLICY_MAP
-        except ImportError as err:
+        except (ImportError, OSError) as err:
             raise ConfigError(f"the Meta-World expert for {task!r} needs the metaworld package "
                               f"(pip install 'imitate[metaworld]'): {err}") from err
         if task not in ENV_POLICY_MAP:

@@ -148,9 +148,9 @@ class RobosuiteEnv(gymnasium.Env):
             raise ConfigError(f"robosuite/{env_name}: render_mode={render_mode!r}; supported: None, 'rgb_array'")
         try:
             import robosuite
-        except ImportError as err:
-            raise ConfigError(f"robosuite/{env_name} needs the robosuite package "
-                              f"(pip install 'imitate[robosuite]'): {err}") from err
+        except (ImportError, OSError) as err:  # OSError: files of two MuJoCo versions mixed in one environment
+            raise ConfigError(f"robosuite/{env_name} needs the robosuite package {robosuite_version()} with a "
+                              f"working mujoco (pip install 'imitate[robosuite]'; it pins mujoco==3.3.0): {err}") from err
         if env_name not in robosuite.ALL_ENVIRONMENTS:
             raise ConfigError(f"robosuite {robosuite_version()} has no environment {env_name!r}; "
                               f"it has {sorted(robosuite.ALL_ENVIRONMENTS)}")
