@@ -38,8 +38,13 @@ def rollout_expert(env, expert, seed: int) -> Episode:
     obs, info = env.reset(seed=seed)
     expert.reset(seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
     steps: dict[str, list] = {"obs": [], "next_obs": [], "actions": [], "rewards": [], "dones": []}
+    sim = env.unwrapped
+    states = [] if hasattr(sim, "sim_state") else None  # simulator state before each action (robomimic's states)
+    model_file = sim.model_xml() if hasattr(sim, "model_xml") else None
     done = False
     while not done:
+        if states is not None:
+            states.append(sim.sim_state())
         action = np.asarray(expert.act(obs), dtype=np.float32).reshape(-1)
         next_obs, reward, terminated, truncated, info = env.step(to_env_action(env.action_space, action))
         steps["obs"].append(obs_to_dict(obs))
@@ -54,11 +59,14 @@ def rollout_expert(env, expert, seed: int) -> Episode:
     route = info.get("mode", getattr(expert, "route", None))
     if route is not None:
         attrs["route"] = str(route)
+    if model_file is not None:
+        attrs["model_file"] = model_file
     keys = steps["obs"][0].keys()
     return Episode(obs={k: np.stack([o[k] for o in steps["obs"]]) for k in keys},
                    next_obs={k: np.stack([o[k] for o in steps["next_obs"]]) for k in keys},
                    actions=np.stack(steps["actions"]), rewards=np.asarray(steps["rewards"], np.float32),
-                   dones=np.asarray(steps["dones"], np.uint8), attrs=attrs)
+                   dones=np.asarray(steps["dones"], np.uint8), attrs=attrs,
+                   states=np.stack(states) if states is not None else None)
 
 
 def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, overwrite: bool = False,
@@ -67,7 +75,9 @@ def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, ove
     """Roll out the task's scripted expert for ``episodes`` seeded episodes and write them to ``out``.
 
     Episode i is reset with seed ``seed + i``. The file's env_args name ``task`` and ``env_kwargs`` so
-    that the environment can be re-created from the file.
+    that the environment can be re-created from the file; an environment with its own robomimic
+    env_args (robosuite's: type 1) writes those, with each demo's simulator ``states`` and
+    ``model_file`` as robomimic lays them out.
     """
     from imitate.envs import make_env, make_expert
     from imitate.errors import ImitateError
@@ -82,9 +92,10 @@ def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, ove
     for i in tqdm(range(episodes), desc=f"collect {task}", unit="ep", disable=not progress):
         ep = rollout_expert(env, expert, seed + i)
         eps.append(Episode(**{**ep.__dict__, "name": f"demo_{i}", "source": str(out)}))
+    own_args = getattr(env.unwrapped, "robomimic_env_args", None)
+    env_args = own_args() if own_args is not None else make_env_args(task, env_kwargs)
     env.close()
-    write_demo_file(out, eps, make_env_args(task, env_kwargs), overwrite=overwrite, valid_fraction=valid_fraction,
-                    seed=seed)
+    write_demo_file(out, eps, env_args, overwrite=overwrite, valid_fraction=valid_fraction, seed=seed)
     successes = [ep.attrs["is_success"] for ep in eps if "is_success" in ep.attrs]
     routes = [ep.attrs["route"] for ep in eps if "route" in ep.attrs]
     shares = {r: routes.count(r) / len(routes) for r in sorted(set(routes))}

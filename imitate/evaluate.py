@@ -60,6 +60,17 @@ def check_video_writer(path: str | Path) -> None:
                                "Nothing was rolled out.") from None
 
 
+def check_obs_keys(policy, env, obs: Any, env_id: str) -> None:
+    """An ImitateError naming the keys ``policy`` reads that ``env``'s observation lacks, the keys it
+    has, and the simulator's version where the environment states one (``version_note``)."""
+    have = obs_to_dict(obs)
+    missing = [k for k in getattr(policy, "obs_keys", None) or [] if k not in have]
+    if missing:
+        note = getattr(env.unwrapped, "version_note", None)
+        raise ImitateError(f"env {env_id!r}{f' ({note})' if note else ''} gives no observation key(s) {missing} that "
+                           f"the policy reads; it gives {sorted(have)}")
+
+
 def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, episodes: int = 20, seed: int = 0,
              n_envs: int = 25, video: str | None = None, deterministic: bool = False, progress: bool = True,
              return_observations: bool = False) -> dict[str, Any]:
@@ -98,6 +109,12 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
         metric_keys = list((envs[0].metadata or {}).get("episode_metrics", []))
         space = envs[0].action_space
         obs = [env.reset(seed=seed + wave_start + i)[0] for i, env in enumerate(envs)]
+        try:
+            check_obs_keys(policy, envs[0], obs[0], env_id)
+        except ImitateError:
+            for env in envs:
+                env.close()
+            raise
         trace = [[obs_to_dict(o)] for o in obs] if return_observations else None
         policy.reset()
         done = np.zeros(n, bool)

@@ -33,7 +33,7 @@ def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
     for chunk in store.iter_chunks("actions"):
         lo, hi = np.minimum(lo, chunk.min(0)), np.maximum(hi, chunk.max(0))
     attrs: dict[str, Any] = {}
-    for name in sorted({k for a in layout.demo_attrs for k in a} - {"seed"}):
+    for name in sorted({k for a in layout.demo_attrs for k in a} - {"seed", "model_file"}):  # model_file: MuJoCo XML
         values = [a[name] for a in layout.demo_attrs if name in a]
         if all(isinstance(v, str) for v in values):
             attrs[name] = dict(sorted(Counter(values).items()))

@@ -8,9 +8,18 @@ Importing this package registers these tasks with gymnasium (each has a scripted
     imitate/BlockPush-v0      push two blocks into two zones, any order and assignment (4 modes)
     imitate/GridWorld-v0      a tabular grid world with known dynamics and reward (MaxEnt IRL)
 
-Importing it imports neither MuJoCo nor torch: ReacherModes builds its MuJoCo model when it is made.
+and, when the optional package is installed (each with its expert):
+
+    metaworld/<task>          Meta-World's 50 tasks, e.g. metaworld/push-v3 (imitate[metaworld])
+    robosuite/<env>           robosuite's environments, e.g. robosuite/Lift (imitate[robosuite]);
+                              env_from_args() maps a robomimic file's env_args (type 1) to them
+
+Importing it imports neither MuJoCo nor torch (nor metaworld or robosuite): ReacherModes builds its
+MuJoCo model when it is made.
 """
 from __future__ import annotations
+
+import importlib.util
 
 import gymnasium
 
@@ -28,6 +37,7 @@ from imitate.envs.experts import (
 )
 from imitate.envs.forked_path import ROUTE_NAMES, ForkedPathEnv, ForkedPathGeometry
 from imitate.envs.reacher_modes import REACHER_MODES, ReacherModesEnv, ReacherModesExpert, ReacherModesGeometry
+from imitate.envs.robosuite_env import env_from_args
 
 FORKED_PATH_ID = "imitate/ForkedPath-v0"
 FORKED_PATH3_ID = "imitate/ForkedPath3-v0"
@@ -47,6 +57,19 @@ for _id, _spec in _TASKS.items():
     if _id not in gymnasium.registry:
         gymnasium.register(id=_id, **_spec)
 
+if importlib.util.find_spec("metaworld") is not None:
+    from imitate.envs import metaworld as _metaworld
+
+    _metaworld.register()
+    EXPERTS.update(_metaworld.expert_classes())
+if importlib.util.find_spec("robosuite") is not None:
+    from imitate.envs import robosuite_env as _robosuite_env
+
+    _robosuite_env.register()
+    from imitate.envs.robosuite_lift import LiftExpert
+
+    EXPERTS["robosuite/Lift"] = LiftExpert
+
 
 def make_env(
     env_id: str, env_kwargs: dict | None = None, render_mode: str | None = None
@@ -58,6 +81,11 @@ def make_env(
         ConfigError: the environment rejects ``env_kwargs`` or ``render_mode``.
     """
     env_kwargs = dict(env_kwargs or {})
+    if env_id not in gymnasium.registry and importlib.util.find_spec("robosuite") is not None:
+        from imitate.envs import robosuite_env
+
+        if env_id in robosuite_env.ROBOSUITE_ENVS:  # a robomimic file's env_name: robosuite/<env_name>
+            env_id = robosuite_env.env_id(env_id)
     try:
         return gymnasium.make(env_id, render_mode=render_mode, **env_kwargs)
     except gymnasium.error.UnregisteredEnv as err:
@@ -111,6 +139,7 @@ __all__ = [
     "ReacherModesExpert",
     "ReacherModesGeometry",
     "UnknownEnvError",
+    "env_from_args",
     "make_env",
     "make_expert",
     "to_env_action",

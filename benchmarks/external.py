@@ -1,0 +1,186 @@
+"""Tasks others built: the experts' success, simulator speed, and every head trained on their demos.
+
+    python benchmarks/external.py experts --tasks mt10 --episodes 20 --results experts.jsonl
+    python benchmarks/external.py run --tasks mt10 --demos 50 --steps 2000 --seeds 0,1,2 \\
+        --eval-episodes 50 --out runs/external
+    python benchmarks/external.py table runs/external/results.jsonl
+
+``--tasks``: comma-separated gymnasium ids (``metaworld/push-v3``, ``robosuite/Lift``) or ``mt10``
+(Meta-World's ten MT10 tasks). ``experts`` rolls out each task's scripted expert (episode i reset
+with seed i) and records its success rate, env steps per second (single environment, time inside
+``env.step``) and seconds per reset. ``run`` collects ``--demos`` expert episodes per task
+(seeds 0..), trains every head (``--heads``, default all) on them with the same budget, evaluates
+each on ``--eval-episodes`` unseen configurations (seeds 10000..) and appends one JSON line per
+run to ``OUT/results.jsonl``; finished runs are skipped when it is started again. ``table`` prints
+success per task and head, mean ± std over seeds, with the expert's success beside it.
+
+Runs single-threaded (``OMP_NUM_THREADS=1``); set ``MUJOCO_GL=egl`` on a headless machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+EVAL_SEED = 10000
+
+
+def parse_tasks(text: str) -> list[str]:
+    from imitate.envs.metaworld import MT10_TASKS, env_id
+
+    tasks: list[str] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        tasks += [env_id(t) for t in MT10_TASKS] if item == "mt10" else [item]
+    return tasks
+
+
+def expert_rollouts(task: str, episodes: int) -> dict:
+    """Success rate of the task's expert over seeds 0..episodes-1; env steps per second (time inside
+    ``env.step`` only) and seconds per reset."""
+    from imitate.envs import make_env, make_expert, to_env_action
+
+    env, expert = make_env(task), make_expert(task)
+    successes, steps, step_s, reset_s = [], 0, 0.0, 0.0
+    for seed in range(episodes):
+        start = time.perf_counter()
+        obs, info = env.reset(seed=seed)
+        reset_s += time.perf_counter() - start
+        expert.reset(seed=seed)
+        done = False
+        while not done:
+            action = to_env_action(env.action_space, expert.act(obs))
+            start = time.perf_counter()
+            obs, _, terminated, truncated, info = env.step(action)
+            step_s += time.perf_counter() - start
+            steps += 1
+            done = terminated or truncated
+        successes.append(bool(info.get("is_success", False)))
+    env.close()
+    return {"task": task, "episodes": episodes, "expert_success": float(np.mean(successes)),
+            "mean_length": steps / episodes, "steps_per_s": steps / step_s, "reset_s": reset_s / episodes}
+
+
+def cmd_experts(args) -> None:
+    for task in parse_tasks(args.tasks):
+        record = expert_rollouts(task, args.episodes)
+        print(json.dumps(record), flush=True)
+        if args.results:
+            with open(args.results, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _done(results: Path) -> set[tuple[str, str, int]]:
+    if not results.exists():
+        return set()
+    return {(r["task"], r["head"], r["seed"]) for r in map(json.loads, results.read_text().splitlines()) if r}
+
+
+def run_one(task: str, data: Path, head: str, seed: int, args, run_dir: Path) -> dict:
+    """Train ``head`` on ``data`` and evaluate it on unseen configurations."""
+    from imitate.checkpoint import load_policy
+    from imitate.data import load_demo_file
+    from imitate.envs import env_from_args
+    from imitate.evaluate import evaluate
+    from imitate.train import TrainConfig, train
+
+    cfg = TrainConfig(data=str(data), out=str(run_dir), head=head, steps=args.steps, batch_size=args.batch_size,
+                      seed=seed, eval_episodes=0, val_every=0, ckpt_every=args.steps,
+                      obs_keys=tuple(k for k in args.obs_keys.split(",") if k))
+    start = time.perf_counter()
+    train(cfg, progress=False)
+    train_s = time.perf_counter() - start
+    env_id, env_kwargs = env_from_args(load_demo_file(str(data)).env_args)
+    res = evaluate(load_policy(str(run_dir)), env_id, env_kwargs, episodes=args.eval_episodes, seed=EVAL_SEED,
+                   n_envs=args.n_envs, progress=False)
+    return {"task": task, "head": head, "seed": seed, "steps": args.steps, "demos": args.demos,
+            "success_rate": res["success_rate"], "mean_return": res["mean_return"], "train_s": train_s,
+            "eval_s": time.perf_counter() - start - train_s}
+
+
+def cmd_run(args) -> None:
+    from imitate.collect import collect
+    from imitate.compare import parse_heads
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = _done(results)
+    heads = parse_heads(args.heads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for task in parse_tasks(args.tasks):
+        data = out / "data" / f"{task.replace('/', '_')}.hdf5"
+        if not data.exists():
+            res = collect(task, args.demos, data, seed=0, progress=False)
+            record = {"task": task, "head": "expert", "seed": 0, "demos": args.demos, "success_rate": res.success_rate}
+            with open(results, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(json.dumps(record), flush=True)
+        for seed in seeds:
+            for head in heads:
+                if (task, head, seed) in done:
+                    continue
+                run_dir = out / "runs" / task.replace("/", "_") / head / f"seed{seed}"
+                record = run_one(task, data, head, seed, args, run_dir)
+                with open(results, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(json.dumps(record), flush=True)
+    print(table(results))
+
+
+def table(results: Path) -> str:
+    """Markdown: success per task (rows) and head (columns), mean ± std over seeds; the expert first."""
+    rows = [json.loads(line) for line in Path(results).read_text().splitlines() if line.strip()]
+    heads = list(dict.fromkeys(r["head"] for r in rows))
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    lines = ["| task | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for task in tasks:
+        cells = []
+        for head in heads:
+            vals = [r["success_rate"] for r in rows if r["task"] == task and r["head"] == head
+                    and r["success_rate"] is not None]
+            cells.append(f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" if len(vals) > 1
+                         else (f"{vals[0]:.2f}" if vals else "-"))
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("experts", help="expert success and env steps/s per task")
+    p.add_argument("--tasks", default="mt10")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--results", default="")
+    p.set_defaults(fn=cmd_experts)
+    p = sub.add_parser("run", help="collect, train every head, evaluate, one table")
+    p.add_argument("--tasks", default="mt10")
+    p.add_argument("--heads", default="all")
+    p.add_argument("--demos", type=int, default=50)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument("--n-envs", type=int, default=10)
+    p.add_argument("--obs-keys", default="", help="comma-separated observation keys (empty: all of the file)")
+    p.add_argument("--out", default="runs/external")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("table", help="print the table of a results.jsonl")
+    p.add_argument("results")
+    p.set_defaults(fn=lambda a: print(table(Path(a.results))))
+    args = parser.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
