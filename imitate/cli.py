@@ -87,14 +87,13 @@ def _cmd_train(args) -> int:
 
 def _cmd_eval(args) -> int:
     from imitate.checkpoint import load_policy, read_run_config
+    from imitate.envs import task_of
     from imitate.evaluate import evaluate
 
     config = read_run_config(args.run_dir)
-    env_args = config["data"].get("env_args") or {}
-    env_id = args.env or (env_args.get("env_name") if env_args.get("type") == 2 else None)
+    env_id, env_kwargs = task_of(config["data"].get("env_args"), args.env)
     if not env_id:
-        raise ImitateError(f"{args.run_dir}: its data names no gymnasium environment; pass --env ENV_ID")
-    env_kwargs = env_args.get("env_kwargs") if env_id == env_args.get("env_name") else None
+        raise ImitateError(f"{args.run_dir}: its data names no environment imitate can build; pass --env ENV_ID")
     policy = load_policy(args.run_dir)
     res = evaluate(policy, env_id, env_kwargs, args.episodes, args.seed, video=args.video,
                    deterministic=args.deterministic, progress=not args.quiet)

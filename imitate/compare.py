@@ -148,6 +148,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
             `TrainConfig` (steps, batch_size, lr, ...); see `make_config`.
     """
     from imitate.data import load_demo_file
+    from imitate.envs import task_of
     from imitate.report import summarize, write_report
     from imitate.sample_metrics import distribution_metrics, query_set
 
@@ -166,8 +167,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     store = load_demo_file(cfg.data)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env_args = store.env_args or {}
-    env_id = env_args.get("env_name") if env_args.get("type") == 2 else None
+    env_id, env_kwargs = task_of(store.env_args) if cfg.episodes else (None, None)
     qs = query_set(store, tr.obs_horizon, tr.action_horizon, tr.n_act, cfg.queries, cfg.neighbours)
     plot_queries = _spread_out_queries(qs, 3)
     measure = {"queries": cfg.queries, "samples": cfg.samples, "neighbours": cfg.neighbours,
@@ -176,7 +176,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
              "train": asdict(dataclasses.replace(tr, data=str(Path(cfg.data).resolve()), head=head, seed=seed,
                                                  out=str(out_dir / "runs" / head / f"seed{seed}"))),
              "head_config": head_settings[head], "encoder_config": encoder_settings, "env_id": env_id,
-             "env_kwargs": env_args.get("env_kwargs") or {}, "measure": measure}
+             "env_kwargs": env_kwargs or {}, "measure": measure}
             for seed in range(cfg.seeds) for head in heads]
     jobs.sort(key=lambda j: -step_cost(j["head"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -197,7 +197,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     results = summarize(flat, heads, head_settings, encoder_settings, store, env_id, runs, baseline)
     reference = {"obs": {k: v[plot_queries, -1].tolist() for k, v in qs.obs.items()},
                  "actions": qs.reference[plot_queries, :, -1].tolist()}
-    env = _drawable_env(env_id, env_args.get("env_kwargs")) if cfg.episodes else None
+    env = _drawable_env(env_id, env_kwargs) if cfg.episodes else None
     if env is not None:
         reference["demo_trajectories"] = [{"xy": env.agent_xy(store.episode(i).obs).tolist(),
                                            "success": bool(store.demo_attrs[i].get("is_success", True)),

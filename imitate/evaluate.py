@@ -86,7 +86,7 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
     ``return_observations``: also return ``observations``, per episode a dict of (T + 1, *shape)
     arrays (reset observation first); not JSON-able.
     """
-    from imitate.envs import make_env, to_env_action
+    from imitate.envs import make_env
 
     if episodes < 1:
         raise ImitateError(f"--episodes must be at least 1 (got {episodes})")
@@ -116,27 +116,11 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
                 env.close()
             raise
         trace = [[obs_to_dict(o)] for o in obs] if return_observations else None
-        policy.reset()
-        done = np.zeros(n, bool)
-        ret, length, info_last = np.zeros(n), np.zeros(n, int), [dict() for _ in range(n)]
         record = bool(video) and wave_start == 0
         if record:
             frames.append(envs[0].render())
-        while not done.all():
-            batch = {k: np.stack([obs_to_dict(o)[k] for o in obs]) for k in obs_to_dict(obs[0])}
-            actions = policy.act(batch, generator=generator, deterministic=deterministic)
-            for i, env in enumerate(envs):
-                if done[i]:
-                    continue
-                obs[i], r, terminated, truncated, info_last[i] = env.step(to_env_action(space, actions[i]))
-                ret[i] += r
-                length[i] += 1
-                done[i] = terminated or truncated
-                if trace is not None:
-                    trace[i].append(obs_to_dict(obs[i]))
-                if i == 0 and record:
-                    frames.append(env.render())
-            bar.update(int(done.sum()) - bar.n + wave_start)
+        ret, length, info_last = _run_wave(policy, envs, obs, space, generator, deterministic, trace,
+                                           frames if record else None, lambda k: bar.update(k - bar.n + wave_start))
         for i, env in enumerate(envs):
             returns.append(float(ret[i]))
             lengths.append(int(length[i]))
@@ -153,13 +137,47 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
     bar.close()
     if video:
         _write_video(Path(video), frames, fps=10)
-    shares = {m: c / len(modes) for m, c in sorted(Counter(modes).items())} if modes else {}
-    result = {"env_id": env_id, "episodes": episodes, "seed": seed,
-              "success_rate": float(np.mean(successes)) if successes else None,
-              "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-              "mean_length": float(np.mean(lengths)), "mode_shares": shares,
-              "behaviour_entropy": behaviour_entropy(modes, n_modes), "returns": returns, "successes": successes,
-              "modes": modes, "episode_metrics": {k: float(np.mean(v)) for k, v in finals.items()}}
+    result = _summary(env_id, episodes, seed, returns, lengths, successes, modes, n_modes, finals)
     if return_observations:
         result["observations"] = observations
     return result
+
+
+def _run_wave(policy, envs: list, obs: list, space, generator, deterministic: bool, trace: list | None,
+              frames: list | None, on_done) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Step ``envs`` in lockstep with ``policy`` (one batch per step) until every episode ended; append
+    observations to ``trace`` and the first env's frames to ``frames`` where given; ``on_done(k)`` is
+    told how many episodes have ended. Returns per env the return, the length and the last info."""
+    from imitate.envs import to_env_action
+
+    n = len(envs)
+    policy.reset()
+    done = np.zeros(n, bool)
+    ret, length, info_last = np.zeros(n), np.zeros(n, int), [dict() for _ in range(n)]
+    while not done.all():
+        batch = {k: np.stack([obs_to_dict(o)[k] for o in obs]) for k in obs_to_dict(obs[0])}
+        actions = policy.act(batch, generator=generator, deterministic=deterministic)
+        for i, env in enumerate(envs):
+            if done[i]:
+                continue
+            obs[i], r, terminated, truncated, info_last[i] = env.step(to_env_action(space, actions[i]))
+            ret[i] += r
+            length[i] += 1
+            done[i] = terminated or truncated
+            if trace is not None:
+                trace[i].append(obs_to_dict(obs[i]))
+            if i == 0 and frames is not None:
+                frames.append(env.render())
+        on_done(int(done.sum()))
+    return ret, length, info_last
+
+
+def _summary(env_id: str, episodes: int, seed: int, returns: list, lengths: list, successes: list, modes: list,
+             n_modes: int, finals: dict[str, list[float]]) -> dict[str, Any]:
+    shares = {m: c / len(modes) for m, c in sorted(Counter(modes).items())} if modes else {}
+    return {"env_id": env_id, "episodes": episodes, "seed": seed,
+            "success_rate": float(np.mean(successes)) if successes else None,
+            "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "mean_length": float(np.mean(lengths)), "mode_shares": shares,
+            "behaviour_entropy": behaviour_entropy(modes, n_modes), "returns": returns, "successes": successes,
+            "modes": modes, "episode_metrics": {k: float(np.mean(v)) for k, v in finals.items()}}

@@ -96,6 +96,7 @@ class Run:
     sampler: WindowSampler
     valid_eps: Any
     env_id: str | None
+    env_kwargs: dict | None
     step: int = 0
 
 
@@ -148,9 +149,7 @@ def _load_data(cfg: TrainConfig):
     store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None, lazy=cfg.lazy)
     train_eps = store.episodes_in("train") if "train" in store.filter_keys else None
     valid_eps = store.episodes_in("valid") if "valid" in store.filter_keys else None
-    env_args = store.env_args or {}
-    env_id = env_args.get("env_name") if env_args.get("type") == 2 else None
-    return store, train_eps, valid_eps, env_id
+    return store, train_eps, valid_eps
 
 
 def _spec_from_data(cfg: TrainConfig, store, head_config: dict[str, Any], encoder_config: dict[str, Any]) -> PolicySpec:
@@ -165,24 +164,28 @@ def _spec_from_data(cfg: TrainConfig, store, head_config: dict[str, Any], encode
     return PolicySpec(obs, action, cfg.obs_horizon, cfg.action_horizon, cfg.n_act, cfg.head, head_config, encoder_config)
 
 
-def _check_env(env_id: str | None, env_args: dict, cfg: TrainConfig) -> None:
-    """Before anything is written: the environment the file names builds, when rollouts are asked for."""
-    if not (env_id and cfg.eval_episodes):
-        return
-    from imitate.envs import make_env
+def _task(cfg: TrainConfig, store) -> tuple[str | None, dict | None]:
+    """The environment for rollouts, when asked for (``eval_episodes``) and the file names one; checked
+    to build before anything is written."""
+    from imitate.envs import make_env, task_of
 
+    if not cfg.eval_episodes:
+        return None, None
     try:
-        make_env(env_id, env_args.get("env_kwargs")).close()
+        env_id, env_kwargs = task_of(store.env_args)
+        if env_id:
+            make_env(env_id, env_kwargs).close()
     except ImitateError as e:
-        raise ConfigError(f"{cfg.data} names environment {env_id!r}, which cannot be built ({e}); "
-                          f"pass --eval-episodes 0 to train without rollouts") from None
+        raise ConfigError(f"{cfg.data}: its environment cannot be built for rollouts ({e}); pass --eval-episodes 0 "
+                          f"to train without them") from None
+    return env_id, env_kwargs
 
 
 def _open_new(ctx: distributed.Context, cfg: TrainConfig, head_config: dict[str, Any], encoder_config: dict[str, Any],
               progress: bool, restart: bool = False) -> Run:
     out = Path(cfg.out)
-    store, train_eps, valid_eps, env_id = _load_data(cfg)
-    _check_env(env_id, store.env_args or {}, cfg)
+    store, train_eps, valid_eps = _load_data(cfg)
+    task = _task(cfg, store)
     torch.manual_seed(cfg.seed)
     if cfg.init:
         policy = _initial_policy(cfg, store, head_config, encoder_config)
@@ -204,7 +207,7 @@ def _open_new(ctx: distributed.Context, cfg: TrainConfig, head_config: dict[str,
                      "valid_demos": None if valid_eps is None else len(valid_eps)},
             "versions": ckpt.versions()})
     ctx.on_main(new_run_dir, "creating the run directory")
-    return _assemble(ctx, cfg, out, store, policy, train_eps, valid_eps, env_id)
+    return _assemble(ctx, cfg, out, store, policy, train_eps, valid_eps, task)
 
 
 def _claim_run_dir(out: Path) -> None:
@@ -215,7 +218,7 @@ def _claim_run_dir(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _assemble(ctx, cfg: TrainConfig, out: Path, store, policy: Policy, train_eps, valid_eps, env_id) -> Run:
+def _assemble(ctx, cfg: TrainConfig, out: Path, store, policy: Policy, train_eps, valid_eps, task) -> Run:
     policy.to(ctx.device).train()
     ema = copy.deepcopy(policy).eval().requires_grad_(False)
     optimizer = make_optimizer(list(policy.parameters()), cfg.lr, cfg.weight_decay)
@@ -224,7 +227,7 @@ def _assemble(ctx, cfg: TrainConfig, out: Path, store, policy: Policy, train_eps
                             world_size=ctx.world_size)
     if ctx.rank:
         torch.manual_seed(distributed.rank_seed(cfg.seed, ctx.rank))  # each rank its own sampling noise
-    return Run(cfg, out, ctx, store, policy, ema, optimizer, sampler, valid_eps, env_id)
+    return Run(cfg, out, ctx, store, policy, ema, optimizer, sampler, valid_eps, *task)
 
 
 def _saved_train_config(saved: dict[str, Any], run_dir: str | Path) -> TrainConfig:
@@ -235,9 +238,9 @@ def _saved_train_config(saved: dict[str, Any], run_dir: str | Path) -> TrainConf
 
 def _open_resumed(ctx: distributed.Context, cfg: TrainConfig, saved: dict[str, Any]) -> Run:
     out = Path(cfg.out)
-    store, train_eps, valid_eps, env_id = _load_data(cfg)
+    store, train_eps, valid_eps = _load_data(cfg)
     policy = Policy(PolicySpec.from_json(saved["policy"]))
-    run = _assemble(ctx, cfg, out, store, policy, train_eps, valid_eps, env_id)
+    run = _assemble(ctx, cfg, out, store, policy, train_eps, valid_eps, _task(cfg, store))
     tensors, state = ckpt.load_train_state(out / "train_state.safetensors")
     where = str(out / "train_state.safetensors")
     ckpt.load_state_into(run.policy, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, where, cfg.head)

@@ -165,7 +165,7 @@ def evaluate_rollouts(run) -> dict[str, Any]:
     from imitate.evaluate import evaluate
 
     with torch.random.fork_rng(devices=[]):
-        res = evaluate(run.ema, run.env_id, run.store.env_args.get("env_kwargs"), run.cfg.eval_episodes,
+        res = evaluate(run.ema, run.env_id, run.env_kwargs, run.cfg.eval_episodes,
                        run.cfg.eval_seed, progress=False)
     return {"eval/success_rate": res["success_rate"], "eval/mean_return": res["mean_return"],
             "eval/behaviour_entropy": res["behaviour_entropy"], "eval/mode_shares": res["mode_shares"]}

@@ -222,13 +222,11 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
 def _task(cfg: AdversarialConfig, store, obs_shape: tuple[int, ...]):
     """The environment of a run (``--env``, else the one the demo file names): id, keyword arguments,
     observation and action spaces, checked against the demonstrations' observations."""
-    from imitate.envs import make_env
+    from imitate.envs import make_env, task_of
 
-    env_args = store.env_args or {}
-    env_id = cfg.env or (env_args.get("env_name") if env_args.get("type") == 2 else "")
+    env_id, env_kwargs = task_of(store.env_args, cfg.env or None)
     if not env_id:
-        raise ConfigError(f"{cfg.data} names no gymnasium environment; pass --env ENV_ID")
-    env_kwargs = env_args.get("env_kwargs") if env_id == env_args.get("env_name") else None
+        raise ConfigError(f"{cfg.data} names no environment imitate can build; pass --env ENV_ID")
     probe = make_env(env_id, env_kwargs)
     obs_space, action_space = probe.observation_space, probe.action_space
     probe.close()

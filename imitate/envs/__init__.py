@@ -117,6 +117,16 @@ def to_env_action(space: gymnasium.Space, action):
     return action
 
 
+def task_of(env_args: dict | None, env: str | None = None) -> tuple[str | None, dict | None]:
+    """The environment a demo file's ``env_args`` names, as ``(gymnasium id, env_kwargs)``, or ``env``
+    instead when given (with the file's kwargs only if it is the same environment); ``(None, None)``
+    when there is none. Type 1 (robosuite) files need robosuite: `env_from_args` raises otherwise."""
+    resolved = env_from_args(env_args)
+    if env:
+        return env, (resolved[1] if resolved and resolved[0] in (env, (env_args or {}).get("env_name")) else None)
+    return resolved if resolved else (None, None)
+
+
 __all__ = [
     "BLOCK_PUSH_ID",
     "BLOCK_PUSH_MODES",
@@ -142,5 +152,6 @@ __all__ = [
     "env_from_args",
     "make_env",
     "make_expert",
+    "task_of",
     "to_env_action",
 ]
