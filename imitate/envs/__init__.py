@@ -25,7 +25,8 @@ import gymnasium
 
 from imitate.errors import ConfigError
 
-from imitate.envs.block_push import BLOCK_PUSH_MODES, BlockPushEnv, BlockPushExpert, BlockPushGeometry
+from imitate.envs.block_push import BLOCK_PUSH_MODES, BlockPushEnv, BlockPushGeometry
+from imitate.envs.block_push_expert import BlockPushExpert
 from imitate.envs.experts import (
     EXPERTS,
     Expert,

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from imitate.envs.block_push import BlockPushExpert
+from imitate.envs.block_push_expert import BlockPushExpert
 from imitate.envs.forked_path import ForkedPathGeometry
 from imitate.envs.reacher_modes import ReacherModesExpert
 from imitate.errors import ConfigError, ImitateError
