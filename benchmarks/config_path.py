@@ -6,7 +6,12 @@ call order: the places a newcomer reads to follow the training settings to the l
 places in one file are one visit; a visit to a file left before is a return (the data layer,
 ``imitate/data/``, is left out of the count, as a reader expects to go there and back).
 
-    python benchmarks/config_path.py            # prints the path and a JSON summary
+With ``--holding``, only calls whose frame holds the settings are recorded: the run's
+`TrainConfig` (as a local, or as the ``cfg`` of a local such as the run), or the policy's
+description (a `imitate.spec.PolicySpec`, or the spec dict of imitate-run/1 code): the path of the
+settings themselves rather than of every helper.
+
+    python benchmarks/config_path.py [--holding]     # prints the path and a JSON summary
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def trace_config_path(steps: int = 4) -> list[tuple[str, str]]:
+def trace_config_path(steps: int = 4, holding: bool = False) -> list[tuple[str, str]]:
     from imitate.collect import collect
     from imitate.train import TrainConfig, train
 
@@ -35,11 +40,19 @@ def trace_config_path(steps: int = 4) -> list[tuple[str, str]]:
     done = [False]
     roots = (str(ROOT / "imitate"), str(ROOT / "policy_heads"))
 
+    def holds_settings(frame) -> bool:
+        for v in frame.f_locals.values():
+            if v is cfg or getattr(v, "cfg", None) is cfg or type(v).__name__ == "PolicySpec" or (
+                    isinstance(v, dict) and "head_config" in v and "obs_keys" in v):
+                return True
+        return False
+
     def tracer(frame, event, arg):
         if event != "call" or done[0]:
             return
         path = frame.f_code.co_filename
-        if path.startswith(roots) and not frame.f_code.co_name.startswith("<"):   # no comprehensions, lambdas
+        if (path.startswith(roots) and not frame.f_code.co_name.startswith("<")   # no comprehensions, lambdas
+                and (not holding or holds_settings(frame) or frame.f_code.co_name == "loss")):
             where = (str(Path(path).relative_to(ROOT)), frame.f_code.co_name)
             if where not in seen:
                 seen.append(where)
@@ -64,7 +77,7 @@ def summarize(path: list[tuple[str, str]]) -> dict:
 
 
 def main() -> None:
-    path = trace_config_path()
+    path = trace_config_path(holding="--holding" in sys.argv)
     for file, function in path:
         print(f"{file}:{function}")
     print(json.dumps(summarize(path)))
