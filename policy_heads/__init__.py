@@ -20,11 +20,13 @@ from policy_heads.gaussian import GaussianHead
 from policy_heads.mixture import MixtureHead
 from policy_heads.autoregressive import AutoregressiveHead
 from policy_heads.diffusion import DiffusionHead
+from policy_heads.flow import FlowHead
 
 __all__ = [
     "AutoregressiveHead",
     "DeterministicHead",
     "DiffusionHead",
+    "FlowHead",
     "GaussianHead",
     "MixtureHead",
     "PolicyHead",

@@ -91,6 +91,11 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         num_heads: int = 4
         """Attention heads per block (must divide d_model)."""
 
+    @classmethod
+    def cpu_defaults(cls) -> dict[str, str]:
+        """Settings for CPU-sized comparisons: a narrower, shallower transformer."""
+        return {"d_model": "64", "num_layers": "2"}
+
     def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Config | None = None) -> None:
         super().__init__(feature_dim, action_dim, action_horizon, config)
         cfg = self.config

@@ -1,9 +1,12 @@
-"""Denoiser networks for the diffusion head.
+"""Denoiser networks shared by the diffusion and flow heads.
 
-Both map a noisy chunk, its diffusion timestep and the observation features to a chunk of the
-same shape (the predicted noise or the predicted clean chunk):
+Both map a noisy chunk, its time and the observation features to a chunk of the same shape (the
+predicted noise or clean chunk for diffusion, the velocity for flow matching):
 
     denoiser(x (B, Ta, A), t (B,), features (B, F)) -> (B, Ta, A)
+
+t is the diffusion timestep (an integer in [0, T)) or the flow time scaled to [0, 1000]; either
+enters through the same sinusoidal embedding. `build_denoiser` makes one from a head's settings.
 
 MLPDenoiser    short chunks: [flattened chunk, timestep embedding, features] -> MLP -> chunk.
 TemporalUNet   longer chunks: a 1-D U-Net along time (channels = A, length = Ta). Every residual
@@ -41,6 +44,35 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from policy_heads.base import mlp
+
+
+DENOISERS = ("auto", "mlp", "unet")
+"""Values of a head's `denoiser` setting: "auto" picks the U-Net when Ta >= 8, else the MLP."""
+
+
+def check_denoiser_settings(head: str, denoiser: str, down_dims: tuple[int, ...], n_groups: int, kernel_size: int,
+                            time_embed_dim: int) -> None:
+    """ValueError naming `head` and the config field when the denoiser settings cannot build a network."""
+    def fail(message: str) -> None:
+        raise ValueError(f"{head} head: config {message}")
+
+    if denoiser not in DENOISERS:
+        fail(f"field 'denoiser' must be 'auto', 'mlp' or 'unet', got {denoiser!r}")
+    if not down_dims or any(d % n_groups for d in down_dims):
+        fail(f"field 'n_groups' ({n_groups}) must divide every entry of 'down_dims' {down_dims}")
+    if kernel_size % 2 == 0:
+        fail(f"field 'kernel_size' must be odd, got {kernel_size}")
+    if time_embed_dim < 2:
+        fail(f"field 'time_embed_dim' must be >= 2, got {time_embed_dim}")
+
+
+def build_denoiser(denoiser: str, action_dim: int, action_horizon: int, feature_dim: int, *, mlp_hidden_dims: tuple[int, ...],
+                   down_dims: tuple[int, ...], kernel_size: int, n_groups: int, time_embed_dim: int) -> tuple[str, nn.Module]:
+    """The denoiser network ("mlp", "unet", or "auto": unet when action_horizon >= 8) and its resolved kind."""
+    kind = denoiser if denoiser != "auto" else ("unet" if action_horizon >= 8 else "mlp")
+    if kind == "unet":
+        return kind, TemporalUNet(action_dim, action_horizon, feature_dim, down_dims, kernel_size, n_groups, time_embed_dim)
+    return kind, MLPDenoiser(action_dim, action_horizon, feature_dim, mlp_hidden_dims, time_embed_dim)
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:

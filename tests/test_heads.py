@@ -30,6 +30,8 @@ SMALL = {
     "gmm": {"hidden_dims": (32, 32), "num_modes": 3},
     "autoregressive": {"bins": 16, "d_model": 32, "num_layers": 2, "num_heads": 2},
     "diffusion": {"time_embed_dim": 16, "mlp_hidden_dims": (32, 32), "down_dims": (16, 32, 64), "n_groups": 4, "num_inference_steps": 4},
+    "flow": {"time_embed_dim": 16, "mlp_hidden_dims": (32, 32), "down_dims": (16, 32, 64), "n_groups": 4, "num_inference_steps": 4,
+             "shortcut_max_steps": 8},
 }
 VARIANTS = [(name, {}) for name in available_heads()] + [
     ("gaussian", {"state_dependent_std": False}),
@@ -38,6 +40,9 @@ VARIANTS = [(name, {}) for name in available_heads()] + [
     ("diffusion", {"denoiser": "mlp"}),
     ("diffusion", {"denoiser": "unet"}),
     ("diffusion", {"denoiser": "unet", "prediction_type": "sample"}),
+    ("flow", {"integrator": "midpoint"}),
+    ("flow", {"objective": "shortcut", "denoiser": "mlp"}),
+    ("flow", {"objective": "shortcut", "denoiser": "unet", "num_inference_steps": 1}),
 ]
 CASES = [
     pytest.param(name, overrides, horizon, id=f"{name}{''.join(f'-{k}={v}' for k, v in overrides.items())}-Ta{horizon}")
@@ -128,7 +133,7 @@ def test_sample_shape_and_range(name, overrides, horizon):
     if is_discrete(overrides):
         assert torch.equal(chunk, chunk.round()) and (chunk >= 0).all()
         assert (chunk < torch.tensor(NVEC, dtype=chunk.dtype)).all()
-    elif name in ("diffusion", "autoregressive"):
+    elif name in ("diffusion", "flow", "autoregressive"):
         assert chunk.abs().max() <= 1.0
 
 
@@ -410,6 +415,60 @@ def test_diffusion_sample_is_denoise_of_generator_noise_and_auto_picks_denoiser(
     assert make_head("diffusion", F_DIM, A_DIM, 8).denoiser_kind == "unet"
 
 
+def test_flow_sample_is_euler_or_midpoint_integration_of_the_velocity():
+    features = batch({}, 5)[0]
+    noise = torch.randn((BATCH, 5, A_DIM), generator=seeded(3))
+    for integrator, steps in (("euler", 1), ("euler", 3), ("midpoint", 2)):
+        head = build("flow", {"integrator": integrator, "num_inference_steps": steps}, 5)
+        x, dt = noise, 1.0 / steps
+        for i in range(steps):
+            t = torch.full((BATCH,), i * dt)
+            velocity = head.denoiser(x, t * 1000, features)
+            if integrator == "midpoint":
+                velocity = head.denoiser(x + 0.5 * dt * velocity, (t + 0.5 * dt) * 1000, features)
+            x = x + dt * velocity
+        torch.testing.assert_close(head.sample(features, seeded(3)), x.clamp(-1, 1), rtol=0, atol=1e-6)
+
+
+def test_shortcut_steps_use_their_trained_step_size_level():
+    head = build("flow", {"objective": "shortcut", "shortcut_max_steps": 8}, 5)
+    levels = {k: head._level(1.0 / k, 1, "cpu") for k in (1, 2, 3, 4, 8, 10)}
+    assert {k: float(v) for k, v in levels.items()} == {1: 1.0, 2: 2.0, 3: 0.0, 4: 3.0, 8: 0.0, 10: 0.0}
+    assert build("flow", {}, 5)._level(0.5, 1, "cpu") is None
+    features = batch({}, 5)[0]
+    one, ten = (build("flow", {"objective": "shortcut", "num_inference_steps": k}, 5) for k in (1, 10))
+    assert not torch.equal(one.sample(features, seeded(0)), ten.sample(features, seeded(0)))
+
+
+def test_shortcut_target_is_the_mean_of_two_half_steps_on_the_grid():
+    head = build("flow", {"objective": "shortcut", "shortcut_max_steps": 8}, 5)
+    features, action, _ = batch({}, 5)
+    noise = torch.randn_like(action)
+    torch.manual_seed(0)
+    t, level, x_t, target = head._shortcut_rows(noise, action, features)
+    full = torch.pow(2.0, -(level - 1))  # level l trains a step of 2^-(l - 1)
+    assert set(level.tolist()) <= {1.0, 2.0, 3.0}
+    assert torch.equal(torch.remainder(t, full), torch.zeros_like(t)) and (t + full <= 1).all()
+    torch.testing.assert_close(x_t, (1 - t.view(-1, 1, 1)) * noise + t.view(-1, 1, 1) * action)
+    half = full / 2
+    half_level = torch.where(level == 3, torch.zeros_like(level), level + 1)  # 1/8 is queried as d = 0
+    condition = head._condition(features, half_level)
+    with torch.no_grad():
+        first = head.denoiser(x_t, t * 1000, condition)
+        second = head.denoiser(x_t + half.view(-1, 1, 1) * first, (t + half) * 1000, condition)
+    torch.testing.assert_close(target, (first + second) / 2)
+
+
+def test_flow_config_errors_name_the_field():
+    for overrides, field in (({"objective": "consistency"}, "objective"), ({"integrator": "rk4"}, "integrator"),
+                             ({"objective": "shortcut", "integrator": "midpoint"}, "integrator"),
+                             ({"num_inference_steps": 0}, "num_inference_steps"),
+                             ({"shortcut_max_steps": 6}, "shortcut_max_steps"), ({"shortcut_fraction": 1.0}, "shortcut_fraction"),
+                             ({"denoiser": "transformer"}, "denoiser")):
+        with pytest.raises(ValueError, match=f"flow head: config.*{field}"):
+            make_head("flow", F_DIM, A_DIM, 4, **overrides)
+
+
 # Learning: each head lowers its loss on a fixed tiny batch ------------------------------------------
 
 
@@ -423,6 +482,9 @@ def test_diffusion_sample_is_denoise_of_generator_noise_and_auto_picks_denoiser(
         ("autoregressive", {"discrete_nvec": NVEC}, 3e-3),
         ("diffusion", {"denoiser": "mlp"}, 1e-2),
         ("diffusion", {"denoiser": "unet"}, 3e-3),
+        ("flow", {"denoiser": "mlp"}, 1e-2),
+        ("flow", {"objective": "shortcut", "denoiser": "mlp"}, 1e-2),
+        ("flow", {"denoiser": "unet"}, 3e-3),
     ],
 )
 def test_head_lowers_its_loss_on_a_fixed_batch(name, overrides, lr):
