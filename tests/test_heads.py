@@ -257,14 +257,14 @@ def test_every_config_field_has_a_docstring():
 # Registry and configuration ----------------------------------------------------------------------
 
 
-def test_registry_lists_the_five_heads():
-    assert {"deterministic", "gaussian", "gmm", "autoregressive", "diffusion"} <= set(available_heads())
+def test_registry_lists_the_six_heads():
+    assert {"deterministic", "gaussian", "gmm", "autoregressive", "diffusion", "flow"} <= set(available_heads())
     assert get_head_class("gmm") is policy_heads.MixtureHead
 
 
 def test_unknown_head_lists_the_available_ones():
-    with pytest.raises(ValueError, match=r"unknown policy head 'flow'.*deterministic.*gaussian"):
-        make_head("flow", F_DIM, A_DIM, 4)
+    with pytest.raises(ValueError, match=r"unknown policy head 'transformer'.*deterministic.*flow.*gaussian"):
+        make_head("transformer", F_DIM, A_DIM, 4)
 
 
 def test_unknown_config_field_names_field_and_head():
