@@ -3,8 +3,14 @@
 Straight paths from Gaussian noise (time 0) to the normalized action chunk (time 1):
 
     x0 = noise (B, Ta, A) ~ N(0, I),  x1 = action (B, Ta, A),  t ~ U[0, 1)
-    x_t = (1 - t) x0 + t x1,  velocity target v = x1 - x0
-    loss = || denoiser(x_t, t, features) - v ||^2          objective "flow"
+    x_t = (1 - t) x0 + t x1,  velocity target v = x1 - x0           objective "flow"
+    prediction_type "sample" (default): out = denoiser(x_t, t, features) estimates x1,
+        loss = || out - x1 ||^2,  velocity v(x_t, t) = (clip(out, -1, 1) - x_t) / (1 - t)
+    prediction_type "velocity": out estimates v,  loss = || out - v ||^2
+
+Predicting the endpoint and clipping it to the action range is what the diffusion head's
+prediction_type=sample does; on ForkedPath3 it took the ten-step flow head from 0.75 to 1.0
+success at the same budget (BENCHMARKS.md, "Flow matching").
 
 Sampling integrates dx/dt = v(x, t) from t = 0 to 1 in K = num_inference_steps equal steps
 (Euler, or midpoint: two network calls per step), then clamps to [-1, 1]:
@@ -21,7 +27,7 @@ lands, so few large steps (K = 1, 2, 4, ...) follow the curved flow instead of c
     the others (self-consistency):  D = 2^-k, k uniform in {0, ..., log2(shortcut_max_steps) - 1},
         t uniform on the grid {0, D, 2D, ..., 1 - D}, h = D / 2
         s1 = s(x_t, t, h);  s2 = s(x_t + h s1, t + h, h)     (no gradient; h = 1/shortcut_max_steps is queried as d = 0)
-        loss = || s(x_t, t, D) - (s1 + s2) / 2 ||^2
+        loss = || s(x_t, t, D) - (s1 + s2) / 2 ||^2    ("sample": on the endpoints x_t + (1 - t) s)
 
 At sampling, K a power of two up to shortcut_max_steps uses d = 1 / K; any other K uses d = 0,
 the instantaneous velocity, so the head is also an ordinary flow model. d enters as the sinusoidal
@@ -55,15 +61,17 @@ class FlowHead(PolicyHead, name="flow"):
 
     @dataclass
     class Config:
-        objective: str = "flow"
-        """Training objective: "flow" (velocity regression) or "shortcut" (also step-size conditioned self-consistency)."""
+        objective: str = "shortcut"
+        """Training objective: "flow" (plain flow matching) or "shortcut" (also trains steps of size d, for K = 1-2)."""
+        prediction_type: str = "sample"
+        """What the network outputs: "velocity" v, or "sample", the endpoint x1 (clipped to [-1, 1]; v = (x1 - x_t) / (1 - t))."""
         num_inference_steps: int = 10
         """Number K of integration steps when sampling (1 allowed)."""
         integrator: str = "euler"
         """"euler" (one network call per step) or "midpoint" (two; objective "flow" only)."""
         shortcut_fraction: float = 0.25
         """Share of each batch trained on the self-consistency target (objective "shortcut")."""
-        shortcut_max_steps: int = 128
+        shortcut_max_steps: int = 16
         """Finest step grid 1 / shortcut_max_steps of the shortcut objective (a power of two >= 2)."""
         denoiser: str = "auto"
         """Velocity network: "mlp", "unet", or "auto" (unet when Ta >= 8, else mlp)."""
@@ -106,6 +114,8 @@ class FlowHead(PolicyHead, name="flow"):
         check_denoiser_settings("flow", cfg.denoiser, cfg.down_dims, cfg.n_groups, cfg.kernel_size, cfg.time_embed_dim)
         if cfg.objective not in ("flow", "shortcut"):
             fail(f"field 'objective' must be 'flow' or 'shortcut', got {cfg.objective!r}")
+        if cfg.prediction_type not in ("velocity", "sample"):
+            fail(f"field 'prediction_type' must be 'velocity' or 'sample', got {cfg.prediction_type!r}")
         if cfg.integrator not in ("euler", "midpoint"):
             fail(f"field 'integrator' must be 'euler' or 'midpoint', got {cfg.integrator!r}")
         if cfg.integrator == "midpoint" and cfg.objective == "shortcut":
@@ -125,8 +135,11 @@ class FlowHead(PolicyHead, name="flow"):
         return features if level is None else torch.cat([features, self.step_embedding(level)], dim=-1)
 
     def _velocity(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
-        """Velocity (B, Ta, A) at x (B, Ta, A), flow time t (B,) in [0, 1], condition (B, F [+ E])."""
-        return self.denoiser(x, t * TIME_SCALE, condition)
+        """Velocity (B, Ta, A) at x (B, Ta, A), flow time t (B,) in [0, 1), condition (B, F [+ E])."""
+        out = self.denoiser(x, t * TIME_SCALE, condition)
+        if self.config.prediction_type == "velocity":
+            return out
+        return (out.clamp(-1.0, 1.0) - x) / (1 - t).view(-1, 1, 1)
 
     def _level(self, step: float, batch: int, device: torch.device) -> Tensor | None:
         """Step-size level (B,) for a step of size `step` (0 = instantaneous), None without the shortcut objective."""
@@ -153,7 +166,9 @@ class FlowHead(PolicyHead, name="flow"):
             if n_boot:
                 boot = self._shortcut_rows(noise[:n_boot], action[:n_boot], features[:n_boot])
                 t, level, x_t, target = (torch.cat([b, rest[n_boot:]]) for b, rest in zip(boot, (t, level, x_t, target)))
-        prediction = self._velocity(x_t, t, self._condition(features, level))
+        prediction = self.denoiser(x_t, t * TIME_SCALE, self._condition(features, level))
+        if self.config.prediction_type == "sample":  # the endpoint the target velocity reaches from x_t
+            target = x_t + (1 - t).view(-1, 1, 1) * target
         per_step = (prediction - target).square().mean(-1)  # (B, Ta)
         loss = masked_mean(per_step, mask)
         return loss, {"mse": loss.detach()}

@@ -85,13 +85,14 @@ def test_exported_models_match_eager_pytorch_given_the_same_noise(runs, exported
             np.testing.assert_allclose(got, eager, atol=1e-4, rtol=0, err_msg=f"{head} {backend} batch {batch}")
 
 
-@pytest.mark.parametrize("objective", ["shortcut", "flow"])
-def test_one_step_flow_exports_match_eager_pytorch(runs, tmp_path, objective):
-    """K = 1 (one network call) for both flow objectives; the ten-step export is covered above."""
+@pytest.mark.parametrize("objective, prediction", [("shortcut", "sample"), ("flow", "velocity")])
+def test_one_step_flow_exports_match_eager_pytorch(runs, tmp_path, objective, prediction):
+    """K = 1 (one network call) for both objectives and outputs; the ten-step export is covered above."""
     data = runs["flow"].parent / "demos.hdf5"
     run = tmp_path / "run"
     train(tiny_config(data, run, "flow", steps=2, val_every=0, log_every=1, ckpt_every=2),
-          {**TINY_HEADS["flow"], "objective": objective, "num_inference_steps": "1"}, dict(TINY_ENCODER), progress=False)
+          {**TINY_HEADS["flow"], "objective": objective, "prediction_type": prediction, "num_inference_steps": "1"},
+          dict(TINY_ENCODER), progress=False)
     meta = export_run(run, tmp_path / "exported", ["onnx"])
     assert meta["head_config"]["num_inference_steps"] == 1 and meta["head_config"]["objective"] == objective
     policy, model = load_policy(run), load(tmp_path / "exported", "onnx", threads=1)

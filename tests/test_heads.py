@@ -40,9 +40,11 @@ VARIANTS = [(name, {}) for name in available_heads()] + [
     ("diffusion", {"denoiser": "mlp"}),
     ("diffusion", {"denoiser": "unet"}),
     ("diffusion", {"denoiser": "unet", "prediction_type": "sample"}),
-    ("flow", {"integrator": "midpoint"}),
-    ("flow", {"objective": "shortcut", "denoiser": "mlp"}),
-    ("flow", {"objective": "shortcut", "denoiser": "unet", "num_inference_steps": 1}),
+    ("flow", {"objective": "flow"}),
+    ("flow", {"objective": "flow", "integrator": "midpoint", "prediction_type": "velocity"}),
+    ("flow", {"prediction_type": "velocity"}),
+    ("flow", {"denoiser": "mlp"}),
+    ("flow", {"denoiser": "unet", "num_inference_steps": 1}),
 ]
 CASES = [
     pytest.param(name, overrides, horizon, id=f"{name}{''.join(f'-{k}={v}' for k, v in overrides.items())}-Ta{horizon}")
@@ -415,33 +417,53 @@ def test_diffusion_sample_is_denoise_of_generator_noise_and_auto_picks_denoiser(
     assert make_head("diffusion", F_DIM, A_DIM, 8).denoiser_kind == "unet"
 
 
-def test_flow_sample_is_euler_or_midpoint_integration_of_the_velocity():
+def flow_velocity(head, x, t, condition):
+    """The flow head's velocity written out: the network output, or (clipped endpoint - x) / (1 - t)."""
+    out = head.denoiser(x, t * 1000, condition)
+    return out if head.config.prediction_type == "velocity" else (out.clamp(-1, 1) - x) / (1 - t).view(-1, 1, 1)
+
+
+@pytest.mark.parametrize("prediction_type", ["velocity", "sample"])
+def test_flow_sample_is_euler_or_midpoint_integration_of_the_velocity(prediction_type):
     features = batch({}, 5)[0]
     noise = torch.randn((BATCH, 5, A_DIM), generator=seeded(3))
     for integrator, steps in (("euler", 1), ("euler", 3), ("midpoint", 2)):
-        head = build("flow", {"integrator": integrator, "num_inference_steps": steps}, 5)
+        head = build("flow", {"objective": "flow", "integrator": integrator, "num_inference_steps": steps,
+                              "prediction_type": prediction_type}, 5)
         x, dt = noise, 1.0 / steps
         for i in range(steps):
             t = torch.full((BATCH,), i * dt)
-            velocity = head.denoiser(x, t * 1000, features)
+            velocity = flow_velocity(head, x, t, features)
             if integrator == "midpoint":
-                velocity = head.denoiser(x + 0.5 * dt * velocity, (t + 0.5 * dt) * 1000, features)
+                velocity = flow_velocity(head, x + 0.5 * dt * velocity, t + 0.5 * dt, features)
             x = x + dt * velocity
-        torch.testing.assert_close(head.sample(features, seeded(3)), x.clamp(-1, 1), rtol=0, atol=1e-6)
+        torch.testing.assert_close(head.sample(features, seeded(3)), x.clamp(-1, 1), rtol=0, atol=1e-5)
+
+
+def test_flow_sample_prediction_regresses_the_endpoint():
+    head = build("flow", {"objective": "flow", "prediction_type": "sample"}, 5)
+    features, action, _ = batch({}, 5)
+    torch.manual_seed(4)
+    loss = head.loss(features, action)[0]
+    torch.manual_seed(4)
+    noise, t = torch.randn_like(action), torch.rand(BATCH)
+    x_t = (1 - t.view(-1, 1, 1)) * noise + t.view(-1, 1, 1) * action
+    torch.testing.assert_close(loss, (head.denoiser(x_t, t * 1000, features) - action).square().mean())
 
 
 def test_shortcut_steps_use_their_trained_step_size_level():
     head = build("flow", {"objective": "shortcut", "shortcut_max_steps": 8}, 5)
     levels = {k: head._level(1.0 / k, 1, "cpu") for k in (1, 2, 3, 4, 8, 10)}
     assert {k: float(v) for k, v in levels.items()} == {1: 1.0, 2: 2.0, 3: 0.0, 4: 3.0, 8: 0.0, 10: 0.0}
-    assert build("flow", {}, 5)._level(0.5, 1, "cpu") is None
+    assert build("flow", {"objective": "flow"}, 5)._level(0.5, 1, "cpu") is None
     features = batch({}, 5)[0]
     one, ten = (build("flow", {"objective": "shortcut", "num_inference_steps": k}, 5) for k in (1, 10))
     assert not torch.equal(one.sample(features, seeded(0)), ten.sample(features, seeded(0)))
 
 
-def test_shortcut_target_is_the_mean_of_two_half_steps_on_the_grid():
-    head = build("flow", {"objective": "shortcut", "shortcut_max_steps": 8}, 5)
+@pytest.mark.parametrize("prediction_type", ["velocity", "sample"])
+def test_shortcut_target_is_the_mean_of_two_half_steps_on_the_grid(prediction_type):
+    head = build("flow", {"objective": "shortcut", "shortcut_max_steps": 8, "prediction_type": prediction_type}, 5)
     features, action, _ = batch({}, 5)
     noise = torch.randn_like(action)
     torch.manual_seed(0)
@@ -454,17 +476,17 @@ def test_shortcut_target_is_the_mean_of_two_half_steps_on_the_grid():
     half_level = torch.where(level == 3, torch.zeros_like(level), level + 1)  # 1/8 is queried as d = 0
     condition = head._condition(features, half_level)
     with torch.no_grad():
-        first = head.denoiser(x_t, t * 1000, condition)
-        second = head.denoiser(x_t + half.view(-1, 1, 1) * first, (t + half) * 1000, condition)
+        first = flow_velocity(head, x_t, t, condition)
+        second = flow_velocity(head, x_t + half.view(-1, 1, 1) * first, t + half, condition)
     torch.testing.assert_close(target, (first + second) / 2)
 
 
 def test_flow_config_errors_name_the_field():
     for overrides, field in (({"objective": "consistency"}, "objective"), ({"integrator": "rk4"}, "integrator"),
-                             ({"objective": "shortcut", "integrator": "midpoint"}, "integrator"),
+                             ({"integrator": "midpoint"}, "integrator"),
                              ({"num_inference_steps": 0}, "num_inference_steps"),
                              ({"shortcut_max_steps": 6}, "shortcut_max_steps"), ({"shortcut_fraction": 1.0}, "shortcut_fraction"),
-                             ({"denoiser": "transformer"}, "denoiser")):
+                             ({"denoiser": "transformer"}, "denoiser"), ({"prediction_type": "epsilon"}, "prediction_type")):
         with pytest.raises(ValueError, match=f"flow head: config.*{field}"):
             make_head("flow", F_DIM, A_DIM, 4, **overrides)
 
@@ -482,8 +504,8 @@ def test_flow_config_errors_name_the_field():
         ("autoregressive", {"discrete_nvec": NVEC}, 3e-3),
         ("diffusion", {"denoiser": "mlp"}, 1e-2),
         ("diffusion", {"denoiser": "unet"}, 3e-3),
+        ("flow", {"objective": "flow", "denoiser": "mlp"}, 1e-2),
         ("flow", {"denoiser": "mlp"}, 1e-2),
-        ("flow", {"objective": "shortcut", "denoiser": "mlp"}, 1e-2),
         ("flow", {"denoiser": "unet"}, 3e-3),
     ],
 )
