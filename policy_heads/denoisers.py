@@ -75,25 +75,35 @@ def build_denoiser(denoiser: str, action_dim: int, action_horizon: int, feature_
     return kind, MLPDenoiser(action_dim, action_horizon, feature_dim, mlp_hidden_dims, time_embed_dim)
 
 
-def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
-    """Sine/cosine embedding (B, dim) of timesteps t (B,), frequencies from 1 down to 1/10000."""
+def sinusoidal_frequencies(dim: int, device: torch.device | str | None = None) -> Tensor:
+    """The dim // 2 frequencies of `sinusoidal_embedding`, from 1 down to 1/10000 (float32)."""
     half = dim // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half - 1, 1))
+    return torch.exp(-math.log(10000.0) * torch.arange(half, device=device, dtype=torch.float32) / max(half - 1, 1))
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, frequencies: Tensor | None = None) -> Tensor:
+    """Sine/cosine embedding (B, dim) of timesteps t (B,); `frequencies` (dim // 2,) as sinusoidal_frequencies gives."""
+    if frequencies is None:
+        frequencies = sinusoidal_frequencies(dim, t.device)
     angles = t.to(torch.float32).unsqueeze(-1) * frequencies
     embedding = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    return F.pad(embedding, (0, dim - 2 * half))
+    return embedding if dim % 2 == 0 else F.pad(embedding, (0, 1))
 
 
 class TimestepEmbedding(nn.Module):
-    """Sinusoidal embedding of the timestep followed by a small MLP: t (B,) -> (B, dim)."""
+    """Sinusoidal embedding of the timestep followed by a small MLP: t (B,) -> (B, dim).
+
+    The frequencies are computed once (a buffer outside the state dict): a sampler calls this at
+    every step, and at batch 1 the per-call cost of recomputing them is visible."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
+        self.register_buffer("frequencies", sinusoidal_frequencies(dim), persistent=False)
         self.net = nn.Sequential(nn.Linear(dim, 4 * dim), _Mish(), nn.Linear(4 * dim, dim))
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.net(sinusoidal_embedding(t, self.dim))
+        return self.net(sinusoidal_embedding(t, self.dim, self.frequencies))
 
 
 class MLPDenoiser(nn.Module):

@@ -134,12 +134,19 @@ class FlowHead(PolicyHead, name="flow"):
         """Features (B, F), with the step-size embedding of level (B,) appended for the shortcut objective."""
         return features if level is None else torch.cat([features, self.step_embedding(level)], dim=-1)
 
-    def _velocity(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
-        """Velocity (B, Ta, A) at x (B, Ta, A), flow time t (B,) in [0, 1), condition (B, F [+ E])."""
-        out = self.denoiser(x, t * TIME_SCALE, condition)
+    def _velocity(self, x: Tensor, t: Tensor | float, condition: Tensor) -> Tensor:
+        """Velocity (B, Ta, A) at x (B, Ta, A), flow time t (B,) or one float in [0, 1), condition (B, F [+ E]).
+
+        A float time (the sampler's) stays a constant of the arithmetic, which exported graphs fold."""
+        if isinstance(t, float):
+            out = self.denoiser(x, torch.full((x.shape[0],), t * TIME_SCALE, device=x.device, dtype=x.dtype), condition)
+            remaining = 1.0 - t
+        else:
+            out = self.denoiser(x, t * TIME_SCALE, condition)
+            remaining = (1 - t).view(-1, 1, 1)
         if self.config.prediction_type == "velocity":
             return out
-        return (out.clamp(-1.0, 1.0) - x) / (1 - t).view(-1, 1, 1)
+        return (out.clamp(-1.0, 1.0) - x) / remaining
 
     def _level(self, step: float, batch: int, device: torch.device) -> Tensor | None:
         """Step-size level (B,) for a step of size `step` (0 = instantaneous), None without the shortcut objective."""
@@ -212,9 +219,8 @@ class FlowHead(PolicyHead, name="flow"):
         condition = self._condition(features, self._level(dt, batch, device))
         x = noise
         for i in range(steps):
-            t = torch.full((batch,), i * dt, device=device, dtype=noise.dtype)
-            velocity = self._velocity(x, t, condition)
+            velocity = self._velocity(x, i * dt, condition)
             if self.config.integrator == "midpoint":
-                velocity = self._velocity(x + 0.5 * dt * velocity, t + 0.5 * dt, condition)
+                velocity = self._velocity(x + 0.5 * dt * velocity, (i + 0.5) * dt, condition)
             x = x + dt * velocity
         return x.clamp(-1.0, 1.0)
