@@ -13,8 +13,9 @@ coverage) at compare's held-out states. Mean ± std over seeds.
 latency: a short run per head (latency does not depend on the weights), CPU head settings, Ta = 8;
 `predict_chunk` at batch 1 with one torch thread, every case loaded in one process and called in
 turn (gmm, flow, ..., gmm, flow, ...), median per case; with --onnx, the same for the exported graph
-on onnxruntime (one intra-op thread). Also the training time per step of each case (from the
-trainer's log, median over --train-rounds runs of --train-steps steps, the cases in turn).
+on onnxruntime (one intra-op thread); --rounds rounds of --calls calls, the median of the round
+medians. Also the training time per step of each case (from the trainer's log, median over
+--train-rounds runs of --train-steps steps, the cases in turn).
 """
 from __future__ import annotations
 
@@ -126,6 +127,8 @@ def latency(args) -> None:
         for name in names:
             head, settings = CASES[name]
             step_ms[name].append(train_run(args, head, settings, out / f"{name.replace(' ', '_')}_r{round_}", args.train_steps))
+    if not args.train_rounds:  # latency only: the runs of an earlier call
+        step_ms = {n: [float("nan")] for n in names}
     policies = {n: load_policy(out / f"{n.replace(' ', '_')}_r0") for n in names}
     runners = {}
     for name, policy in policies.items():
@@ -146,13 +149,18 @@ def latency(args) -> None:
     for run_once in runners.values():
         for _ in range(5):
             run_once()
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(args.calls):
-        for key, run_once in runners.items():
-            start = time.perf_counter()
-            run_once()
-            times[key].append(time.perf_counter() - start)
-    ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    rounds: dict[str, list[float]] = {k: [] for k in runners}  # per round: the median of --calls calls
+    for _ in range(args.rounds):
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        for _ in range(args.calls):
+            for key, run_once in runners.items():
+                start = time.perf_counter()
+                run_once()
+                times[key].append(time.perf_counter() - start)
+        for key, values in times.items():
+            rounds[key].append(1e3 * statistics.median(values))
+    ms = {k: statistics.median(v) for k, v in rounds.items()}
+    print("round medians (ms): " + json.dumps({k: [round(x, 3) for x in v] for k, v in rounds.items()}))
     gmm = ms.get("gmm eager")
     print("| case | predict_chunk eager (ms) | x gmm | onnxruntime (ms) | train step (ms) | x gmm |")
     for name in names:
@@ -181,9 +189,10 @@ def main() -> None:
     lat.add_argument("--out", default="runs/bench_flow_latency")
     lat.add_argument("--cases", default=",".join(CASES))
     lat.add_argument("--onnx", default="", help="cases also exported and timed on onnxruntime (comma-separated)")
-    lat.add_argument("--calls", type=int, default=100)
+    lat.add_argument("--calls", type=int, default=100, help="calls per round and case")
+    lat.add_argument("--rounds", type=int, default=5, help="rounds of calls; the table gives the median of the round medians")
     lat.add_argument("--train-steps", type=int, default=60)
-    lat.add_argument("--train-rounds", type=int, default=2)
+    lat.add_argument("--train-rounds", type=int, default=2, help="0: reuse the runs in --out, no training time")
     args = p.parse_args()
     quality(args) if args.command == "quality" else latency(args)
 
