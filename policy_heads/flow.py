@@ -9,7 +9,7 @@ Straight paths from Gaussian noise (time 0) to the normalized action chunk (time
     prediction_type "velocity": out estimates v,  loss = || out - v ||^2
 
 Predicting the endpoint and clipping it to the action range is what the diffusion head's
-prediction_type=sample does; on ForkedPath3 it took the ten-step flow head from 0.75 to 1.0
+prediction_type=sample does; on ForkedPath3 it took the ten-step flow head from 0.75 to 0.99
 success at the same budget (BENCHMARKS.md, "Flow matching").
 
 Sampling integrates dx/dt = v(x, t) from t = 0 to 1 in K = num_inference_steps equal steps
@@ -19,7 +19,7 @@ Sampling integrates dx/dt = v(x, t) from t = 0 to 1 in K = num_inference_steps e
     for i in range(K):  x = x + v(x, i / K) / K      # Euler
     return x clamped to [-1, 1]
 
-Objective "shortcut" (Frans et al. 2024, "One Step Diffusion via Shortcut Models") also gives the
+Objective "shortcut" (the default; Frans et al. 2024, "One Step Diffusion via Shortcut Models") also gives the
 network the step size d it will be used with, s(x_t, t, d), and teaches it where a step of size d
 lands, so few large steps (K = 1, 2, 4, ...) follow the curved flow instead of cutting across it:
 
@@ -29,7 +29,7 @@ lands, so few large steps (K = 1, 2, 4, ...) follow the curved flow instead of c
         s1 = s(x_t, t, h);  s2 = s(x_t + h s1, t + h, h)     (no gradient; h = 1/shortcut_max_steps is queried as d = 0)
         loss = || s(x_t, t, D) - (s1 + s2) / 2 ||^2    ("sample": on the endpoints x_t + (1 - t) s)
 
-At sampling, K a power of two up to shortcut_max_steps uses d = 1 / K; any other K uses d = 0,
+At sampling, K a power of two below shortcut_max_steps uses d = 1 / K; any other K uses d = 0,
 the instantaneous velocity, so the head is also an ordinary flow model. d enters as the sinusoidal
 embedding of its level (0 for d = 0, 1 + log2(1 / d) otherwise), concatenated to the features.
 
