@@ -74,7 +74,7 @@ class FlowHead(PolicyHead, name="flow"):
         shortcut_max_steps: int = 16
         """Finest step grid 1 / shortcut_max_steps of the shortcut objective (a power of two >= 2)."""
         denoiser: str = "auto"
-        """Velocity network: "mlp", "unet", or "auto" (unet when Ta >= 8, else mlp)."""
+        """Network: "mlp", "unet", or "auto" (unet when Ta >= 8, else mlp)."""
         time_embed_dim: int = 128
         """Width of the time embedding (and of the step-size embedding)."""
         mlp_hidden_dims: tuple[int, ...] = (256, 256, 256)
