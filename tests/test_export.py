@@ -103,6 +103,21 @@ def test_one_step_flow_exports_match_eager_pytorch(runs, tmp_path, objective, pr
         np.testing.assert_allclose(model.predict_chunk(obs, noise=noise), eager, atol=1e-4, rtol=0)
 
 
+def test_autoregressive_joint_tokens_export_matches_eager_pytorch(runs, tmp_path):
+    """One token per step (dims_per_token = A): the decoding loop and the token -> action mapping export exactly."""
+    run = tmp_path / "run"
+    train(tiny_config(runs["autoregressive"].parent / "demos.hdf5", run, "autoregressive", steps=2, val_every=0, log_every=1,
+                      ckpt_every=2), {**TINY_HEADS["autoregressive"], "dims_per_token": "2"}, dict(TINY_ENCODER), progress=False)
+    export_run(run, tmp_path / "exported", ["onnx"])
+    policy, model = load_policy(run), load(tmp_path / "exported", "onnx", threads=1)
+    assert policy.head.num_tokens == 4
+    for batch in (1, 3):
+        obs = observations(batch, seed=batch)
+        eager = policy.predict_chunk(obs, generator=torch.Generator().manual_seed(batch))
+        noise = {k: v.numpy() for k, v in policy.head.draw_noise(batch, torch.Generator().manual_seed(batch)).items()}
+        np.testing.assert_allclose(model.predict_chunk(obs, noise=noise), eager, atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("head", ["gaussian", "gmm", "autoregressive", "diffusion", "flow"])
 def test_runtime_draws_fresh_noise_and_a_seed_repeats_it(exported, head):
     _, folder = exported[head]
