@@ -33,12 +33,15 @@ FLOW = {"flow.denoiser": "mlp"}
 DIFFUSION = {"diffusion.denoiser": "mlp", "diffusion.prediction_type": "sample"}
 STEPS = (10, 2, 1)
 
-# Latency cases: name -> (head, settings); the CPU head settings of `imitate compare`.
+# Latency cases: name -> (head, settings); the CPU head settings of `imitate compare`, and the autoregressive
+# head with one token per step of ForkedPath's two dimensions (16 bins each: 256 categories per token).
 CASES = {
     "deterministic": ("deterministic", {}),
     "gaussian": ("gaussian", {}),
     "gmm": ("gmm", {}),
     "autoregressive": ("autoregressive", {"d_model": "64", "num_layers": "2"}),
+    "autoregressive step-tokens": ("autoregressive", {"d_model": "64", "num_layers": "2", "dims_per_token": "2",
+                                                     "bins": "16"}),
     "diffusion DDIM-10": ("diffusion", {"denoiser": "mlp", "prediction_type": "sample"}),
     **{f"flow K={k}": ("flow", {"denoiser": "mlp", "objective": "shortcut", "num_inference_steps": str(k)}) for k in STEPS},
 }
