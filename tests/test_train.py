@@ -145,8 +145,8 @@ def test_act_replans_every_n_act_steps_and_ensembles_every_step(fp_file, tmp_pat
 # -- errors -------------------------------------------------------------------------------------------
 
 def test_bad_settings_and_run_directories_get_clear_errors(fp_file, tmp_path):
-    with pytest.raises(ConfigError, match="'flow'.*available heads"):
-        train(tiny_config(fp_file, tmp_path / "x", "flow"), progress=False)
+    with pytest.raises(ConfigError, match="'transformer'.*available heads"):
+        train(tiny_config(fp_file, tmp_path / "x", "transformer"), progress=False)
     with pytest.raises(ConfigError, match="num_modes|no setting|unknown config field"):
         train(tiny_config(fp_file, tmp_path / "y", "gmm"), {"num_modez": "3"}, progress=False)
     fit(fp_file, tmp_path / "run", "deterministic")
