@@ -12,11 +12,11 @@ Importing the package is light (no torch): the names below load the heads on fir
 import importlib
 
 #: The modules of the shipped heads, simplest first (the registration order).
-HEAD_MODULES = ("deterministic", "gaussian", "mixture", "autoregressive", "diffusion")
+HEAD_MODULES = ("deterministic", "gaussian", "mixture", "autoregressive", "diffusion", "flow")
 _FROM_BASE = ("PolicyHead", "available_heads", "config_from_dict", "config_to_dict", "get_head_class", "make_head",
               "registered_heads")
 _CLASSES = {"DeterministicHead": "deterministic", "GaussianHead": "gaussian", "MixtureHead": "mixture",
-            "AutoregressiveHead": "autoregressive", "DiffusionHead": "diffusion"}
+            "AutoregressiveHead": "autoregressive", "DiffusionHead": "diffusion", "FlowHead": "flow"}
 
 __all__ = [*_FROM_BASE, *_CLASSES, "load_heads"]
 

@@ -11,6 +11,10 @@ and a small causal transformer predicts each token from the features and the tok
     input:          [feat]     tok_0  tok_1   ...  tok_{N-2}
     predicts:        tok_0     tok_1  tok_2   ...  tok_{N-1}          N = Ta * A
 
+Coarser tokens (config `dims_per_token` = g > 1): each token holds g consecutive dimensions of
+a step, its category the mixed-radix number of their bins (bins ** g categories), so a chunk is
+Ta * A / g tokens and the transformer runs 1/g as many positions.
+
 Training is cross-entropy of the true tokens (teacher forcing). `sample` draws the tokens one at a
 time (with a key/value cache, so each step runs the transformer on one new position only) and maps
 each bin to its centre. `log_prob` is the sum of the token log-probabilities of the bins the
@@ -100,6 +104,8 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         """Number of transformer blocks."""
         num_heads: int = 4
         """Attention heads per block (must divide d_model)."""
+        dims_per_token: int = 1
+        """Action dimensions per token (must divide A): 1, or more for fewer, joint tokens (bins ** dims categories)."""
 
     def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Config | None = None) -> None:
         super().__init__(feature_dim, action_dim, action_horizon, config)
@@ -125,10 +131,19 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         self._edges_ready = self.discrete or cfg.binning == "uniform"
         self.register_load_state_dict_post_hook(_read_prepared_flag)
 
-        self.num_tokens = action_horizon * action_dim
-        sizes = torch.tensor(categories)
+        group = cfg.dims_per_token
+        if group < 1 or action_dim % group:
+            raise ValueError(f"autoregressive head: config field 'dims_per_token' must divide action_dim={action_dim}, got {group}")
+        self.groups = action_dim // group  # tokens per step
+        self.num_tokens = action_horizon * self.groups
+        # Mixed radix: a token of dims (d_0, ..., d_{g-1}) is sum_j index_j * radix_j, the last dimension fastest.
+        per_dim = torch.tensor(categories).view(self.groups, group)
+        later = torch.cat([per_dim.flip(1).cumprod(1).flip(1)[:, 1:], torch.ones(self.groups, 1, dtype=torch.long)], dim=1)
+        self.register_buffer("radix", later.reshape(-1), persistent=False)  # (A,)
+        self.register_buffer("dim_sizes", per_dim.reshape(-1), persistent=False)  # (A,)
+        sizes = per_dim.prod(1)  # categories per token of a step (groups,)
         offsets = torch.cumsum(sizes, 0) - sizes
-        dim_of_token = torch.arange(self.num_tokens) % action_dim
+        dim_of_token = torch.arange(self.num_tokens) % self.groups
         most = int(sizes.max())
         invalid = torch.arange(most).unsqueeze(0) >= sizes[dim_of_token].unsqueeze(1)  # (N, most)
         self.register_buffer("token_offset", offsets[dim_of_token], persistent=False)  # (N,)
@@ -167,16 +182,24 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             self._edges_ready = True
 
     def _tokens(self, action: Tensor) -> Tensor:
-        """Token index within its dimension (B, N) for every entry of action (B, Ta, A)."""
+        """Token index within its group of dimensions (B, N) for action (B, Ta, A), N = Ta * A / dims_per_token."""
         if self.discrete:
-            return rearrange(action.round().long(), "b t a -> b (t a)")
-        values = rearrange(action, "b t a -> a (b t)").contiguous()
-        interior = self.edges[:, 1:-1].contiguous()
-        index = torch.searchsorted(interior, values, right=True)  # (A, B * Ta)
-        return rearrange(index, "a (b t) -> b (t a)", b=action.shape[0])
+            index = rearrange(action.round().long(), "b t a -> b (t a)")
+        else:
+            values = rearrange(action, "b t a -> a (b t)").contiguous()
+            interior = self.edges[:, 1:-1].contiguous()
+            index = torch.searchsorted(interior, values, right=True)  # (A, B * Ta)
+            index = rearrange(index, "a (b t) -> b (t a)", b=action.shape[0])
+        if self.groups == self.action_dim:
+            return index
+        joint = rearrange(index * self.radix.repeat(self.action_horizon), "b (n g) -> b n g", g=self.config.dims_per_token)
+        return joint.sum(-1)
 
     def _values(self, tokens: Tensor) -> Tensor:
         """Action chunk (B, Ta, A) for tokens (B, N): bin centres, or the indices in discrete mode."""
+        if self.groups != self.action_dim:  # each joint token back to one index per dimension
+            tokens = rearrange(tokens.repeat_interleave(self.config.dims_per_token, dim=1), "b (t a) -> b t a", a=self.action_dim)
+            tokens = rearrange(tokens // self.radix % self.dim_sizes, "b t a -> b (t a)")
         chunk = rearrange(tokens, "b (t a) -> b t a", a=self.action_dim)
         if self.discrete:
             return chunk.to(self.position.dtype)
@@ -200,7 +223,7 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             raise RuntimeError("autoregressive head: binning='quantile' needs head.prepare(actions) before training")
         tokens = self._tokens(action)
         logits = self._logits(features, tokens)
-        entries = step_mask_to_entries(mask, self.action_dim)
+        entries = step_mask_to_entries(mask, self.groups)
         cross_entropy = F.cross_entropy(rearrange(logits, "b n k -> b k n"), tokens, reduction="none")  # (B, N)
         loss = masked_mean(cross_entropy, entries)
         accuracy = masked_mean((logits.argmax(-1) == tokens).to(logits.dtype), entries)

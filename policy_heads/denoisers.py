@@ -1,9 +1,12 @@
-"""Denoiser networks for the diffusion head.
+"""Denoiser networks shared by the diffusion and flow heads.
 
-Both map a noisy chunk, its diffusion timestep and the observation features to a chunk of the
-same shape (the predicted noise or the predicted clean chunk):
+Both map a noisy chunk, its time and the observation features to a chunk of the same shape (the
+predicted noise or clean chunk for diffusion, the velocity for flow matching):
 
     denoiser(x (B, Ta, A), t (B,), features (B, F)) -> (B, Ta, A)
+
+t is the diffusion timestep (an integer in [0, T)) or the flow time scaled to [0, 1000]; either
+enters through the same sinusoidal embedding. `build_denoiser` makes one from a head's settings.
 
 MLPDenoiser    short chunks: [flattened chunk, timestep embedding, features] -> MLP -> chunk.
 TemporalUNet   longer chunks: a 1-D U-Net along time (channels = A, length = Ta). Every residual
@@ -43,25 +46,64 @@ from torch import Tensor, nn
 from policy_heads.base import mlp
 
 
-def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
-    """Sine/cosine embedding (B, dim) of timesteps t (B,), frequencies from 1 down to 1/10000."""
+DENOISERS = ("auto", "mlp", "unet")
+"""Values of a head's `denoiser` setting: "auto" picks the U-Net when Ta >= 8, else the MLP."""
+
+
+def check_denoiser_settings(head: str, denoiser: str, down_dims: tuple[int, ...], n_groups: int, kernel_size: int,
+                            time_embed_dim: int) -> None:
+    """ValueError naming `head` and the config field when the denoiser settings cannot build a network."""
+    def fail(message: str) -> None:
+        raise ValueError(f"{head} head: config {message}")
+
+    if denoiser not in DENOISERS:
+        fail(f"field 'denoiser' must be 'auto', 'mlp' or 'unet', got {denoiser!r}")
+    if not down_dims or any(d % n_groups for d in down_dims):
+        fail(f"field 'n_groups' ({n_groups}) must divide every entry of 'down_dims' {down_dims}")
+    if kernel_size % 2 == 0:
+        fail(f"field 'kernel_size' must be odd, got {kernel_size}")
+    if time_embed_dim < 2:
+        fail(f"field 'time_embed_dim' must be >= 2, got {time_embed_dim}")
+
+
+def build_denoiser(denoiser: str, action_dim: int, action_horizon: int, feature_dim: int, *, mlp_hidden_dims: tuple[int, ...],
+                   down_dims: tuple[int, ...], kernel_size: int, n_groups: int, time_embed_dim: int) -> tuple[str, nn.Module]:
+    """The denoiser network ("mlp", "unet", or "auto": unet when action_horizon >= 8) and its resolved kind."""
+    kind = denoiser if denoiser != "auto" else ("unet" if action_horizon >= 8 else "mlp")
+    if kind == "unet":
+        return kind, TemporalUNet(action_dim, action_horizon, feature_dim, down_dims, kernel_size, n_groups, time_embed_dim)
+    return kind, MLPDenoiser(action_dim, action_horizon, feature_dim, mlp_hidden_dims, time_embed_dim)
+
+
+def sinusoidal_frequencies(dim: int, device: torch.device | str | None = None) -> Tensor:
+    """The dim // 2 frequencies of `sinusoidal_embedding`, from 1 down to 1/10000 (float32)."""
     half = dim // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half - 1, 1))
+    return torch.exp(-math.log(10000.0) * torch.arange(half, device=device, dtype=torch.float32) / max(half - 1, 1))
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, frequencies: Tensor | None = None) -> Tensor:
+    """Sine/cosine embedding (B, dim) of timesteps t (B,); `frequencies` (dim // 2,) as sinusoidal_frequencies gives."""
+    if frequencies is None:
+        frequencies = sinusoidal_frequencies(dim, t.device)
     angles = t.to(torch.float32).unsqueeze(-1) * frequencies
     embedding = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    return F.pad(embedding, (0, dim - 2 * half))
+    return embedding if dim % 2 == 0 else F.pad(embedding, (0, 1))
 
 
 class TimestepEmbedding(nn.Module):
-    """Sinusoidal embedding of the timestep followed by a small MLP: t (B,) -> (B, dim)."""
+    """Sinusoidal embedding of the timestep followed by a small MLP: t (B,) -> (B, dim).
+
+    The frequencies are computed once (a buffer outside the state dict): a sampler calls this at
+    every step, and at batch 1 the per-call cost of recomputing them is visible."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
+        self.register_buffer("frequencies", sinusoidal_frequencies(dim), persistent=False)
         self.net = nn.Sequential(nn.Linear(dim, 4 * dim), _Mish(), nn.Linear(4 * dim, dim))
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.net(sinusoidal_embedding(t, self.dim))
+        return self.net(sinusoidal_embedding(t, self.dim, self.frequencies))
 
 
 class MLPDenoiser(nn.Module):

@@ -20,7 +20,8 @@ noise (`sample_with_noise`), and `sample` only draws that noise from the generat
 (`has_log_prob` False) and no mode (`has_mode` False): the DDIM output for zero noise is not the
 most likely chunk, so the head does not pretend it is.
 
-Denoiser: "mlp" (MLPDenoiser) or "unet" (TemporalUNet), "auto" picks the U-Net when Ta >= 8.
+Denoiser: "mlp" (MLPDenoiser) or "unet" (TemporalUNet), "auto" picks the U-Net when Ta >= 8; the
+networks live in policy_heads/denoisers.py, shared with the flow head.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor
 
 from policy_heads.base import PolicyHead, masked_mean
-from policy_heads.denoisers import MLPDenoiser, TemporalUNet
+from policy_heads.denoisers import build_denoiser, check_denoiser_settings
 
 
 class DiffusionHead(PolicyHead, name="diffusion"):
@@ -78,31 +79,21 @@ class DiffusionHead(PolicyHead, name="diffusion"):
         self._validate(cfg)
         self.train_scheduler, self.inference_scheduler = _build_schedulers(cfg)
         self.ddim_steps = self._ddim_steps()
-        self.denoiser_kind = cfg.denoiser if cfg.denoiser != "auto" else ("unet" if action_horizon >= 8 else "mlp")
-        if self.denoiser_kind == "unet":
-            self.denoiser = TemporalUNet(
-                action_dim, action_horizon, feature_dim, cfg.down_dims, cfg.kernel_size, cfg.n_groups, cfg.time_embed_dim
-            )
-        else:
-            self.denoiser = MLPDenoiser(action_dim, action_horizon, feature_dim, cfg.mlp_hidden_dims, cfg.time_embed_dim)
+        self.denoiser_kind, self.denoiser = build_denoiser(
+            cfg.denoiser, action_dim, action_horizon, feature_dim, mlp_hidden_dims=cfg.mlp_hidden_dims,
+            down_dims=cfg.down_dims, kernel_size=cfg.kernel_size, n_groups=cfg.n_groups, time_embed_dim=cfg.time_embed_dim,
+        )
 
     @staticmethod
     def _validate(cfg: Config) -> None:
         def fail(message: str) -> None:
             raise ValueError(f"diffusion head: config {message}")
 
-        if cfg.denoiser not in ("auto", "mlp", "unet"):
-            fail(f"field 'denoiser' must be 'auto', 'mlp' or 'unet', got {cfg.denoiser!r}")
+        check_denoiser_settings("diffusion", cfg.denoiser, cfg.down_dims, cfg.n_groups, cfg.kernel_size, cfg.time_embed_dim)
         if cfg.prediction_type not in ("epsilon", "sample"):
             fail(f"field 'prediction_type' must be 'epsilon' or 'sample', got {cfg.prediction_type!r}")
         if not 1 <= cfg.num_inference_steps <= cfg.num_train_timesteps:
             fail(f"needs 1 <= num_inference_steps ({cfg.num_inference_steps}) <= num_train_timesteps ({cfg.num_train_timesteps})")
-        if not cfg.down_dims or any(d % cfg.n_groups for d in cfg.down_dims):
-            fail(f"field 'n_groups' ({cfg.n_groups}) must divide every entry of 'down_dims' {cfg.down_dims}")
-        if cfg.kernel_size % 2 == 0:
-            fail(f"field 'kernel_size' must be odd, got {cfg.kernel_size}")
-        if cfg.time_embed_dim < 2:
-            fail(f"field 'time_embed_dim' must be >= 2, got {cfg.time_embed_dim}")
 
     def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         action, mask = self._check_batch(features, action, mask)

@@ -27,7 +27,8 @@ from tests.tiny import TINY_ENCODER, TINY_HEADS, tiny_config
 ROOT = Path(__file__).resolve().parent.parent
 HEADS = sorted(TINY_HEADS)
 # Two DDIM steps instead of four: the unrolled loop is still a loop, and the U-Net export costs half.
-EXPORT_SETTINGS = {"diffusion": {"num_inference_steps": "2"}}
+# The flow head is exported with its default ten steps here and with one step in its own test.
+EXPORT_SETTINGS = {"diffusion": {"num_inference_steps": "2"}, "flow": {"num_inference_steps": "10"}}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,40 @@ def test_exported_models_match_eager_pytorch_given_the_same_noise(runs, exported
             np.testing.assert_allclose(got, eager, atol=1e-4, rtol=0, err_msg=f"{head} {backend} batch {batch}")
 
 
-@pytest.mark.parametrize("head", ["gaussian", "gmm", "autoregressive", "diffusion"])
+@pytest.mark.parametrize("objective, prediction", [("shortcut", "sample"), ("flow", "velocity")])
+def test_one_step_flow_exports_match_eager_pytorch(runs, tmp_path, objective, prediction):
+    """K = 1 (one network call) for both objectives and outputs; the ten-step export is covered above."""
+    data = runs["flow"].parent / "demos.hdf5"
+    run = tmp_path / "run"
+    train(tiny_config(data, run, "flow", steps=2, val_every=0, log_every=1, ckpt_every=2),
+          {**TINY_HEADS["flow"], "objective": objective, "prediction_type": prediction, "num_inference_steps": "1"},
+          dict(TINY_ENCODER), progress=False)
+    meta = export_run(run, tmp_path / "exported", ["onnx"])
+    assert meta["head_config"]["num_inference_steps"] == 1 and meta["head_config"]["objective"] == objective
+    policy, model = load_policy(run), load(tmp_path / "exported", "onnx", threads=1)
+    for batch in (1, 3):
+        obs = observations(batch, seed=batch)
+        eager = policy.predict_chunk(obs, generator=torch.Generator().manual_seed(batch))
+        noise = {k: v.numpy() for k, v in policy.head.draw_noise(batch, torch.Generator().manual_seed(batch)).items()}
+        np.testing.assert_allclose(model.predict_chunk(obs, noise=noise), eager, atol=1e-4, rtol=0)
+
+
+def test_autoregressive_joint_tokens_export_matches_eager_pytorch(runs, tmp_path):
+    """One token per step (dims_per_token = A): the decoding loop and the token -> action mapping export exactly."""
+    run = tmp_path / "run"
+    train(tiny_config(runs["autoregressive"].parent / "demos.hdf5", run, "autoregressive", steps=2, val_every=0, log_every=1,
+                      ckpt_every=2), {**TINY_HEADS["autoregressive"], "dims_per_token": "2"}, dict(TINY_ENCODER), progress=False)
+    export_run(run, tmp_path / "exported", ["onnx"])
+    policy, model = load_policy(run), load(tmp_path / "exported", "onnx", threads=1)
+    assert policy.head.num_tokens == 4
+    for batch in (1, 3):
+        obs = observations(batch, seed=batch)
+        eager = policy.predict_chunk(obs, generator=torch.Generator().manual_seed(batch))
+        noise = {k: v.numpy() for k, v in policy.head.draw_noise(batch, torch.Generator().manual_seed(batch)).items()}
+        np.testing.assert_allclose(model.predict_chunk(obs, noise=noise), eager, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("head", ["gaussian", "gmm", "autoregressive", "diffusion", "flow"])
 def test_runtime_draws_fresh_noise_and_a_seed_repeats_it(exported, head):
     _, folder = exported[head]
     obs = observations(2)

@@ -30,14 +30,23 @@ SMALL = {
     "gmm": {"hidden_dims": (32, 32), "num_modes": 3},
     "autoregressive": {"bins": 16, "d_model": 32, "num_layers": 2, "num_heads": 2},
     "diffusion": {"time_embed_dim": 16, "mlp_hidden_dims": (32, 32), "down_dims": (16, 32, 64), "n_groups": 4, "num_inference_steps": 4},
+    "flow": {"time_embed_dim": 16, "mlp_hidden_dims": (32, 32), "down_dims": (16, 32, 64), "n_groups": 4, "num_inference_steps": 4,
+             "shortcut_max_steps": 8},
 }
 VARIANTS = [(name, {}) for name in available_heads()] + [
     ("gaussian", {"state_dependent_std": False}),
     ("autoregressive", {"discrete_nvec": NVEC}),
     ("autoregressive", {"binning": "quantile"}),
+    ("autoregressive", {"dims_per_token": 2}),
+    ("autoregressive", {"discrete_nvec": NVEC, "dims_per_token": 2}),
     ("diffusion", {"denoiser": "mlp"}),
     ("diffusion", {"denoiser": "unet"}),
     ("diffusion", {"denoiser": "unet", "prediction_type": "sample"}),
+    ("flow", {"objective": "flow"}),
+    ("flow", {"objective": "flow", "integrator": "midpoint", "prediction_type": "velocity"}),
+    ("flow", {"prediction_type": "velocity"}),
+    ("flow", {"denoiser": "mlp"}),
+    ("flow", {"denoiser": "unet", "num_inference_steps": 1}),
 ]
 CASES = [
     pytest.param(name, overrides, horizon, id=f"{name}{''.join(f'-{k}={v}' for k, v in overrides.items())}-Ta{horizon}")
@@ -98,6 +107,8 @@ def test_loss_is_finite_and_reaches_every_parameter(name, overrides, horizon):
     assert info and all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in info.values())
     loss.backward()
     for param_name, param in head.named_parameters():
+        if param_name == "embed.weight" and getattr(head, "num_tokens", 2) == 1:
+            continue  # a one-token chunk never feeds a token back in
         assert param.grad is not None, f"{param_name} received no gradient"
         assert torch.isfinite(param.grad).all(), f"{param_name} has a non-finite gradient"
         assert param.grad.abs().sum() > 0, f"{param_name} has an all-zero gradient"
@@ -128,7 +139,7 @@ def test_sample_shape_and_range(name, overrides, horizon):
     if is_discrete(overrides):
         assert torch.equal(chunk, chunk.round()) and (chunk >= 0).all()
         assert (chunk < torch.tensor(NVEC, dtype=chunk.dtype)).all()
-    elif name in ("diffusion", "autoregressive"):
+    elif name in ("diffusion", "flow", "autoregressive"):
         assert chunk.abs().max() <= 1.0
 
 
@@ -252,14 +263,14 @@ def test_every_config_field_has_a_docstring():
 # Registry and configuration ----------------------------------------------------------------------
 
 
-def test_registry_lists_the_five_heads():
-    assert {"deterministic", "gaussian", "gmm", "autoregressive", "diffusion"} <= set(available_heads())
+def test_registry_lists_the_six_heads():
+    assert {"deterministic", "gaussian", "gmm", "autoregressive", "diffusion", "flow"} <= set(available_heads())
     assert get_head_class("gmm") is policy_heads.MixtureHead
 
 
 def test_unknown_head_lists_the_available_ones():
-    with pytest.raises(ValueError, match=r"unknown policy head 'flow'.*deterministic.*gaussian"):
-        make_head("flow", F_DIM, A_DIM, 4)
+    with pytest.raises(ValueError, match=r"unknown policy head 'transformer'.*deterministic.*flow.*gaussian"):
+        make_head("transformer", F_DIM, A_DIM, 4)
 
 
 def test_unknown_config_field_names_field_and_head():
@@ -393,6 +404,22 @@ def test_autoregressive_bins_round_trip_and_quantile_edges():
     torch.testing.assert_close(quantile.edges[1], torch.tensor([-1.0, 0.25, 0.5, 0.75, 1.0]))
 
 
+def test_autoregressive_joint_tokens_hold_every_dimension_of_a_step():
+    entry = build("autoregressive", {"binning": "uniform"}, 5)
+    joint = build("autoregressive", {"binning": "uniform", "dims_per_token": 2}, 5)
+    action = batch({}, 5)[1]
+    per_entry, tokens = entry._tokens(action), joint._tokens(action)
+    assert joint.num_tokens == 5 and tokens.shape == (BATCH, 5) and joint.logit_mask.shape == (5, 16 * 16)
+    assert torch.equal(tokens, per_entry[:, 0::2] * 16 + per_entry[:, 1::2])  # first dimension most significant
+    assert torch.equal(joint._values(tokens), entry._values(per_entry))
+    discrete = build("autoregressive", {"discrete_nvec": NVEC, "dims_per_token": 2}, 3)
+    categories = random_actions((BATCH, 3, A_DIM), {"discrete_nvec": NVEC}, seed=2)
+    assert torch.equal(discrete._values(discrete._tokens(categories)), categories)
+    assert discrete._tokens(categories).max() < NVEC[0] * NVEC[1]
+    with pytest.raises(ValueError, match="dims_per_token"):
+        make_head("autoregressive", F_DIM, 3, 2, dims_per_token=2)
+
+
 def test_autoregressive_discrete_prepare_rejects_bad_indices():
     head = make_head("autoregressive", F_DIM, A_DIM, 2, discrete_nvec=NVEC)
     with pytest.raises(ValueError, match="category indices"):
@@ -410,6 +437,80 @@ def test_diffusion_sample_is_denoise_of_generator_noise_and_auto_picks_denoiser(
     assert make_head("diffusion", F_DIM, A_DIM, 8).denoiser_kind == "unet"
 
 
+def flow_velocity(head, x, t, condition):
+    """The flow head's velocity written out: the network output, or (clipped endpoint - x) / (1 - t)."""
+    out = head.denoiser(x, t * 1000, condition)
+    return out if head.config.prediction_type == "velocity" else (out.clamp(-1, 1) - x) / (1 - t).view(-1, 1, 1)
+
+
+@pytest.mark.parametrize("prediction_type", ["velocity", "sample"])
+def test_flow_sample_is_euler_or_midpoint_integration_of_the_velocity(prediction_type):
+    features = batch({}, 5)[0]
+    noise = torch.randn((BATCH, 5, A_DIM), generator=seeded(3))
+    for integrator, steps in (("euler", 1), ("euler", 3), ("midpoint", 2)):
+        head = build("flow", {"objective": "flow", "integrator": integrator, "num_inference_steps": steps,
+                              "prediction_type": prediction_type}, 5)
+        x, dt = noise, 1.0 / steps
+        for i in range(steps):
+            t = torch.full((BATCH,), i * dt)
+            velocity = flow_velocity(head, x, t, features)
+            if integrator == "midpoint":
+                velocity = flow_velocity(head, x + 0.5 * dt * velocity, t + 0.5 * dt, features)
+            x = x + dt * velocity
+        torch.testing.assert_close(head.sample(features, seeded(3)), x.clamp(-1, 1), rtol=0, atol=1e-5)
+
+
+def test_flow_sample_prediction_regresses_the_endpoint():
+    head = build("flow", {"objective": "flow", "prediction_type": "sample"}, 5)
+    features, action, _ = batch({}, 5)
+    torch.manual_seed(4)
+    loss = head.loss(features, action)[0]
+    torch.manual_seed(4)
+    noise, t = torch.randn_like(action), torch.rand(BATCH)
+    x_t = (1 - t.view(-1, 1, 1)) * noise + t.view(-1, 1, 1) * action
+    torch.testing.assert_close(loss, (head.denoiser(x_t, t * 1000, features) - action).square().mean())
+
+
+def test_shortcut_steps_use_their_trained_step_size_level():
+    head = build("flow", {"objective": "shortcut", "shortcut_max_steps": 8}, 5)
+    levels = {k: head._level(1.0 / k, 1, "cpu") for k in (1, 2, 3, 4, 8, 10)}
+    assert {k: float(v) for k, v in levels.items()} == {1: 1.0, 2: 2.0, 3: 0.0, 4: 3.0, 8: 0.0, 10: 0.0}
+    assert build("flow", {"objective": "flow"}, 5)._level(0.5, 1, "cpu") is None
+    features = batch({}, 5)[0]
+    one, ten = (build("flow", {"objective": "shortcut", "num_inference_steps": k}, 5) for k in (1, 10))
+    assert not torch.equal(one.sample(features, seeded(0)), ten.sample(features, seeded(0)))
+
+
+@pytest.mark.parametrize("prediction_type", ["velocity", "sample"])
+def test_shortcut_target_is_the_mean_of_two_half_steps_on_the_grid(prediction_type):
+    head = build("flow", {"objective": "shortcut", "shortcut_max_steps": 8, "prediction_type": prediction_type}, 5)
+    features, action, _ = batch({}, 5)
+    noise = torch.randn_like(action)
+    torch.manual_seed(0)
+    t, level, x_t, target = head._shortcut_rows(noise, action, features)
+    full = torch.pow(2.0, -(level - 1))  # level l trains a step of 2^-(l - 1)
+    assert set(level.tolist()) <= {1.0, 2.0, 3.0}
+    assert torch.equal(torch.remainder(t, full), torch.zeros_like(t)) and (t + full <= 1).all()
+    torch.testing.assert_close(x_t, (1 - t.view(-1, 1, 1)) * noise + t.view(-1, 1, 1) * action)
+    half = full / 2
+    half_level = torch.where(level == 3, torch.zeros_like(level), level + 1)  # 1/8 is queried as d = 0
+    condition = head._condition(features, half_level)
+    with torch.no_grad():
+        first = flow_velocity(head, x_t, t, condition)
+        second = flow_velocity(head, x_t + half.view(-1, 1, 1) * first, t + half, condition)
+    torch.testing.assert_close(target, (first + second) / 2)
+
+
+def test_flow_config_errors_name_the_field():
+    for overrides, field in (({"objective": "consistency"}, "objective"), ({"integrator": "rk4"}, "integrator"),
+                             ({"integrator": "midpoint"}, "integrator"),
+                             ({"num_inference_steps": 0}, "num_inference_steps"),
+                             ({"shortcut_max_steps": 6}, "shortcut_max_steps"), ({"shortcut_fraction": 1.0}, "shortcut_fraction"),
+                             ({"denoiser": "transformer"}, "denoiser"), ({"prediction_type": "epsilon"}, "prediction_type")):
+        with pytest.raises(ValueError, match=f"flow head: config.*{field}"):
+            make_head("flow", F_DIM, A_DIM, 4, **overrides)
+
+
 # Learning: each head lowers its loss on a fixed tiny batch ------------------------------------------
 
 
@@ -423,6 +524,9 @@ def test_diffusion_sample_is_denoise_of_generator_noise_and_auto_picks_denoiser(
         ("autoregressive", {"discrete_nvec": NVEC}, 3e-3),
         ("diffusion", {"denoiser": "mlp"}, 1e-2),
         ("diffusion", {"denoiser": "unet"}, 3e-3),
+        ("flow", {"objective": "flow", "denoiser": "mlp"}, 1e-2),
+        ("flow", {"denoiser": "mlp"}, 1e-2),
+        ("flow", {"denoiser": "unet"}, 3e-3),
     ],
 )
 def test_head_lowers_its_loss_on_a_fixed_batch(name, overrides, lr):

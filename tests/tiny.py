@@ -7,6 +7,8 @@ TINY_HEADS = {
     "autoregressive": {"bins": "16", "d_model": "32", "num_layers": "1", "num_heads": "2"},
     "diffusion": {"denoiser": "unet", "down_dims": "8,16", "n_groups": "4", "time_embed_dim": "16",
                   "num_train_timesteps": "20", "num_inference_steps": "4"},
+    "flow": {"denoiser": "mlp", "mlp_hidden_dims": "32,32", "time_embed_dim": "16",
+             "shortcut_max_steps": "8", "num_inference_steps": "2"},
 }
 TINY_ENCODER = {"hidden_dims": "32", "feature_dim": "16"}
 

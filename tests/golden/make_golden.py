@@ -1,4 +1,5 @@
-"""Regenerate the golden checkpoints: ``python -m tests.golden.make_golden`` from the repository root.
+"""Regenerate the golden checkpoints: ``python -m tests.golden.make_golden [HEAD ...]`` from the repository
+root (every head when none is named).
 
 Each head gets a tiny run (tests/golden/<head>/config.json + model.safetensors) and expected.json,
 the actions it gives for fixed observations and a fixed generator seed. Regenerate only when a
@@ -6,6 +7,7 @@ change of checkpoint semantics is intended, and say so in the change.
 """
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,12 +22,12 @@ from tests.tiny import TINY_ENCODER, TINY_HEADS, tiny_config
 HERE = Path(__file__).parent
 
 
-def main() -> None:
+def main(heads: list[str]) -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "fp.hdf5"
         collect("imitate/ForkedPath-v0", 10, data, seed=0, progress=False)
-        for head in sorted(TINY_HEADS):
+        for head in sorted(heads or TINY_HEADS):
             run = Path(tmp) / head
             train(tiny_config(data, run, head, steps=4, val_every=0), dict(TINY_HEADS[head]), dict(TINY_ENCODER),
                   progress=False)
@@ -45,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
