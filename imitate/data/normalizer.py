@@ -106,6 +106,11 @@ class Normalizer(nn.Module):
             if key not in skip:
                 self.fit(key, store.iter_chunks("actions" if key == "action" else key, episodes))
 
+    def range(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The smallest and largest raw values (per entry) the key was fitted on."""
+        st = self._get(key)
+        return st.min.detach().cpu().numpy(), st.max.detach().cpu().numpy()
+
     def set_meanstd(self, key: str, mean: np.ndarray, var: np.ndarray) -> None:
         """Set a meanstd key's statistics directly (running statistics, as PPO keeps them)."""
         st = self._get(key)

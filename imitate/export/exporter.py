@@ -91,7 +91,7 @@ def metadata(policy: Policy, models: dict[str, str], run_dir: str | os.PathLike 
                "dtype": "float32"} for k in policy.obs_keys]
     inputs += [{"name": NOISE_PREFIX + n, "kind": "noise", "key": n, "shape": ["batch", *shape], "dtype": "float32",
                 "distribution": dist} for n, (shape, dist) in policy.head.noise_spec().items()]
-    stats = policy.normalizer.stats["action"]
+    low, high = policy.normalizer.range("action")
     return {
         "format": EXPORT_FORMAT, "models": models, "head": policy.head.name,
         "head_config": config_to_dict(policy.head.config), "inputs": inputs,
@@ -99,7 +99,7 @@ def metadata(policy: Policy, models: dict[str, str], run_dir: str | os.PathLike 
         "obs_keys": list(policy.obs_keys), "obs_shapes": {k: list(s) for k, s in policy.obs_shapes.items()},
         "obs_horizon": policy.obs_horizon, "action_horizon": policy.action_horizon, "action_dim": policy.action_dim,
         "n_act": policy.n_act, "temporal_ensemble": policy.temporal_ensemble,
-        "action_bounds": {"low": stats.min.tolist(), "high": stats.max.tolist(),
+        "action_bounds": {"low": low.tolist(), "high": high.tolist(),
                           "note": "range of the training actions; samples are not clipped to it"},
         "source": str(run_dir) if run_dir is not None else None,
         "versions": {**versions(), **(extra_versions or {})},
