@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from imitate import checkpoint as ckpt
@@ -159,7 +160,9 @@ def _spec_from_data(cfg: TrainConfig, store, head_config: dict[str, Any], encode
 
     head_config = dict(head_config)
     nvec = tuple(convert_value(head_config.pop("discrete_nvec", ()), tuple[int, ...]))
-    obs = {k: ObsSpec(tuple(store.shape(f"obs/{k}")), str(store.dtype(f"obs/{k}")), cfg.obs_norm) for k in store.obs_keys}
+    first = np.zeros(1, dtype=np.int64)   # the dtype of a key: that of its first row as the store reads it
+    obs = {k: ObsSpec(tuple(store.shape(f"obs/{k}")), str(store.get(f"obs/{k}", first).dtype), cfg.obs_norm)
+           for k in store.obs_keys}
     action = ActionSpec(store.action_dim, nvec, norm="identity" if nvec else cfg.action_norm)
     return PolicySpec(obs, action, cfg.obs_horizon, cfg.action_horizon, cfg.n_act, cfg.head, head_config, encoder_config)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from imitate.data import Episode, load_demo_file, make_env_args, scan_demo_file, write_demo_file
+from imitate.data.checks import SHOWN
 from imitate.errors import DemoFileError, ImitateError
 from tests.conftest import make_episode
 
@@ -241,3 +242,237 @@ write_demo_file({str(path)!r}, eps)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not path.exists()
+
+
+# -- issue 14: every class of bad input is refused in one message, every valid file reads exactly ----
+
+def _both(f, key, value):
+    """Set ``obs/<key>`` and ``next_obs/<key>`` of every demo to ``value(T)``."""
+    for d in f["data"]:
+        n = len(f[f"data/{d}/actions"])
+        for sub in ("obs", "next_obs"):
+            if key in f[f"data/{d}/{sub}"]:
+                del f[f"data/{d}/{sub}/{key}"]
+            f[f"data/{d}/{sub}/{key}"] = value(n)
+
+
+def _all_demos(f, key, value):
+    for d in f["data"]:
+        _replace(f, f"data/{d}/{key}", value(len(f[f"data/{d}/actions"])))
+
+
+REFUSED = {  # each raised a traceback or was accepted before
+    "demo is a dataset": (lambda f: _replace(f, "data/demo_0", np.zeros(3)), ["demo_0", "is an array", "group"]),
+    "obs is a dataset": (lambda f: _replace(f, "data/demo_0/obs", np.zeros((5, 2))), ["demo_0", "'obs'", "group"]),
+    "next_obs is a dataset": (lambda f: _replace(f, "data/demo_6/next_obs", np.zeros((2, 2))),
+                              ["demo_6", "'next_obs'", "group"]),
+    "mask is a dataset": (lambda f: _replace(f, "mask", np.array([b"demo_0"])), ["'mask'", "group"]),
+    "mask entry is a group": (lambda f: (f.__delitem__("mask/valid"), f.create_group("mask/valid")),
+                              ["mask/valid", "group"]),
+    "mask of numbers": (lambda f: _replace(f, "mask/valid", np.array([1, 2])), ["mask/valid", "demo names"]),
+    "num_samples is a string": (lambda f: f["data/demo_3"].attrs.__setitem__("num_samples", "three"),
+                                ["demo_3", "num_samples", "three", "integer"]),
+    "num_samples is an array": (lambda f: f["data/demo_3"].attrs.__setitem__("num_samples", np.array([3, 3])),
+                                ["demo_3", "num_samples", "integer"]),
+    "num_samples is a fraction": (lambda f: f["data/demo_3"].attrs.__setitem__("num_samples", 2.5),
+                                  ["demo_3", "num_samples", "integer"]),
+    "first demo lacks an obs key": (lambda f: f.__delitem__("data/demo_0/obs/goal"),
+                                    ["demo_0", "obs/goal", "demo_1 has it"]),
+    "next_obs width": (lambda f: _replace(f, "data/demo_2/next_obs/pos", np.zeros((12, 3))),
+                       ["demo_2", "next_obs/pos", "(3,)", "obs/pos has (2,)"]),
+    "states shorter than actions": (lambda f: f["data/demo_2"].create_dataset("states", data=np.zeros((11, 4))),
+                                    ["demo_2", "states", "11", "12"]),
+    "actions of width 0": (lambda f: _all_demos(f, "actions", lambda n: np.zeros((n, 0))),
+                           ["demo_0", "actions", "width 0"]),
+    "observations of width 0": (lambda f: _both(f, "pos", lambda n: np.zeros((n, 0))),
+                                ["demo_0", "obs/pos", "(0,)", "no values"]),
+    "env_kwargs a list": (lambda f: f["data"].attrs.__setitem__(
+        "env_args", json.dumps({"env_name": "imitate/ForkedPath-v0", "type": 2, "env_kwargs": [1, 2]})),
+        ["env_args", "env_kwargs", "list"]),
+    "env_args an array": (lambda f: f["data"].attrs.__setitem__("env_args", np.arange(3)), ["env_args", "JSON string"]),
+    "image key": (lambda f: _both(f, "agentview_image", lambda n: np.zeros((n, 8, 8, 3), np.uint8)),
+                  ["obs/agentview_image", "images", "not supported yet", "--obs-keys", "['goal', 'pos']"]),
+    "integers a float64 cannot hold": (lambda f: _replace(f, "data/demo_4/obs/pos", np.full((30, 2), 2**60 + 1)),
+                                       ["demo_4", "obs/pos", "int64", "float64", "exactly"]),
+}
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["memory", "lazy"])
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_issue_14_bad_input_is_refused_by_name(demo_file, case, lazy):
+    corrupt, words = REFUSED[case]
+    _corrupt(demo_file, corrupt)
+    with pytest.raises(DemoFileError) as err:
+        load_demo_file(demo_file, lazy=lazy)
+    message = str(err.value)
+    assert str(demo_file) in message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_every_problem_is_reported_at_once(demo_file):
+    def corrupt(f):
+        for i in range(8):
+            f[f"data/demo_{i}"].attrs["num_samples"] = 99
+        f.__delitem__("data/demo_2/obs/goal")
+        f.__delitem__("data/demo_3/rewards")
+        f["data"].attrs["env_args"] = "{"
+    _corrupt(demo_file, corrupt)
+    with pytest.raises(DemoFileError) as err:
+        load_demo_file(demo_file)
+    message, problems = str(err.value), err.value.problems
+    assert len(problems) == 11 and message.startswith(f"{demo_file}: 11 problems")
+    assert any(line.startswith("data.attrs['env_args'] is not valid JSON") for line in problems)
+    for line in ("demo_2: missing key 'obs/goal' (demo_0 has it)",
+                 "demo_3: missing key 'rewards'", "demo_7: attrs['num_samples'] is 99 but actions has 16 rows"):
+        assert line in problems
+    assert len(message.splitlines()) == 1 + SHOWN + 1 and message.endswith("... and 1 more")
+
+    def mend(f):
+        for i in range(8):
+            f[f"data/demo_{i}"].attrs["num_samples"] = len(f[f"data/demo_{i}/actions"])
+        f.create_dataset("data/demo_2/obs/goal", data=np.full((12, 2), np.inf))
+        f.create_dataset("data/demo_3/rewards", data=np.zeros(3))
+        f["data"].attrs["env_args"] = json.dumps(make_env_args("imitate/ForkedPath-v0"))
+        _replace(f, "data/demo_5/obs/pos", np.full((7, 2), np.nan))
+    _corrupt(demo_file, mend)
+    for lazy in (False, True):  # the values of every demo, once the structure is whole
+        with pytest.raises(DemoFileError) as err:
+            load_demo_file(demo_file, lazy=lazy)
+        assert err.value.problems == ["demo_2: obs/goal holds NaN or inf at step 0",
+                                      "demo_5: obs/pos holds NaN or inf at step 0"]
+
+
+def _rewrite_all(f, fn):
+    """Replace every per-step array ``v`` of every demo with ``fn(key, v)``."""
+    for d in f["data"]:
+        for key in [k for k in ("actions", "rewards", "dones")] + [f"{s}/{k}" for s in ("obs", "next_obs")
+                                                                  for k in f[f"data/{d}/{s}"]]:
+            value = f[f"data/{d}/{key}"][()]
+            _replace(f, f"data/{d}/{key}", fn(key, value))
+
+
+def _assert_reads_as_written(path, written, lazy, dtype=None):
+    """Every demo's arrays read back equal to ``written`` {demo: {key: array}} (and of ``dtype`` if given)."""
+    store = load_demo_file(path, lazy=lazy)
+    for i, demo in enumerate(store.demo_names):
+        rows = np.arange(store.episode_starts[i], store.episode_ends[i])
+        for key, value in written[demo].items():
+            got = store.get(key, rows)
+            assert got.dtype.isnative and (dtype is None or got.dtype == dtype(key, value)), (demo, key, got.dtype)
+            np.testing.assert_array_equal(got, value.reshape(got.shape), err_msg=f"{demo} {key}")
+    return store
+
+
+def _written(path):
+    with h5py.File(path, "r") as f:
+        return {d: {k: f[f"data/{d}/{k}"][()] for k in ("actions", "rewards", "dones")
+                    + tuple(f"{s}/{o}" for s in ("obs", "next_obs") for o in f[f"data/{d}/obs"])} for d in f["data"]}
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["memory", "lazy"])
+def test_big_endian_arrays_are_read_exactly_in_native_order(demo_file, lazy):
+    _corrupt(demo_file, lambda f: _rewrite_all(f, lambda k, v: v.astype(v.dtype.newbyteorder(">"))))
+    store = _assert_reads_as_written(demo_file, _written(demo_file), lazy, dtype=lambda k, v: v.dtype.newbyteorder("="))
+    from imitate.data import WindowSampler
+    from imitate.data.normalizer import Normalizer
+
+    WindowSampler(store, 2, 4, 8, with_next=True).sample().to_torch()  # torch refused big-endian arrays
+    Normalizer.from_store(store)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["memory", "lazy"])
+def test_a_key_stored_as_int64_in_one_demo_is_promoted_never_narrowed(demo_file, lazy):
+    def corrupt(f):
+        for sub in ("obs", "next_obs"):
+            _replace(f, f"data/demo_0/{sub}/pos", np.arange(10).reshape(5, 2) * 1000 + 2**40)
+    _corrupt(demo_file, corrupt)
+    written = _written(demo_file)
+    assert written["demo_1"]["obs/pos"].dtype == np.float32 and np.any(written["demo_1"]["obs/pos"] % 1)
+    _assert_reads_as_written(demo_file, written, lazy,
+                             dtype=lambda k, v: np.float64 if k.endswith("/pos") else v.dtype)
+    assert scan_demo_file(demo_file).stored_dtypes == {"obs/pos": ("float32", "int64"),
+                                                       "next_obs/pos": ("float32", "int64")}
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["memory", "lazy"])
+def test_per_step_observations_of_shape_2_1_and_dotted_keys_load(tmp_path, rng, lazy):
+    eps = [make_episode(rng, n, obs_shapes={"pos": (2, 1), "goal.pos": (2,)}, name=f"demo_{i}")
+           for i, n in enumerate([5, 1, 9])]
+    path = write_demo_file(tmp_path / "d.hdf5", eps)
+    store = _assert_reads_as_written(path, {f"demo_{i}": ep.arrays() for i, ep in enumerate(eps)}, lazy,
+                                     dtype=lambda k, v: v.dtype)
+    assert store.shape("obs/pos") == (2, 1) and store.obs_keys == ["goal.pos", "pos"]
+
+
+def test_a_dotted_observation_key_trains_saves_loads_and_exports_through_the_runtime_check(tmp_path, rng):
+    """goal.pos is a legal HDF5 name; the normalizer refused it (torch module names cannot hold dots)."""
+    import torch
+
+    from imitate.checkpoint import load_policy
+    from imitate.data.normalizer import Normalizer
+    from imitate.train import train
+    from tests.tiny import TINY_ENCODER, TINY_HEADS, tiny_config
+
+    eps = [make_episode(rng, n, obs_shapes={"goal.pos": (2,), "pos": (2, 1)}, name=f"demo_{i}")
+           for i, n in enumerate([12, 9, 15])]
+    path = write_demo_file(tmp_path / "d.hdf5", eps, valid_fraction=0.34)
+    norm = Normalizer.from_store(load_demo_file(path))
+    fresh = Normalizer.from_config(norm.config())
+    fresh.load_state_dict(norm.state_dict())
+    x = torch.randn(3, 2)
+    assert torch.equal(fresh.normalize("obs/goal.pos", x), norm.normalize("obs/goal.pos", x))
+    assert any("goal%2Epos" in k for k in norm.state_dict())
+    train(tiny_config(path, tmp_path / "run", "deterministic", steps=2, val_every=1, log_every=1, ckpt_every=2),
+          dict(TINY_HEADS["deterministic"]), dict(TINY_ENCODER), progress=False)
+    policy = load_policy(tmp_path / "run")
+    assert policy.obs_keys == ["goal.pos", "pos"]
+    assert policy.act({"goal.pos": np.zeros(2), "pos": np.zeros((2, 1))}).shape == (2,)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["memory", "lazy"])
+def test_a_file_without_next_obs_derives_it_within_each_demo(demo_file, lazy):
+    from imitate.data import WindowSampler
+    from imitate.data.info import demo_file_info, format_info
+
+    full = load_demo_file(demo_file)
+    _corrupt(demo_file, lambda f: [f.__delitem__(f"data/{d}/next_obs") for d in list(f["data"])])
+    store = load_demo_file(demo_file, lazy=lazy)
+    assert store.next_obs_derived and "next_obs/pos" in store.keys and store.shape("next_obs/pos") == (2,)
+    known = store.next_obs_known()
+    np.testing.assert_array_equal(np.flatnonzero(~known), store.episode_ends - 1)  # each demo's last step
+    rows = np.flatnonzero(known)
+    for k in store.obs_keys:  # exact where derived: the next row of the same demo
+        np.testing.assert_array_equal(store.get(f"next_obs/{k}", rows), full.get(f"next_obs/{k}", rows))
+    with pytest.raises(ImitateError, match=r"demo_0 in .*: next_obs/pos at the demo's last step is unknown"):
+        store.get("next_obs/pos", np.array([0, 4]))
+    with pytest.raises(ImitateError, match="demo_0 .*last step is unknown"):  # windows that reach a last step
+        WindowSampler(store, 2, 4, 64, with_next=True).gather(np.arange(10))
+    WindowSampler(store, 2, 4, 64).gather(np.arange(10))  # what does not read next_obs works
+    info = demo_file_info(demo_file)
+    assert info["next_obs"] == "derived from obs" and "next_obs     derived from obs" in format_info(info)
+    assert not full.next_obs_derived and full.next_obs_known().all()
+    if lazy:
+        store.close()
+    _corrupt(demo_file, lambda f: f.create_group("data/demo_3/next_obs"))  # some demos with next_obs: refused
+    with pytest.raises(DemoFileError, match="demo_0.*missing group 'next_obs'"):
+        load_demo_file(demo_file, lazy=lazy)
+
+
+def test_an_empty_train_mask_is_refused_by_name_and_an_empty_valid_mask_is_none(demo_file):
+    _corrupt(demo_file, lambda f: _replace(f, "mask/train", np.array([], dtype="S8")))
+    store = load_demo_file(demo_file)
+    with pytest.raises(ImitateError, match=r"mask/train names no demos"):
+        store.episodes_in("train")
+    _corrupt(demo_file, lambda f: (_replace(f, "mask/valid", np.array([], dtype="S8")),
+                                   _replace(f, "mask/train", np.array([b"demo_0", b"demo_0", b"demo_1"]))))
+    store = load_demo_file(demo_file)
+    assert len(store.episodes_in("valid")) == 0 and store.filter_keys["train"] == ["demo_0", "demo_1"]
+    np.testing.assert_array_equal(store.episodes_in("train"), [0, 1])
+
+
+def test_an_image_key_left_out_with_obs_keys_loads(demo_file):
+    _corrupt(demo_file, lambda f: _both(f, "agentview_image", lambda n: np.zeros((n, 8, 8, 3), np.uint8)))
+    assert load_demo_file(demo_file, obs_keys=["pos", "goal"]).obs_keys == ["pos", "goal"]
+    eps = [make_episode(np.random.default_rng(0), 4, obs_shapes={"depth": (4, 4, 2)})]  # C=2 is not an image
+    assert load_demo_file(write_demo_file(demo_file.parent / "d2.hdf5", eps)).shape("obs/depth") == (4, 4, 2)

@@ -185,6 +185,53 @@ def test_load_errors_name_the_folder(exported, tmp_path):
         load(tmp_path)
 
 
+def _meta(**changes):
+    """A minimal export.json (what a runtime reads) with some fields changed; None removes one."""
+    meta = {"format": "imitate-export/1", "models": {"onnx": "model.onnx"}, "head": "gmm",
+            "inputs": [{"name": "pos", "kind": "obs", "key": "pos", "shape": ["batch", 2, 2], "dtype": "float32"},
+                       {"name": "noise_normal", "kind": "noise", "key": "normal", "shape": ["batch", 4, 2],
+                        "dtype": "float32", "distribution": "normal"}],
+            "obs_keys": ["pos"], "obs_shapes": {"pos": [2]}, "obs_horizon": 2, "action_horizon": 4, "action_dim": 2,
+            "n_act": 2, "temporal_ensemble": None}
+    meta.update(changes)
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+@pytest.mark.parametrize("field,value", [
+    ("models", None), ("models", {}), ("models", {"onnx": "../elsewhere/model.onnx"}), ("obs_horizon", None),
+    ("obs_horizon", 0), ("obs_keys", None), ("obs_shapes", {"goal": [2]}), ("action_horizon", "4"),
+    ("action_dim", 0), ("n_act", 0), ("n_act", 5), ("n_act", True), ("temporal_ensemble", float("nan")),
+    ("inputs", [{"kind": "noise", "key": "normal", "shape": ["batch", 4, 2], "distribution": "cauchy"}]),
+])
+def test_export_json_fields_are_checked_before_use(tmp_path, field, value):
+    """A missing or impossible field was a KeyError at load, or an IndexError inside act (n_act 0 or > Ta)."""
+    meta = _meta(**{field: value})
+    if value is None:
+        meta.pop(field, None)
+    (tmp_path / "export.json").write_text(json.dumps(meta))
+    with pytest.raises(ImitateError, match=rf"export.json: field '{field}' is") as err:
+        load(tmp_path)
+    assert str(tmp_path / "export.json") in str(err.value)
+    (tmp_path / "export.json").write_text(json.dumps(_meta()))
+    with pytest.raises(ImitateError, match="model.onnx is missing"):  # a whole export.json passes its check
+        load(tmp_path)
+
+
+def test_runtime_refuses_nan_and_inf_observations_by_key(exported):
+    """They gave NaN actions without a word."""
+    model = load(exported["deterministic"][1], seed=0)
+    good = observations(2)
+    for bad in (np.nan, np.inf, -np.inf):
+        obs = {**good, "goal": good["goal"].copy()}
+        obs["goal"][1, 0, 0] = bad
+        with pytest.raises(ImitateError, match=r"observation 'goal' holds NaN or inf \(batch index 1\)"):
+            model.predict_chunk(obs)
+    model.reset()
+    model.act({"pos": np.zeros(2), "goal": np.zeros(2)})  # a chunk planned: the next step only pops the queue
+    with pytest.raises(ImitateError, match="observation 'pos' holds NaN or inf"):
+        model.act({"pos": np.array([np.nan, 0.0]), "goal": np.zeros(2)})
+
+
 @pytest.mark.parametrize("ensemble", [None, 0.5])
 def test_act_follows_policy_act_given_the_same_noise(runs, exported, monkeypatch, ensemble):
     """The same observations and noise give the same actions step by step, re-planning on the same steps."""

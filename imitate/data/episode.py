@@ -8,8 +8,8 @@ the reward r_t, the done flag d_t and the observation o_{t+1} that followed (rob
     actions:   a0    a1    a2  ...  a_{T-1}
     next_obs:  o1    o2    o3  ...  o_T
 
-The same field checks serve in-memory episodes and the lazy reader, which checks shapes and dtypes
-from file metadata before reading any data.
+The same field checks (`imitate.data.checks`) serve in-memory episodes and the file reader, which
+checks shapes and dtypes from file metadata before reading any data.
 """
 from __future__ import annotations
 
@@ -18,54 +18,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from imitate.data.checks import Problems, check_fields, check_finite
 from imitate.errors import DemoFileError
 
 #: Per-step fields that every episode holds besides ``obs/<key>`` and ``next_obs/<key>``.
 STEP_FIELDS = ("actions", "rewards", "dones")
-
-
-def check_fields(where: str, fields: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> int:
-    """Check the shapes and dtypes of one episode's fields; return its length T.
-
-    Args:
-        where: how the error names the episode, e.g. ``"demo_7 in lift.hdf5"``.
-        fields: field name (``"actions"``, ``"obs/state"``, ...) -> (shape, dtype).
-
-    Raises:
-        DemoFileError: naming ``where`` and the key: a non-numeric dtype, an empty episode, actions
-            that are not (T, A), or fields whose row counts disagree with ``actions``.
-    """
-    for key, (shape, dtype) in fields.items():
-        dtype = np.dtype(dtype)
-        if dtype.kind not in "biuf":
-            raise DemoFileError(f"{where}: {key} has non-numeric dtype {dtype} (expected numbers)")
-        if len(shape) == 0:
-            raise DemoFileError(f"{where}: {key} is a scalar; expected one row per step")
-    if "actions" not in fields:
-        raise DemoFileError(f"{where}: missing key 'actions'")
-    a_shape = fields["actions"][0]
-    if len(a_shape) != 2:
-        raise DemoFileError(f"{where}: actions has shape {tuple(a_shape)}; expected (T, action_dim)")
-    n = a_shape[0]
-    if n == 0:
-        raise DemoFileError(f"{where}: the demo is empty (actions has 0 rows)")
-    for key, (shape, _) in fields.items():
-        if shape[0] != n:
-            raise DemoFileError(f"{where}: actions has {n} rows but {key} has {shape[0]}")
-    for key in ("rewards", "dones"):
-        if key in fields and not (len(fields[key][0]) == 1 or tuple(fields[key][0][1:]) == (1,)):
-            raise DemoFileError(f"{where}: {key} has shape {tuple(fields[key][0])}; expected ({n},)")
-    return n
-
-
-def check_finite(where: str, key: str, values: np.ndarray, row_offset: int = 0) -> None:
-    """Raise a DemoFileError naming the first row of ``values`` that holds NaN or inf."""
-    if values.dtype.kind != "f":
-        return
-    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite)) + row_offset
-        raise DemoFileError(f"{where}: {key} holds NaN or inf at step {row}")
 
 
 @dataclass(frozen=True)
@@ -117,10 +74,12 @@ class Episode:
         reserved = [k for k in self.extras if k in (*STEP_FIELDS, "obs", "next_obs", "states") or "/" in k]
         if reserved:
             raise DemoFileError(f"{where}: extras {reserved} collide with the demo's own keys")
-        arrays = self.arrays()
-        check_fields(where, {k: (v.shape, v.dtype) for k, v in {**arrays, **self.extras}.items()})
-        for k, v in {**arrays, **self.extras}.items():
-            check_finite(where, k, v)
+        arrays = {**self.arrays(), **self.extras}
+        problems = Problems(self.source)
+        check_fields(problems, self.name, {k: (v.shape, v.dtype) for k, v in arrays.items()})
+        for k, v in arrays.items():
+            check_finite(problems, self.name, k, v)
+        problems.raise_if_any()
 
     def __len__(self) -> int:
         return len(self.actions)

@@ -1,4 +1,4 @@
-"""Demonstration files in robomimic's HDF5 layout: scan (validate), read, write.
+"""Demonstration files in robomimic's HDF5 layout: the layout, writing, and reading extras.
 
     data/                       attrs: total (int), env_args (JSON: env_name, type=2, env_kwargs)
       demo_0/                   attrs: num_samples (int) [+ scalars such as is_success, route]
@@ -12,227 +12,47 @@
       demo_1/ ...               ordered by their number, as robomimic orders them
     mask/<name>                 byte strings naming demos (filter keys; "train" and "valid" by default)
 
-`scan_demo_file` checks every group, key, shape and dtype from metadata alone; the readers in
-`imitate.data.store` then check values (NaN, inf) as they read. Every problem is a `DemoFileError`
-naming the file, the demo and the key.
+Reading: `imitate.data.scan.scan_demo_file` checks every group, key, attribute, shape and dtype
+from metadata alone; the reader (`imitate.data.reader`) then checks values (NaN, inf) as it
+reads them. Every problem found is reported at once, in one `DemoFileError` naming the file, and for each
+problem the demo and the key (`imitate.data.checks`). Writing: `write_demo_file`, atomically.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
 
-from imitate.data.episode import STEP_FIELDS, Episode, check_fields
-from imitate.errors import DemoFileError, ImitateError
+from imitate.data.checks import Problems
+from imitate.data.episode import Episode
+from imitate.data.scan import H5_ERRORS, open_demo_file, scan_demo_file
+from imitate.errors import ImitateError
 
-_DEMO_RE = re.compile(r"^demo_(\d+)$")
 GYM_ENV_TYPE = 2  # robomimic's EnvType.GYM_TYPE
-
-
-@dataclass(frozen=True)
-class DemoFileLayout:
-    """What a demonstration file holds, read from metadata without loading any step data.
-
-    Attributes:
-        path: the file.
-        demo_names: demos ordered by their number.
-        lengths: (E,) number of transitions per demo.
-        obs_keys: observation keys (the ones selected, or all the file has).
-        shapes: file key (``obs/<k>``, ``next_obs/<k>``, ``actions``, ``rewards``, ``dones``) -> per-step shape.
-        dtypes: file key -> dtype.
-        env_args: the parsed ``env_args`` attribute, or None when the file has none.
-        filter_keys: mask name -> demo names.
-        demo_attrs: per-demo attributes besides ``num_samples``.
-        has_states: whether every demo stores simulator ``states``.
-    """
-
-    path: str
-    demo_names: list[str]
-    lengths: np.ndarray
-    obs_keys: list[str]
-    shapes: dict[str, tuple[int, ...]]
-    dtypes: dict[str, np.dtype]
-    env_args: dict[str, Any] | None
-    filter_keys: dict[str, list[str]]
-    demo_attrs: list[dict[str, Any]]
-    has_states: bool
-
-    @property
-    def store_keys(self) -> list[str]:
-        """The per-step keys an EpisodeStore holds, in a fixed order."""
-        return ([f"obs/{k}" for k in self.obs_keys] + [f"next_obs/{k}" for k in self.obs_keys]
-                + list(STEP_FIELDS))
-
-
-@contextlib.contextmanager
-def open_demo_file(path: str | os.PathLike) -> Iterator[h5py.File]:
-    """Open a demonstration file for reading; a missing or non-HDF5 file is a DemoFileError."""
-    path = Path(path)
-    if not path.exists():
-        raise DemoFileError(f"{path}: no such file")
-    if path.is_dir():
-        raise DemoFileError(f"{path}: is a directory, not a demonstration file")
-    try:
-        is_hdf5 = h5py.is_hdf5(path)
-    except OSError as e:
-        raise DemoFileError(f"{path}: cannot be read ({e})") from None
-    if not is_hdf5:
-        raise DemoFileError(f"{path}: not an HDF5 file (expected robomimic's layout: data/demo_<n>/...)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise DemoFileError(f"{path}: cannot be opened as HDF5 ({e})") from None
-    try:
-        yield f
-    finally:
-        f.close()
-
-
-def _demo_names(f: h5py.File, name: str) -> list[str]:
-    if "data" not in f or not isinstance(f["data"], h5py.Group):
-        raise DemoFileError(f"{name}: missing group 'data' (expected robomimic's layout: data/demo_<n>/...)")
-    numbered = []
-    for key in f["data"].keys():
-        m = _DEMO_RE.match(key)
-        if m is None:
-            raise DemoFileError(f"{name}: unexpected entry data/{key} (demo groups are named demo_<n>)")
-        numbered.append((int(m.group(1)), key))
-    if not numbered:
-        raise DemoFileError(f"{name}: group 'data' holds no demos")
-    return [key for _, key in sorted(numbered)]
-
-
-def _dataset(group: h5py.Group, key: str, where: str) -> h5py.Dataset:
-    item = group.get(key)
-    if item is None:
-        raise DemoFileError(f"{where}: missing key '{key}'")
-    if not isinstance(item, h5py.Dataset):
-        raise DemoFileError(f"{where}: '{key}' is a group; expected an array")
-    return item
-
-
-def _scalar_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
-    out = {}
-    for k, v in attrs.items():
-        if k == "num_samples":
-            continue
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", "replace")
-        elif isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, (str, int, float, bool)):
-            out[k] = v
-    return out
-
-
-def scan_demo_file(path: str | os.PathLike, obs_keys: Sequence[str] | None = None) -> DemoFileLayout:
-    """Validate a file's structure from metadata and describe it.
-
-    Args:
-        path: the demonstration file.
-        obs_keys: the observation keys to use; default: every key of the first demo.
-
-    Raises:
-        DemoFileError: naming the file, demo and key, for any missing group or key, length mismatch,
-            inconsistent shape or dtype across demos, empty demo, or non-numeric dtype.
-    """
-    name = str(path)
-    with open_demo_file(path) as f:
-        demos = _demo_names(f, name)
-        data = f["data"]
-        env_args = None
-        if "env_args" in data.attrs:
-            raw = data.attrs["env_args"]
-            try:
-                env_args = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-            except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-                raise DemoFileError(f"{name}: data.attrs['env_args'] is not valid JSON ({e})") from None
-            if not isinstance(env_args, dict) or "env_name" not in env_args:
-                raise DemoFileError(f"{name}: data.attrs['env_args'] must be a JSON object with 'env_name'")
-        first = f"{demos[0]} in {name}"
-        if "obs" not in data[demos[0]]:
-            raise DemoFileError(f"{first}: missing group 'obs'")
-        all_keys = list(data[demos[0]]["obs"].keys())
-        if obs_keys is None:
-            obs_keys = all_keys
-        else:
-            unknown = [k for k in obs_keys if k not in all_keys]
-            if unknown:
-                raise DemoFileError(f"{first}: no observation key(s) {unknown}; the file has {all_keys}")
-        obs_keys = list(obs_keys)
-        if not obs_keys:
-            raise DemoFileError(f"{first}: group 'obs' is empty")
-        keys = [f"obs/{k}" for k in obs_keys] + [f"next_obs/{k}" for k in obs_keys] + list(STEP_FIELDS)
-        shapes: dict[str, tuple[int, ...]] = {}
-        dtypes: dict[str, np.dtype] = {}
-        lengths, demo_attrs, has_states = [], [], True
-        for demo in demos:
-            where = f"{demo} in {name}"
-            group = data[demo]
-            if not isinstance(group, h5py.Group):
-                raise DemoFileError(f"{where}: expected a group")
-            for sub in ("obs", "next_obs"):
-                if sub not in group:
-                    raise DemoFileError(f"{where}: missing group '{sub}'")
-            fields = {}
-            for key in keys:
-                ds = _dataset(group, key, where)
-                fields[key] = (ds.shape, ds.dtype)
-            n = check_fields(where, fields)
-            if "num_samples" in group.attrs and int(group.attrs["num_samples"]) != n:
-                raise DemoFileError(
-                    f"{where}: attrs['num_samples'] is {int(group.attrs['num_samples'])} but actions has {n} rows")
-            for key, (shape, dtype) in fields.items():
-                step_shape = tuple(shape[1:]) if key not in ("rewards", "dones") else ()
-                if key not in shapes:
-                    shapes[key], dtypes[key] = step_shape, np.dtype(dtype)
-                elif shapes[key] != step_shape:
-                    raise DemoFileError(
-                        f"{where}: {key} has per-step shape {step_shape} but {demos[0]} has {shapes[key]}")
-            has_states = has_states and "states" in group
-            lengths.append(n)
-            demo_attrs.append(_scalar_attrs(group.attrs))
-        filter_keys = {}
-        if "mask" in f:
-            for mask_name, ds in f["mask"].items():
-                try:
-                    members = [m.decode("utf-8") if isinstance(m, bytes) else str(m) for m in ds[()]]
-                except (TypeError, OSError, AttributeError) as e:
-                    raise DemoFileError(f"{name}: mask/{mask_name} is not a list of demo names ({e})") from None
-                missing = sorted(set(members) - set(demos))
-                if missing:
-                    raise DemoFileError(f"{name}: mask/{mask_name} names demos the file lacks: {missing[:5]}")
-                filter_keys[mask_name] = members
-    return DemoFileLayout(name, demos, np.asarray(lengths, dtype=np.int64), obs_keys, shapes, dtypes,
-                          env_args, filter_keys, demo_attrs, has_states)
-
-
-def read_demo(f: h5py.File, layout: DemoFileLayout, index: int, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """Read some per-step keys of one demo; an I/O failure is a DemoFileError naming the demo and key."""
-    demo = layout.demo_names[index]
-    out = {}
-    for key in keys:
-        try:
-            out[key] = f["data"][demo][key][()]
-        except (OSError, KeyError) as e:
-            raise DemoFileError(f"{demo} in {layout.path}: cannot read {key} ({e})") from None
-    return out
 
 
 def read_extra(path: str | os.PathLike, key: str) -> list[np.ndarray]:
     """The per-step array ``key`` stored beside ``actions`` (an `Episode` extra) of every demo, in
     demo order; a demo without it is a DemoFileError naming the demo."""
     layout = scan_demo_file(path)
+    problems, out = Problems(layout.path), []
     with open_demo_file(path) as f:
-        return [_dataset(f["data"][demo], key, f"{demo} in {layout.path}")[()] for demo in layout.demo_names]
+        for demo in layout.demo_names:
+            ds = f["data"][demo].get(key)
+            if not isinstance(ds, h5py.Dataset):
+                problems.add(demo, f"missing key '{key}'" if ds is None else f"'{key}' is not an array")
+                continue
+            try:
+                out.append(ds[()])
+            except H5_ERRORS as e:
+                problems.add(demo, f"cannot read {key} ({e})")
+    problems.raise_if_any()
+    return out
 
 
 def make_env_args(env_name: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:

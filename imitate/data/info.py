@@ -8,15 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from imitate.data.hdf5 import scan_demo_file
-from imitate.data.store import load_demo_file
+from imitate.data.scan import scan_demo_file
+from imitate.data.reader import load_demo_file
 
 
 def content_digest(store) -> str:
-    """SHA-256 of every per-step array of a store, in a fixed key order (independent of file layout)."""
+    """SHA-256 of every per-step array of a store, in a fixed key order (independent of file layout);
+    a derived ``next_obs`` is left out (its ``obs`` is in)."""
     h = hashlib.sha256()
     h.update(np.asarray(store.episode_ends).tobytes())
     for key in sorted(store.keys):
+        if store.next_obs_derived and key.startswith("next_obs/"):
+            continue
         h.update(key.encode())
         for chunk in store.iter_chunks(key):
             h.update(np.ascontiguousarray(chunk).tobytes())
@@ -48,9 +51,10 @@ def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
         "transitions": int(lengths.sum()),
         "length": {"min": int(lengths.min()), "mean": float(lengths.mean()), "max": int(lengths.max())},
         "env_args": layout.env_args,
-        "obs": {k: {"shape": list(layout.shapes[f"obs/{k}"]), "dtype": str(layout.dtypes[f"obs/{k}"])}
+        "obs": {k: {"shape": list(layout.shapes[f"obs/{k}"]), "dtype": _dtype(layout, f"obs/{k}")}
                 for k in layout.obs_keys},
-        "actions": {"dim": int(store.action_dim), "dtype": str(layout.dtypes["actions"]),
+        "next_obs": "derived from obs" if layout.next_obs_derived else "stored",
+        "actions": {"dim": int(store.action_dim), "dtype": _dtype(layout, "actions"),
                     "min": lo.round(6).tolist(), "max": hi.round(6).tolist()},
         "filter_keys": {k: len(v) for k, v in layout.filter_keys.items()},
         "has_states": layout.has_states,
@@ -59,6 +63,12 @@ def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
     }
     store.close()
     return info
+
+
+def _dtype(layout, key: str) -> str:
+    """The dtype a key is read as, and the dtypes its demos store when they differ."""
+    stored = layout.stored_dtypes.get(key)
+    return str(layout.dtypes[key]) + (f" (promoted from {', '.join(stored)})" if stored else "")
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -76,6 +86,8 @@ def format_info(info: dict[str, Any]) -> str:
     width = max(len(k) for k in info["obs"])
     for k, v in info["obs"].items():
         lines.append(f"  {k:<{width}}  {tuple(v['shape'])} {v['dtype']}")
+    if info["next_obs"] != "stored":
+        lines.append("next_obs     derived from obs (row t + 1 of the same demo; unknown at each demo's last step)")
     a = info["actions"]
     lines.append(f"actions      dim {a['dim']} {a['dtype']}   min {a['min']}   max {a['max']}")
     fk = ", ".join(f"{k} ({n})" for k, n in info["filter_keys"].items()) or "none"

@@ -9,7 +9,8 @@ Modes per key:
 
 A dimension that never varies maps to 0 (minmax, meanstd). The statistics (min, max, mean, std) and
 the map are buffers, so they are saved and loaded with the weights. An unknown key is an error, never
-a silent pass-through.
+a silent pass-through. A key may hold any character, a dot too (``obs/goal.pos``): in the weights'
+names a dot is written ``%2E`` (torch separates module names with dots), every other key as it is.
 """
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ from torch import nn
 
 from imitate.spec import NORM_MODES as MODES
 _EPS = 1e-6
+_DOT = "%2E"
+
+
+def _module_name(key: str) -> str:
+    """A key's name among the normalizer's modules (and in its state dict): dots spelled ``%2E``."""
+    return key.replace(".", _DOT)
 
 
 class _KeyStats(nn.Module):
@@ -43,19 +50,22 @@ class Normalizer(nn.Module):
         for key, (_, mode) in specs.items():
             if mode not in MODES:
                 raise ValueError(f"normalizer mode {mode!r} for {key!r}: choose one of {MODES}")
-            if "." in key or not key:
-                raise ValueError(f"normalizer key {key!r} must be non-empty and free of '.'")
+            if not key:
+                raise ValueError("a normalizer key must be non-empty")
+        names = [_module_name(k) for k in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"normalizer keys {list(specs)} collide once dots are spelled {_DOT!r}")
         self.specs = {k: (tuple(int(d) for d in s), m) for k, (s, m) in specs.items()}
-        self.stats = nn.ModuleDict({k: _KeyStats(s, m) for k, (s, m) in self.specs.items()})
+        self.stats = nn.ModuleDict({_module_name(k): _KeyStats(s, m) for k, (s, m) in self.specs.items()})
 
     @property
     def keys(self) -> list[str]:
         return list(self.specs)
 
     def _get(self, key: str) -> _KeyStats:
-        if key not in self.stats:
+        if key not in self.specs:
             raise KeyError(f"the normalizer has no key {key!r}; it knows {self.keys}")
-        return self.stats[key]
+        return self.stats[_module_name(key)]
 
     def fit(self, key: str, chunks: Iterable[np.ndarray]) -> None:
         """Fit one key's statistics from chunks of rows (N, *shape), streaming (float64 sums)."""
@@ -130,10 +140,6 @@ class Normalizer(nn.Module):
         """x (..., *shape) normalized -> raw."""
         st = self._get(key)
         return (x - st.offset) / st.scale
-
-    def forward(self, data: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Normalize every entry of a dict; every key must be known."""
-        return {k: self.normalize(k, v) for k, v in data.items()}
 
     def config(self) -> dict:
         """JSON description (shapes and modes) from which `from_config` rebuilds the module."""

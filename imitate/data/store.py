@@ -6,6 +6,11 @@
 Like a replay buffer, a row index addresses one transition of one episode, and the windowed sampler
 (`imitate.data.sampler`) gathers rows with one indexing operation per key.
 
+A file without ``next_obs`` gives a store whose ``next_obs/<k>`` is derived: row t's value is row
+t + 1 of ``obs/<k>`` within the same episode, and at each episode's last step it is unknown. Reading
+it there is an ImitateError (an algorithm that needs the last step's successor needs a file with
+``next_obs``); `EpisodeStore.next_obs_known` says which rows have it.
+
 Two backings answer `get(key, rows)` identically:
 - `EpisodeStore`: arrays in memory.
 - `LazyEpisodeStore`: the file stays on disk; rows are read in blocks of whole episodes (about
@@ -22,8 +27,9 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from imitate.data.episode import Episode, check_finite
-from imitate.data.hdf5 import DemoFileLayout, read_demo, scan_demo_file
+from imitate.data.checks import Problems, check_exact
+from imitate.data.episode import Episode
+from imitate.data.scan import H5_ERRORS, DemoFileLayout
 from imitate.errors import DemoFileError, ImitateError
 
 DEFAULT_BLOCK_ROWS = 16384
@@ -61,17 +67,17 @@ class EpisodeStore:
         demo_attrs: per-episode attributes (e.g. ``route``, ``is_success``).
         source: the file the data came from.
         block_starts: (n_blocks + 1,) row offsets of the episode blocks (see `partition_blocks`).
+        next_obs_derived: ``next_obs/<k>`` is derived from ``obs/<k>`` (the file has no next_obs).
     """
-
-    lazy = False
 
     def __init__(self, arrays: dict[str, np.ndarray], episode_ends: np.ndarray, demo_names: Sequence[str],
                  env_args: dict[str, Any] | None = None, filter_keys: dict[str, list[str]] | None = None,
                  demo_attrs: Sequence[dict[str, Any]] | None = None, source: str = "<memory>",
-                 block_rows: int = DEFAULT_BLOCK_ROWS):
+                 block_rows: int = DEFAULT_BLOCK_ROWS, next_obs_derived: bool = False):
         self._arrays = arrays
-        self.keys = list(arrays)
-        self.obs_keys = [k[4:] for k in self.keys if k.startswith("obs/")]
+        self.obs_keys = [k[4:] for k in arrays if k.startswith("obs/")]
+        self._derive(next_obs_derived)
+        self.keys = list(arrays) + [k for k in self._derived if k not in arrays]
         self.episode_ends = np.asarray(episode_ends, dtype=np.int64)
         self.demo_names = list(demo_names)
         self.env_args = env_args
@@ -80,20 +86,6 @@ class EpisodeStore:
         self.source = source
         self.block_rows = block_rows
         self.block_starts = partition_blocks(self.episode_ends, block_rows)
-
-    # -- construction -----------------------------------------------------------------------------
-    @classmethod
-    def from_episodes(cls, episodes: Sequence[Episode], env_args: dict[str, Any] | None = None,
-                      filter_keys: dict[str, list[str]] | None = None, **kwargs) -> "EpisodeStore":
-        """Concatenate validated episodes (named by their ``name``) into a store."""
-        if not episodes:
-            raise ImitateError("no episodes given")
-        keys = list(episodes[0].arrays())
-        keys = [k for k in keys if k != "states"]
-        arrays = {k: np.concatenate([ep.arrays()[k] for ep in episodes]) for k in keys}
-        ends = np.cumsum([len(ep) for ep in episodes])
-        return cls(arrays, ends, [ep.name for ep in episodes], env_args, filter_keys,
-                   [dict(ep.attrs) for ep in episodes], **kwargs)
 
     # -- shape of the data ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -115,11 +107,7 @@ class EpisodeStore:
     def shape(self, key: str) -> tuple[int, ...]:
         """Per-step shape of a key (``actions`` -> (A,))."""
         self._check_key(key)
-        return tuple(self._arrays[key].shape[1:])
-
-    def dtype(self, key: str) -> np.dtype:
-        self._check_key(key)
-        return self._arrays[key].dtype
+        return tuple(self._arrays[self._derived.get(key, key)].shape[1:])
 
     @property
     def action_dim(self) -> int:
@@ -129,25 +117,70 @@ class EpisodeStore:
         if key not in self.keys:
             raise KeyError(f"{self.source}: no key {key!r}; the store holds {self.keys}")
 
-    def episodes_in(self, filter_key: str | None) -> np.ndarray:
-        """Indices of the episodes a filter key names (all episodes for None)."""
+    def episodes_in(self, filter_key: str | None, allow_empty: bool | None = None) -> np.ndarray:
+        """Indices of the episodes a filter key names (all episodes for None).
+
+        A filter key that names no demo is an ImitateError naming it, unless ``allow_empty`` (default:
+        only for ``valid``, which is empty in a file of one demo split by `write_demo_file`).
+        """
         if filter_key is None:
             return np.arange(self.n_episodes)
         if filter_key not in self.filter_keys:
             raise ImitateError(f"{self.source}: no filter key {filter_key!r} "
                                f"(the file has {sorted(self.filter_keys) or 'none'})")
         index = {name: i for i, name in enumerate(self.demo_names)}
-        return np.sort(np.asarray([index[n] for n in self.filter_keys[filter_key]], dtype=np.int64))
+        episodes = np.sort(np.asarray([index[n] for n in self.filter_keys[filter_key]], dtype=np.int64))
+        if not len(episodes) and not (filter_key == "valid" if allow_empty is None else allow_empty):
+            raise ImitateError(f"{self.source}: the filter key mask/{filter_key} names no demos; add demos to it "
+                               f"or remove it from the file")
+        return episodes
 
     # -- data access ------------------------------------------------------------------------------
     def get(self, key: str, rows: np.ndarray) -> np.ndarray:
         """Rows of one key: ``rows`` of any shape (...) -> (..., *shape(key))."""
         self._check_key(key)
-        return np.take(self._arrays[key], rows, axis=0)
+        if key in self._derived:
+            return self._take(self._derived[key], self._successors(key, rows))
+        return self._take(key, rows)
 
     def get_windows(self, key: str, rows: np.ndarray) -> np.ndarray:
         """Like `get` for windows: rows (B, T) where each window's T rows lie in one episode."""
-        return self.get(key, rows)
+        self._check_key(key)
+        if key in self._derived:
+            return self._take_windows(self._derived[key], self._successors(key, rows))
+        return self._take_windows(key, rows)
+
+    def _take(self, key: str, rows: np.ndarray) -> np.ndarray:
+        return np.take(self._arrays[key], rows, axis=0)
+
+    def _take_windows(self, key: str, rows: np.ndarray) -> np.ndarray:
+        return self._take(key, rows)
+
+    # -- next_obs derived from obs ----------------------------------------------------------------
+    def _derive(self, derived: bool) -> None:
+        self.next_obs_derived = derived
+        self._derived = {f"next_obs/{k}": f"obs/{k}" for k in self.obs_keys} if derived else {}
+
+    def next_obs_known(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Whether ``next_obs`` holds the true successor at each of ``rows`` (default: every row): True
+        everywhere when the file stores next_obs; else False at each episode's last step."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if not self.next_obs_derived:
+            return np.ones(rows.shape, dtype=bool)
+        episode = np.minimum(np.searchsorted(self.episode_ends, rows, side="right"), self.n_episodes - 1)
+        return rows != self.episode_ends[episode] - 1
+
+    def _successors(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """The obs rows that hold derived ``next_obs`` at ``rows``; an episode's last step is an error."""
+        rows = np.asarray(rows, dtype=np.int64)
+        unknown = ~self.next_obs_known(rows)
+        if unknown.any():
+            demo = self.demo_names[int(np.searchsorted(self.episode_ends, rows[unknown].flat[0], side="right"))]
+            raise ImitateError(
+                f"{demo} in {self.source}: {key} at the demo's last step is unknown: the file has no next_obs, so "
+                f"imitate derives it from the next row of obs, and a demo's last step has none. What reads it "
+                f"needs a file with next_obs (or to skip each demo's last step: store.next_obs_known(rows))")
+        return rows + 1
 
     def iter_chunks(self, key: str, episodes: np.ndarray | None = None, chunk_rows: int = 1 << 20):
         """Yield the rows of ``key`` for the chosen episodes in chunks of ``chunk_rows`` rows (the last
@@ -188,8 +221,6 @@ class LazyEpisodeStore(EpisodeStore):
     twice ``shuffle_blocks`` reads every block once per epoch; fewer re-read blocks at the seams.
     """
 
-    lazy = True
-
     def __init__(self, layout: DemoFileLayout, block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 16):
         self._layout = layout
         self._shapes = {k: layout.shapes[k] for k in layout.store_keys}
@@ -201,6 +232,7 @@ class LazyEpisodeStore(EpisodeStore):
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self.keys = list(layout.store_keys)
         self.obs_keys = list(layout.obs_keys)
+        self._derive(layout.next_obs_derived)
         self.episode_ends = np.cumsum(layout.lengths).astype(np.int64)
         self.demo_names = list(layout.demo_names)
         self.env_args = layout.env_args
@@ -214,10 +246,6 @@ class LazyEpisodeStore(EpisodeStore):
     def shape(self, key: str) -> tuple[int, ...]:
         self._check_key(key)
         return self._shapes[key]
-
-    def dtype(self, key: str) -> np.dtype:
-        self._check_key(key)
-        return self._dtypes[key]
 
     def _dataset(self, i: int, key: str) -> tuple[h5py.Dataset, bool]:
         """Demo ``i``'s dataset of one key and whether its shape is the store's (rewards may be stored
@@ -247,20 +275,28 @@ class LazyEpisodeStore(EpisodeStore):
             while len(self._cache) > self.cache_blocks:
                 self._cache.popitem(last=False)
         start, stop = self.block_starts[b], self.block_starts[b + 1]
-        out = np.empty((stop - start, *self._shapes[key]), dtype=self._dtypes[key])
+        try:
+            out = np.empty((stop - start, *self._shapes[key]), dtype=self._dtypes[key])
+        except MemoryError as e:
+            raise DemoFileError(f"{self.source}: a block of {stop - start} rows of {key} does not fit in memory "
+                                f"({e}); its demos are too long to read") from None
         ends = self.episode_ends
         for i in range(self._block_first_episode[b], np.searchsorted(ends, stop, side="left") + 1):
             lo, hi = ends[i] - self._layout.lengths[i] - start, ends[i] - start
-            dataset, direct = self._dataset(i, key)
             try:  # a whole-dataset read takes h5py's fast path (several times cheaper than a selection)
-                out[lo:hi] = dataset[()] if direct else dataset[()].reshape(hi - lo, *self._shapes[key])
-            except OSError as e:
+                dataset, direct = self._dataset(i, key)
+                values = dataset[()]
+            except H5_ERRORS as e:
                 raise DemoFileError(f"{self.demo_names[i]} in {self.source}: cannot read {key} ({e})") from None
+            if values.dtype != out.dtype:  # read as a dtype promoted across demos: values must survive
+                problems = Problems(self.source)
+                check_exact(problems, self.demo_names[i], key, values, out.dtype)
+                problems.raise_if_any()
+            out[lo:hi] = values if direct else values.reshape(hi - lo, *self._shapes[key])
         block[key] = out
         return out
 
-    def get(self, key: str, rows: np.ndarray) -> np.ndarray:
-        self._check_key(key)
+    def _take(self, key: str, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
         flat = rows.reshape(-1)
         block_of = np.searchsorted(self.block_starts, flat, side="right") - 1
@@ -274,19 +310,18 @@ class LazyEpisodeStore(EpisodeStore):
                 out[sel] = np.take(self._load_block(b, key), flat[sel] - self.block_starts[b], axis=0)
         return out.reshape(*rows.shape, *self._shapes[key])
 
-    def get_windows(self, key: str, rows: np.ndarray) -> np.ndarray:
+    def _take_windows(self, key: str, rows: np.ndarray) -> np.ndarray:
         """Rows (B, T), each window within one episode, hence within one block.
 
         Windows sorted by their first row (as the sampler delivers them) are served one slice per
         block; any other order falls back to per-window grouping.
         """
-        self._check_key(key)
         rows = np.asarray(rows, dtype=np.int64)
         first, starts = rows[:, 0], self.block_starts
         if len(first) > 1 and (first[1:] < first[:-1]).any():
             order = np.argsort(first, kind="stable")
             out = np.empty((*rows.shape, *self._shapes[key]), dtype=self._dtypes[key])
-            out[order] = self.get_windows(key, rows[order])
+            out[order] = self._take_windows(key, rows[order])
             return out
         lo, hi = np.searchsorted(starts, [first[0], first[-1]], side="right") - 1
         if lo == hi:  # the common case: one block serves the whole batch
@@ -321,46 +356,3 @@ def _open_without_sieve(path: str) -> h5py.File:
         return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=fapl))
     except OSError as e:
         raise DemoFileError(f"{path}: cannot open ({e})") from None
-
-
-def load_demo_file(path: str | os.PathLike, obs_keys: Sequence[str] | None = None, lazy: bool = False,
-                   block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 16,
-                   check_values: bool = True) -> EpisodeStore:
-    """Read and validate a robomimic-layout demonstration file.
-
-    Structure is checked from metadata first (`scan_demo_file`); then every value is checked for NaN
-    and inf as it is read, once. In lazy mode the values are streamed through once for that check
-    (``check_values=False`` skips it) and stay on disk.
-
-    Args:
-        path: the file.
-        obs_keys: observation keys to load (default: all).
-        lazy: keep the data on disk (`LazyEpisodeStore`).
-        block_rows: rows per episode block (shared by both modes so their batches agree).
-        cache_blocks: lazy mode: blocks kept in memory.
-        check_values: check every value for NaN and inf.
-
-    Raises:
-        DemoFileError: naming the file, demo and key of the first problem found.
-    """
-    layout = scan_demo_file(path, obs_keys)
-    keys = layout.store_keys
-    if lazy:
-        if check_values:
-            with h5py.File(layout.path, "r") as f:
-                for i, demo in enumerate(layout.demo_names):
-                    for k, v in read_demo(f, layout, i, keys).items():
-                        check_finite(f"{demo} in {layout.path}", k, v)
-        return LazyEpisodeStore(layout, block_rows=block_rows, cache_blocks=cache_blocks)
-    total = int(layout.lengths.sum())
-    arrays = {k: np.empty((total, *layout.shapes[k]), dtype=layout.dtypes[k]) for k in keys}
-    ends = np.cumsum(layout.lengths)
-    with h5py.File(layout.path, "r") as f:
-        for i, demo in enumerate(layout.demo_names):
-            start = ends[i] - layout.lengths[i]
-            for k, v in read_demo(f, layout, i, keys).items():
-                if check_values:
-                    check_finite(f"{demo} in {layout.path}", k, v)
-                arrays[k][start:ends[i]] = v.reshape(len(v), *layout.shapes[k])
-    return EpisodeStore(arrays, ends, layout.demo_names, layout.env_args, layout.filter_keys,
-                        layout.demo_attrs, source=layout.path, block_rows=block_rows)

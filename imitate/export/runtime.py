@@ -50,6 +50,7 @@ def load(folder: str | os.PathLike, backend: str | None = None, threads: int | N
     if not meta_path.is_file():
         raise ImitateError(f"{folder}: not an exported policy (no {METADATA}; write one with `imitate export`)")
     meta = read_tagged_json(meta_path, (EXPORT_FORMAT,), "an imitate export description")
+    check_metadata(meta, meta_path)
     models = meta["models"]
     backend = backend or ("onnx" if "onnx" in models else next(iter(models)))
     if backend not in models:
@@ -59,6 +60,56 @@ def load(folder: str | os.PathLike, backend: str | None = None, threads: int | N
         raise ImitateError(f"{folder}: {models[backend]} is missing ({METADATA} names it)")
     run = _onnx_session(model_path, threads) if backend == "onnx" else _torch_program(model_path, threads)
     return ExportedPolicy(meta, run, np.random.default_rng(seed), backend)
+
+
+NOISE_DISTRIBUTIONS = ("normal", "uniform", "exponential")
+
+
+def check_metadata(meta: dict[str, Any], where: str | os.PathLike) -> None:
+    """Check the fields of an export.json that a runtime reads; an ImitateError names ``where`` and the field."""
+    def bad(field: str, expected: str) -> ImitateError:
+        got = "missing" if field not in meta else f"{meta[field]!r}"
+        return ImitateError(f"{where}: field {field!r} is {got}; expected {expected} (re-export with `imitate export`)")
+
+    def integer(field: str, low: int, high: int | None = None) -> int:
+        value = meta.get(field)
+        if not _is_int(value) or value < low or (high is not None and value > high):
+            raise bad(field, f"an integer >= {low}" if high is None else
+                      f"an integer in {low}..{high} (at most the chunk length, action_horizon)")
+        return value
+
+    models = meta.get("models")
+    if not isinstance(models, dict) or not models or not all(isinstance(v, str) and v and Path(v).name == v
+                                                             for v in models.values()):
+        raise bad("models", 'an object naming the model file of each backend, e.g. {"onnx": "model.onnx"}')
+    if not isinstance(meta.get("head"), str):
+        raise bad("head", "the policy head's name")
+    keys = meta.get("obs_keys")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
+        raise bad("obs_keys", "a list of distinct observation key names")
+    shapes = meta.get("obs_shapes")
+    if not isinstance(shapes, dict) or any(not isinstance(shapes.get(k), list) or not all(_is_int(d) and d >= 1
+                                                                                        for d in shapes[k]) for k in keys):
+        raise bad("obs_shapes", f"the per-step shape (a list of positive integers) of every key in {keys}")
+    integer("obs_horizon", 1)
+    integer("action_dim", 1)
+    integer("n_act", 1, integer("action_horizon", 1))
+    k = meta.get("temporal_ensemble")
+    if k is not None and not (isinstance(k, (int, float)) and not isinstance(k, bool) and np.isfinite(k)):
+        raise bad("temporal_ensemble", "null or the finite k of ACT's weights exp(-k * i)")
+    inputs = meta.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        raise bad("inputs", "a list of input descriptions")
+    for i in inputs:
+        if i.get("kind") == "noise" and not (
+                isinstance(i.get("key"), str) and isinstance(i.get("shape"), list) and len(i["shape"]) >= 1
+                and all(_is_int(d) and d >= 1 for d in i["shape"][1:]) and i.get("distribution") in NOISE_DISTRIBUTIONS):
+            raise bad("inputs", f"noise inputs with a key, a shape [batch, ...] and a distribution in "
+                                f"{NOISE_DISTRIBUTIONS}; one is {i!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _onnx_session(path: Path, threads: int | None):
@@ -73,7 +124,13 @@ def _onnx_session(path: Path, threads: int | None):
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
         raise ImitateError(f"{path}: onnxruntime cannot load it ({e})") from None
-    return lambda feeds: session.run(None, feeds)[0]
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            return session.run(None, feeds)[0]
+        except Exception as e:  # onnxruntime's own types: export.json does not describe this model
+            raise ImitateError(f"{path}: onnxruntime refused the inputs export.json describes ({e})") from None
+    return run
 
 
 def _torch_program(path: Path, threads: int | None):
@@ -123,6 +180,7 @@ class ExportedPolicy(ChunkActing):
                 x = _as_float32(noise[name], f"noise {name!r}")
                 if x.shape != (batch, *shape):
                     raise ImitateError(f"noise {name!r} has shape {x.shape}; expected {(batch, *shape)} (batch, *shape)")
+                _check_finite(x, f"noise {name!r}")
             else:
                 x = self._draw((batch, *shape), distribution)
             feeds["noise_" + name] = x
@@ -139,5 +197,17 @@ class ExportedPolicy(ChunkActing):
 
     def act(self, obs: Any) -> np.ndarray:
         """One step: the current observation of one environment (dict of (*shape) arrays, or an array
-        for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A)."""
+        for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A).
+        NaN or inf is refused at once, not only when the history next reaches `predict_chunk`."""
+        for k, v in (obs.items() if isinstance(obs, Mapping) else [("state", obs)]):
+            if k in self.obs_keys and not np.isfinite(_as_float32(v, f"observation {k!r}")).all():
+                raise ImitateError(f"observation {k!r} holds NaN or inf; the policy takes finite values only")
         return self._act(obs, self.predict_chunk)
+
+
+def _check_finite(x: np.ndarray, what: str) -> None:
+    """Refuse NaN and inf: a policy would turn them into NaN actions without a word."""
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if not finite.all():
+        raise ImitateError(f"{what} holds NaN or inf (batch index {int(np.argmin(finite))}); "
+                           f"the policy takes finite values only")
