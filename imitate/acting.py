@@ -108,8 +108,10 @@ def check_window(obs: Any, obs_keys: list[str], obs_shapes: Mapping[str, tuple[i
             raise ImitateError(f"observation {k!r} has batch size {x.shape[0]}, other keys {batch}")
         if x.shape[0] == 0:
             raise ImitateError(f"observation {k!r} has batch size 0")
-        if not np.isfinite(x).all():
-            raise ImitateError(f"observation {k!r} holds NaN or inf; the policy takes finite values")
+        finite = np.isfinite(x).reshape(len(x), -1).all(1)
+        if not finite.all():
+            raise ImitateError(f"observation {k!r} holds NaN or inf (batch index {int(np.argmin(finite))}); "
+                               f"the policy takes finite values")
         batch = x.shape[0]
         out[k] = x
     return out
