@@ -47,6 +47,9 @@ class ChunkActing:
         first = self.obs_keys[0]
         single = np.ndim(obs[first]) == len(self.obs_shapes[first])
         step = {k: as_float32(obs[k], f"observation {k!r}") for k in self.obs_keys}
+        for k, v in step.items():   # at every step: a step that only pops the queue would hide it
+            if not np.isfinite(v).all():
+                raise ImitateError(f"observation {k!r} holds NaN or inf; the policy takes finite values")
         if single:
             step = {k: v[None] for k, v in step.items()}
         if self._history is None:

@@ -240,3 +240,24 @@ def test_cli_gail_prints_json_lines(demos, tmp_path, capsys):
     assert main(["gail", "--data", str(demos / "cartpole.hdf5"), "--head", "gaussian", "--out", str(tmp_path / "bad"),
                  "--quiet"]) == 1
     assert "autoregressive" in capsys.readouterr().err
+
+
+def test_expert_transitions_from_a_file_without_next_obs_leave_out_each_last_step(tmp_path):
+    import h5py
+
+    from imitate.data import Episode, make_env_args, write_demo_file
+
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i, n in enumerate((5, 7)):
+        obs = rng.normal(size=(n + 1, 3)).astype(np.float32)
+        episodes.append(Episode(obs={"state": obs[:-1]}, next_obs={"state": obs[1:]}, name=f"demo_{i}",
+                                actions=rng.normal(size=(n, 1)).astype(np.float32), rewards=np.zeros(n, np.float32),
+                                dones=np.zeros(n, np.uint8)))
+    path = write_demo_file(tmp_path / "p.hdf5", episodes, make_env_args("Pendulum-v1"))
+    with h5py.File(path, "a") as f:
+        for i in range(2):
+            del f[f"data/demo_{i}/next_obs"]
+    data, store = load_expert(str(path))
+    assert store.next_obs_derived and len(data["obs"]) == 4 + 6
+    np.testing.assert_array_equal(data["next_obs"][:4].numpy(), episodes[0].next_obs["state"][:4])

@@ -89,3 +89,13 @@ def test_policy_answers_bad_observations_as_the_runtime_does(bad, message):
 
     with pytest.raises(ImitateError, match=message):
         Policy(spec()).predict_chunk(bad)
+
+
+def test_act_refuses_nan_at_every_step_not_only_when_it_plans():
+    from imitate.policy import Policy
+
+    policy = Policy(spec())
+    good = {"pos": np.zeros(2, np.float32), "img_free": np.zeros((3, 1), np.float32)}
+    policy.act(good)                                   # plans a chunk of 4, executes 2
+    with pytest.raises(ImitateError, match="'pos' holds NaN or inf"):
+        policy.act({**good, "pos": np.array([np.nan, 0.0], np.float32)})   # would only pop the queue

@@ -42,14 +42,14 @@ from imitate.settings import AdversarialConfig
 # -- data -----------------------------------------------------------------------------------------
 def load_expert(path: str) -> tuple[dict[str, torch.Tensor], Any]:
     """Transitions of a demo file as raw tensors obs (E, D), actions (E, A), next_obs (E, D),
-    terminated (E,), and the store (for env_args and returns)."""
+    terminated (E,), and the store (for env_args and returns). Where the file has no next_obs it is
+    the next row of the same demo, and each demo's last step (no known successor) is left out."""
     from imitate.data import load_demo_file
 
     store = load_demo_file(path)
-    if store.obs_keys != ["state"] or "next_obs/state" not in store.keys:
-        raise ImitateError(f"{path}: GAIL/AIRL read flat observations 'obs/state' and 'next_obs/state'; "
-                           f"the file has obs keys {store.obs_keys} and keys {store.keys}")
-    rows = np.arange(len(store))
+    if store.obs_keys != ["state"]:
+        raise ImitateError(f"{path}: GAIL/AIRL read flat observations 'obs/state'; the file has obs keys {store.obs_keys}")
+    rows = np.flatnonzero(store.next_obs_known())   # a file without next_obs: each demo's last step has no successor
     data = {"obs": store.get("obs/state", rows), "actions": store.get("actions", rows),
             "next_obs": store.get("next_obs/state", rows), "terminated": store.get("dones", rows)}
     return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in data.items()}, store

@@ -56,11 +56,11 @@ class AIRLDiscriminator(nn.Module):
 def state_reward(disc: AIRLDiscriminator, normalizer, seen: torch.Tensor) -> StateReward:
     """g as a `StateReward` on raw observations, with the generator's observation normalization baked
     in and shifted so that its minimum over ``seen`` (M, D) normalized observations is 0."""
-    st = normalizer.stats["obs/state"]
-    reward = StateReward(int(st.scale.shape[0]), tuple(l.out_features for l in disc.g if isinstance(l, nn.Linear))[:-1])
+    scale, offset = normalizer.affine("obs/state")
+    reward = StateReward(int(scale.shape[0]), tuple(l.out_features for l in disc.g if isinstance(l, nn.Linear))[:-1])
     reward.g.load_state_dict(disc.g.state_dict())
-    reward.obs_scale.copy_(st.scale)
-    reward.obs_offset.copy_(st.offset)
+    reward.obs_scale.copy_(scale)
+    reward.obs_offset.copy_(offset)
     with torch.no_grad():
         reward.shift.fill_(float(disc.g(seen).min()) if len(seen) else 0.0)
     return reward

@@ -116,6 +116,11 @@ class Normalizer(nn.Module):
             if key not in skip:
                 self.fit(key, store.iter_chunks("actions" if key == "action" else key, episodes))
 
+    def affine(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of the key's map: normalized = raw * scale + offset."""
+        st = self._get(key)
+        return st.scale.detach().clone(), st.offset.detach().clone()
+
     def range(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """The smallest and largest raw values (per entry) the key was fitted on."""
         st = self._get(key)

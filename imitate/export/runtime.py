@@ -198,10 +198,7 @@ class ExportedPolicy(ChunkActing):
     def act(self, obs: Any) -> np.ndarray:
         """One step: the current observation of one environment (dict of (*shape) arrays, or an array
         for the key ``state``) -> action (A,); of N environments ((N, *shape) per key) -> (N, A).
-        NaN or inf is refused at once, not only when the history next reaches `predict_chunk`."""
-        for k, v in (obs.items() if isinstance(obs, Mapping) else [("state", obs)]):
-            if k in self.obs_keys and not np.isfinite(_as_float32(v, f"observation {k!r}")).all():
-                raise ImitateError(f"observation {k!r} holds NaN or inf; the policy takes finite values only")
+        NaN or inf is refused at once (`imitate.acting`), not only when a chunk is predicted."""
         return self._act(obs, self.predict_chunk)
 
 
