@@ -27,8 +27,8 @@ from imitate.errors import ImitateError
 SHIPPED_DATASET = Path(__file__).resolve().parent.parent / "datasets" / "forked_path.hdf5"
 #: The demonstrations shipped in datasets/ are exactly `imitate collect` with these arguments.
 SHIPPED_COLLECT = {"task": DEFAULT_TASK, "episodes": 200, "seed": 0}
-#: The main job's budget: every head on the shipped demonstrations, 2 seeds; about 3.5 minutes on an idle
-#: 2-core CPU machine, 4.5 from a fresh clone with the installation (BENCHMARKS.md).
+#: The main job's budget: every head on the shipped demonstrations, 2 seeds; 3 min 40 s from a fresh clone on the
+#: 2-core CPU machine, installation included (README).
 DEMO_COMPARE = {"heads": "all", "steps": 2000, "seeds": 2, "episodes": 50}
 
 
