@@ -168,7 +168,8 @@ def v_dtype_in_one_demo(f, rng):
     return True
 
 
-def v_dotted_key(f, rng):
+def _rename_key(f, rng, rename) -> bool:
+    """Rename one observation key that every demo has, in obs and next_obs, to ``rename(key)``."""
     demos = _demos(f)
     key = _pick(rng, _obs_keys(f, demos[0]))
     if any(key not in _obs_keys(f, d) for d in demos):
@@ -176,8 +177,13 @@ def v_dotted_key(f, rng):
     for d in demos:
         for sub in ("obs", "next_obs"):
             if f"data/{d}/{sub}/{key}" in f:
-                f.move(f"data/{d}/{sub}/{key}", f"data/{d}/{sub}/{key}.x")
+                f.move(f"data/{d}/{sub}/{key}", f"data/{d}/{sub}/{rename(key)}")
     return True
+
+
+def v_dotted_key(f, rng):
+    """An observation key with a dot in its name."""
+    return _rename_key(f, rng, lambda key: f"{key}.x")
 
 
 def v_trailing_one(f, rng):
@@ -267,15 +273,7 @@ def v_drop_a_key_everywhere(f, rng):
 
 def v_unicode_key(f, rng):
     """An observation key named with spaces and non-ASCII letters."""
-    demos = _demos(f)
-    key = _pick(rng, _obs_keys(f, demos[0]))
-    if any(key not in _obs_keys(f, d) for d in demos):
-        return False
-    for d in demos:
-        for sub in ("obs", "next_obs"):
-            if f"data/{d}/{sub}/{key}" in f:
-                f.move(f"data/{d}/{sub}/{key}", f"data/{d}/{sub}/größe {key}")
-    return True
+    return _rename_key(f, rng, lambda key: f"größe {key}")
 
 
 def v_one_value_per_step(f, rng):
