@@ -294,8 +294,8 @@ REFUSED = {  # each raised a traceback or was accepted before
         "env_args", json.dumps({"env_name": "imitate/ForkedPath-v0", "type": 2, "env_kwargs": [1, 2]})),
         ["env_args", "env_kwargs", "list"]),
     "env_args an array": (lambda f: f["data"].attrs.__setitem__("env_args", np.arange(3)), ["env_args", "JSON string"]),
-    "image key": (lambda f: _both(f, "agentview_image", lambda n: np.zeros((n, 8, 8, 3), np.uint8)),
-                  ["obs/agentview_image", "images", "not supported yet", "--obs-keys", "['goal', 'pos']"]),
+    "float image": (lambda f: _both(f, "agentview_image", lambda n: np.zeros((n, 8, 8, 3), np.float32)),
+                    ["demo_0", "obs/agentview_image", "(8, 8, 3)", "must be uint8"]),
     "integers a float64 cannot hold": (lambda f: _replace(f, "data/demo_4/obs/pos", np.full((30, 2), 2**60 + 1)),
                                        ["demo_4", "obs/pos", "int64", "float64", "exactly"]),
 }
@@ -468,8 +468,9 @@ def test_an_empty_train_mask_is_refused_by_name_and_an_empty_valid_mask_is_none(
     np.testing.assert_array_equal(store.episodes_in("train"), [0, 1])
 
 
-def test_an_image_key_left_out_with_obs_keys_loads(demo_file):
+def test_an_image_key_loads_and_can_be_left_out_with_obs_keys(demo_file):
     _corrupt(demo_file, lambda f: _both(f, "agentview_image", lambda n: np.zeros((n, 8, 8, 3), np.uint8)))
     assert load_demo_file(demo_file, obs_keys=["pos", "goal"]).obs_keys == ["pos", "goal"]
-    eps = [make_episode(np.random.default_rng(0), 4, obs_shapes={"depth": (4, 4, 2)})]  # C=2 is not an image
-    assert load_demo_file(write_demo_file(demo_file.parent / "d2.hdf5", eps)).shape("obs/depth") == (4, 4, 2)
+    assert load_demo_file(demo_file).get("obs/agentview_image", np.arange(2)).dtype == np.uint8
+    with pytest.raises(ImitateError, match=r"obs/depth .*C=2"):  # image-shaped, but 2 channels
+        make_episode(np.random.default_rng(0), 4, obs_shapes={"depth": (4, 4, 2)})

@@ -4,7 +4,8 @@ Each case writes a small valid file in robomimic's layout (1-3 demos of 1-4 step
 shapes and optional parts), applies mutations that keep it valid (big-endian arrays, a dtype that
 differs in one demo, a dotted key, per-step shapes (d, 1), no next_obs, gaps in the demo numbers,
 compression, ...), then mutations that break it (a key dropped, retyped or resized, NaN, wrong
-attributes, a group where an array belongs and the reverse, width 0, image keys, truncated or
+attributes, a group where an array belongs and the reverse, width 0, image-shaped keys that are not
+uint8 images, truncated or
 altered bytes, ...). For every case:
 
 - nothing but an ImitateError escapes `load_demo_file` (in memory and lazy) or ``imitate data info``;
@@ -410,10 +411,12 @@ def i_inexact_promotion(f, rng):
 
 
 def i_image_key(f, rng):
+    """An image-shaped key that is no image: 2 or 4 channels, or float pixels (uint8 C in {1, 3} is valid)."""
+    dtype, c = [(np.uint8, 2), (np.uint8, 4), (np.float32, 3), (np.float32, 1)][int(rng.integers(4))]
     for d in _demos(f):
         for s in ("obs", "next_obs"):
             if s in f[f"data/{d}"]:
-                _replace(f, f"data/{d}/{s}/camera", np.zeros((_rows(f, d), 4, 4, int(rng.choice([1, 3]))), np.uint8))
+                _replace(f, f"data/{d}/{s}/camera", np.zeros((_rows(f, d), 4, 4, c), dtype))
     return True
 
 

@@ -73,18 +73,22 @@ def check_fields(problems: Problems, where: str, fields: Mapping[str, tuple[tupl
         fields: field name (``"actions"``, ``"obs/state"``, ``"rewards"``, ...) -> (shape, dtype).
 
     Problems: a non-numeric dtype, a scalar, actions that are not (T, A) or have
-    width 0, an empty episode, an observation with no values per step, a field whose row count
-    differs from ``actions``, rewards or dones that are not (T,) or (T, 1).
+    width 0, an empty episode, an observation with no values per step, an image-shaped observation
+    that is not an image (see `image_problem`), a field whose row count differs from ``actions``,
+    rewards or dones that are not (T,) or (T, 1).
     """
     usable = {}
     for key, (shape, dtype) in fields.items():
         dtype = np.dtype(dtype)
+        image = image_problem(tuple(shape[1:]), dtype) if key.startswith(("obs/", "next_obs/")) else None
         if dtype.kind not in NUMERIC_KINDS:
             problems.add(where, f"{key} has non-numeric dtype {dtype} (expected numbers)")
         elif len(shape) == 0:
             problems.add(where, f"{key} is a scalar; expected one row per step")
         elif key.startswith(("obs/", "next_obs/")) and 0 in shape[1:]:
             problems.add(where, f"{key} has per-step shape {tuple(shape[1:])}: no values")
+        elif image is not None:
+            problems.add(where, f"{key} {image}")
         else:
             usable[key] = tuple(shape)
     if "actions" not in usable:  # missing (the caller reports that), or reported above
@@ -134,5 +138,32 @@ def check_exact(problems: Problems, where: str, key: str, values: np.ndarray, dt
 
 
 def is_image(step_shape: tuple[int, ...], dtype: np.dtype) -> bool:
-    """Whether an observation key looks like camera images: (H, W, C) with C in {1, 3}, uint8."""
+    """Whether an observation key holds camera images: (H, W, C) with C in {1, 3}, uint8 (channel last,
+    robomimic's convention). Such keys stay uint8 from file to batch."""
     return len(step_shape) == 3 and step_shape[-1] in (1, 3) and np.dtype(dtype) == np.uint8
+
+
+def image_problem(step_shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    """Why an image-shaped observation (per-step shape (H, W, C), uint8 or C <= 4) is not a usable
+    image, as the end of a sentence that starts with its key; None for images and for every other
+    shape (low-dimensional keys, 3-D arrays whose last axis is longer than 4 and not uint8).
+
+    Refused: uint8 with C not in {1, 3} (channel-first (C, H, W) is named as such); a float or
+    integer (H, W, 1) (depth, not supported yet); any other dtype with C = 3 (images are uint8
+    0..255); C in {2, 4} of any dtype.
+    """
+    dtype = np.dtype(dtype)
+    if len(step_shape) != 3 or dtype.kind not in NUMERIC_KINDS or is_image(step_shape, dtype):
+        return None
+    c = step_shape[-1]
+    if dtype != np.uint8 and c > 4:
+        return None
+    hwc = f"per-step shape {tuple(step_shape)}"
+    if dtype == np.uint8 or c in (2, 4):
+        hint = (f"; it looks channel-first: store images channel-last (H, W, C) = "
+                f"{(*step_shape[1:], step_shape[0])}" if step_shape[0] in (1, 3) and c not in (1, 3) else "")
+        return f"has {hwc} {dtype}: an image needs 1 or 3 channels (H, W, C), got C={c}{hint}"
+    if c == 1:
+        return (f"has {hwc} {dtype}: depth (or other non-uint8 single-channel) images are not supported yet; "
+                f"image keys are uint8 (H, W, 1) or (H, W, 3)")
+    return f"has {hwc} {dtype}: image keys must be uint8 (0..255), (H, W, 1) or (H, W, 3)"

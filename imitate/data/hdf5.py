@@ -15,7 +15,8 @@
 Reading: `imitate.data.scan.scan_demo_file` checks every group, key, attribute, shape and dtype
 from metadata alone; the reader (`imitate.data.reader`) then checks values (NaN, inf) as it
 reads them. Every problem found is reported at once, in one `DemoFileError` naming the file, and for each
-problem the demo and the key (`imitate.data.checks`). Writing: `write_demo_file`, atomically.
+problem the demo and the key (`imitate.data.checks`). Writing: `write_demo_file`, atomically; image
+keys (obs/<camera> (T, H, W, C) uint8) chunked one step per chunk and compressed (gzip by default).
 """
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import h5py
 import numpy as np
 
-from imitate.data.checks import Problems
+from imitate.data.checks import Problems, is_image
 from imitate.data.episode import Episode
 from imitate.data.scan import H5_ERRORS, open_demo_file, scan_demo_file
 from imitate.errors import ImitateError
@@ -75,14 +76,35 @@ def split_train_valid(names: Sequence[str], valid_fraction: float, seed: int = 0
     return {"train": [m for m in names if m not in valid], "valid": [m for m in names if m in valid]}
 
 
-def write_demo_file(path: str | os.PathLike, episodes: Sequence[Episode], env_args: dict[str, Any] | None = None,
+#: Image compressions `write_demo_file` accepts: name -> (h5py filter, options).
+IMAGE_COMPRESSIONS = {"gzip": ("gzip", 4), "lzf": ("lzf", None), "none": (None, None),
+                      **{f"gzip-{n}": ("gzip", n) for n in range(1, 10)}}
+
+
+def image_compression_filter(name: str | None) -> tuple[str | None, int | None]:
+    """The h5py filter and its option for an ``image_compression`` name: ``gzip`` (level 4),
+    ``gzip-1`` .. ``gzip-9``, ``lzf`` or ``none`` (None is ``none``)."""
+    key = "none" if name is None else str(name).lower()
+    if key not in IMAGE_COMPRESSIONS:
+        raise ImitateError(f"image_compression (--image-compression) is {name!r}; expected one of "
+                           f"gzip, lzf, none, gzip-1 .. gzip-9")
+    return IMAGE_COMPRESSIONS[key]
+
+
+def write_demo_file(path: str | os.PathLike, episodes: Iterable[Episode], env_args: dict[str, Any] | None = None,
                     *, overwrite: bool = False, valid_fraction: float = 0.1, seed: int = 0,
-                    filter_keys: dict[str, Sequence[str]] | None = None, compression: str | None = None) -> Path:
+                    filter_keys: dict[str, Sequence[str]] | None = None, compression: str | None = None,
+                    image_compression: str | None = "gzip", store_next_obs: bool = True) -> Path:
     """Write episodes as ``demo_0 .. demo_{E-1}`` in robomimic's layout, atomically.
 
     The file is written under a temporary name in the same folder and moved into place only when
     complete, so a killed write never leaves a partial file under ``path``. An existing ``path`` is
-    kept unless ``overwrite``.
+    kept unless ``overwrite``. Episodes are written one at a time as they come (any iterable, e.g. a
+    generator), so a file larger than memory can be written.
+
+    Image keys (uint8 (H, W, C), C in {1, 3}) are stored uint8, chunked one step per chunk (a reader
+    decompresses only the steps it reads) and compressed with ``image_compression``; every other
+    array as before (``compression``, contiguous by default).
 
     Args:
         path: the output file.
@@ -92,26 +114,18 @@ def write_demo_file(path: str | os.PathLike, episodes: Sequence[Episode], env_ar
         valid_fraction: share of demos in the ``valid`` filter key (the rest in ``train``); 0 for none.
         seed: seed of the train/valid split.
         filter_keys: further masks, name -> demo names.
-        compression: an h5py compression filter (e.g. "gzip"), or None.
+        compression: an h5py compression filter (e.g. "gzip") for the arrays that are not images, or None.
+        image_compression: ``gzip`` (level 4, the default; robomimic's readers read it), ``gzip-1`` ..
+            ``gzip-9``, ``lzf`` (h5py's own filter: faster to read, larger, readable only through h5py)
+            or ``none``.
+        store_next_obs: False leaves ``next_obs`` out (readers derive it from ``obs``, unknown at each
+            demo's last step), which halves an image file.
     """
     path = Path(path)
+    image_filter, image_level = image_compression_filter(image_compression)
     if path.exists() and not overwrite:
         raise ImitateError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
-    if not episodes:
-        raise ImitateError(f"{path}: no episodes to write")
-    keys = set(episodes[0].obs)
-    for i, ep in enumerate(episodes):
-        if set(ep.obs) != keys:
-            raise ImitateError(f"{path}: episode {i} has observation keys {sorted(ep.obs)}, "
-                               f"episode 0 has {sorted(keys)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = [f"demo_{i}" for i in range(len(episodes))]
-    masks = split_train_valid(names, valid_fraction, seed) if valid_fraction > 0 else {}
-    for mask_name, members in (filter_keys or {}).items():
-        unknown = sorted(set(members) - set(names))
-        if unknown:
-            raise ImitateError(f"{path}: filter key {mask_name!r} names unknown demos {unknown[:5]}")
-        masks[mask_name] = list(members)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
@@ -120,16 +134,39 @@ def write_demo_file(path: str | os.PathLike, episodes: Sequence[Episode], env_ar
     try:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
-            data.attrs["total"] = int(sum(len(ep) for ep in episodes))
             if env_args is not None:
                 data.attrs["env_args"] = json.dumps(env_args)
-            for demo, ep in zip(names, episodes):
-                group = data.create_group(demo)
+            names, total, keys = [], 0, None
+            for i, ep in enumerate(episodes):
+                if keys is None:
+                    keys = set(ep.obs)
+                elif set(ep.obs) != keys:
+                    raise ImitateError(f"{path}: episode {i} has observation keys {sorted(ep.obs)}, "
+                                       f"episode 0 has {sorted(keys)}")
+                names.append(f"demo_{i}")
+                total += len(ep)
+                group = data.create_group(names[-1])
                 group.attrs["num_samples"] = len(ep)
                 for k, v in ep.attrs.items():
                     group.attrs[k] = v
-                for key, value in {**ep.arrays(), **ep.extras}.items():
-                    group.create_dataset(key, data=value, compression=compression)
+                arrays = {**ep.arrays(), **ep.extras}
+                if not store_next_obs:
+                    arrays = {k: v for k, v in arrays.items() if not k.startswith("next_obs/")}
+                for key, value in arrays.items():
+                    if key.startswith(("obs/", "next_obs/")) and is_image(value.shape[1:], value.dtype):
+                        group.create_dataset(key, data=value, chunks=(1, *value.shape[1:]),
+                                             compression=image_filter, compression_opts=image_level)
+                    else:
+                        group.create_dataset(key, data=value, compression=compression)
+            if not names:
+                raise ImitateError(f"{path}: no episodes to write")
+            data.attrs["total"] = int(total)
+            masks = split_train_valid(names, valid_fraction, seed) if valid_fraction > 0 else {}
+            for mask_name, members in (filter_keys or {}).items():
+                unknown = sorted(set(members) - set(names))
+                if unknown:
+                    raise ImitateError(f"{path}: filter key {mask_name!r} names unknown demos {unknown[:5]}")
+                masks[mask_name] = list(members)
             for mask_name, members in masks.items():
                 f.create_dataset(f"mask/{mask_name}", data=np.array(members, dtype="S"))
         if overwrite:

@@ -1,4 +1,8 @@
-"""A full check and a summary of a demonstration file (``imitate data info``)."""
+"""A full check and a summary of a demonstration file (``imitate data info``).
+
+Image keys (uint8 (H, W, C)) are listed with their resolution and the bytes their datasets take on
+disk (compressed) against their raw size, over ``obs`` and ``next_obs`` of every demo.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from imitate.data.scan import scan_demo_file
+from imitate.data.checks import is_image
+from imitate.data.scan import H5_ERRORS, open_demo_file, scan_demo_file
 from imitate.data.reader import load_demo_file
 
 
@@ -53,6 +58,7 @@ def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
         "env_args": layout.env_args,
         "obs": {k: {"shape": list(layout.shapes[f"obs/{k}"]), "dtype": _dtype(layout, f"obs/{k}")}
                 for k in layout.obs_keys},
+        "images": image_storage(layout),
         "next_obs": "derived from obs" if layout.next_obs_derived else "stored",
         "actions": {"dim": int(store.action_dim), "dtype": _dtype(layout, "actions"),
                     "min": lo.round(6).tolist(), "max": hi.round(6).tolist()},
@@ -65,10 +71,42 @@ def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
+def image_storage(layout) -> dict[str, dict[str, Any]]:
+    """Per image key: resolution ``HxWxC``, bytes on disk (``obs`` and ``next_obs`` of every demo, as
+    stored: compressed), raw bytes (uncompressed) and the compression filters used."""
+    images = [k for k in layout.obs_keys if is_image(layout.shapes[f"obs/{k}"], layout.dtypes[f"obs/{k}"])]
+    out = {}
+    if not images:
+        return out
+    with open_demo_file(layout.path) as f:
+        for k in images:
+            h, w, c = layout.shapes[f"obs/{k}"]
+            disk = raw = 0
+            filters = set()
+            for demo in layout.demo_names:
+                for prefix in ("obs", "next_obs"):
+                    ds = f["data"][demo].get(f"{prefix}/{k}")
+                    if ds is None:
+                        continue
+                    try:
+                        disk += int(ds.id.get_storage_size())
+                        raw += int(ds.size) * ds.dtype.itemsize
+                        filters.add(ds.compression or "none")
+                    except H5_ERRORS:  # the value pass has read it already; be safe all the same
+                        continue
+            out[k] = {"resolution": f"{h}x{w}x{c}", "bytes_on_disk": disk, "bytes_raw": raw,
+                      "compression": ", ".join(sorted(filters))}
+    return out
+
+
 def _dtype(layout, key: str) -> str:
     """The dtype a key is read as, and the dtypes its demos store when they differ."""
     stored = layout.stored_dtypes.get(key)
     return str(layout.dtypes[key]) + (f" (promoted from {', '.join(stored)})" if stored else "")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -84,8 +122,15 @@ def format_info(info: dict[str, Any]) -> str:
                  if env else "env          none (env_args absent: no rollouts)")
     lines.append("obs keys")
     width = max(len(k) for k in info["obs"])
+    images = info.get("images", {})
     for k, v in info["obs"].items():
-        lines.append(f"  {k:<{width}}  {tuple(v['shape'])} {v['dtype']}")
+        if k in images:
+            im = images[k]
+            ratio = im["bytes_raw"] / im["bytes_on_disk"] if im["bytes_on_disk"] else float("inf")
+            lines.append(f"  {k:<{width}}  image {im['resolution']} {v['dtype']}   on disk "
+                         f"{_mb(im['bytes_on_disk'])} of {_mb(im['bytes_raw'])} raw ({im['compression']}, {ratio:.1f}x)")
+        else:
+            lines.append(f"  {k:<{width}}  {tuple(v['shape'])} {v['dtype']}")
     if info["next_obs"] != "stored":
         lines.append("next_obs     derived from obs (row t + 1 of the same demo; unknown at each demo's last step)")
     a = info["actions"]

@@ -8,8 +8,12 @@ a promoted dtype would change) as it reads them.
 Beyond robomimic's minimum: a key whose dtype differs across demos is read as the dtype that holds
 them all (`imitate.data.checks.promoted_dtype`), never a narrower one; either byte order is read in
 the native one; without ``next_obs`` in any demo, ``next_obs/<k>`` is derived from ``obs/<k>`` (row
-t + 1 of the same demo; unknown at a demo's last step, see `EpisodeStore.next_obs_known`); keys that
-look like camera images ((H, W, C), C in {1, 3}, uint8) are refused until images are supported.
+t + 1 of the same demo; unknown at a demo's last step, see `EpisodeStore.next_obs_known`).
+
+Image keys ((H, W, C), C in {1, 3}, uint8: `imitate.data.checks.is_image`) are read as they are
+stored, uint8, channel last; an image-shaped key that is not one (a float (H, W, 3), C = 2 or 4, a
+channel-first array, depth) is a problem naming demo and key (`imitate.data.checks.image_problem`),
+and so is a resolution that changes between demos.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from typing import Any, Iterator, Sequence
 import h5py
 import numpy as np
 
-from imitate.data.checks import NUMERIC_KINDS, Problems, check_fields, is_image, promoted_dtype
+from imitate.data.checks import NUMERIC_KINDS, Problems, check_fields, promoted_dtype
 from imitate.data.episode import STEP_FIELDS
 from imitate.errors import DemoFileError
 
@@ -110,7 +114,8 @@ def scan_demo_file(path: str | os.PathLike, obs_keys: Sequence[str] | None = Non
     the wrong place, missing or unreadable keys, attributes of the wrong type (``num_samples``,
     ``env_args``, masks), row counts that disagree within a demo (``states`` included), per-step
     shapes that disagree across demos or between ``obs/<k>`` and ``next_obs/<k>``, an observation
-    key that some demos lack, width-0 actions or observations, non-numeric dtypes, image keys.
+    key that some demos lack, width-0 actions or observations, non-numeric dtypes, image-shaped keys
+    that are not uint8 (H, W, 1 or 3) images.
 
     Args:
         path: the demonstration file.
@@ -157,11 +162,6 @@ def _scan(f: h5py.File, name: str, obs_keys: Sequence[str] | None) -> DemoFileLa
         for k in selected:
             if f"obs/{k}" in shapes:
                 shapes[f"next_obs/{k}"], dtypes[f"next_obs/{k}"] = shapes[f"obs/{k}"], dtypes[f"obs/{k}"]
-    images = [k for k in selected if f"obs/{k}" in shapes and is_image(shapes[f"obs/{k}"], dtypes[f"obs/{k}"])]
-    for k in images:
-        problems.add(None, f"obs/{k} holds images (per-step shape {shapes[f'obs/{k}']}, uint8): image observations "
-                           f"are not supported yet; choose the low-dimensional keys with --obs-keys (obs_keys=...) "
-                           f"from {[k for k in selected if k not in images] or 'none: the file has no other'}")
     problems.raise_if_any()
     return DemoFileLayout(name, list(groups), np.asarray(lengths, dtype=np.int64), selected, shapes, dtypes, env_args,
                           filter_keys, demo_attrs, has_states, derived, stored)

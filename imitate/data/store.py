@@ -13,10 +13,14 @@ it there is an ImitateError (an algorithm that needs the last step's successor n
 
 Two backings answer `get(key, rows)` identically:
 - `EpisodeStore`: arrays in memory.
-- `LazyEpisodeStore`: the file stays on disk; rows are read in blocks of whole episodes (about
-  `block_rows` rows each) and a few blocks are cached, so peak memory stays bounded for files
-  larger than memory. Both partition their episodes into the same blocks, which the sampler uses to
-  keep its reads local.
+- `LazyEpisodeStore`: the file stays on disk; rows are read in blocks of whole episodes and a few
+  blocks are cached, so peak memory stays bounded for files larger than memory. Both partition their
+  episodes into the same blocks, which the sampler uses to keep its reads local.
+
+A block holds about `block_rows` rows (16384), fewer when its rows would exceed `block_bytes`
+(32 MiB) counted over every key read from the file: a low-dimensional row of up to 2 KiB keeps
+16384-row blocks, a row of two 84x84x3 cameras in obs and next_obs (85 KB) gets blocks of about 400
+rows. Image keys are uint8 (H, W, C) and stay so: `get` and `get_windows` return them unconverted.
 """
 from __future__ import annotations
 
@@ -27,24 +31,38 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from imitate.data.checks import Problems, check_exact
+from imitate.data.checks import Problems, check_exact, is_image
 from imitate.data.episode import Episode
 from imitate.data.scan import H5_ERRORS, DemoFileLayout
 from imitate.errors import DemoFileError, ImitateError
 
 DEFAULT_BLOCK_ROWS = 16384
+#: Upper bound of one block's bytes over every stored key (images make rows large).
+DEFAULT_BLOCK_BYTES = 32 << 20
+#: Lazy store: the cached blocks' bytes are kept below this (besides `cache_blocks`).
+DEFAULT_CACHE_BYTES = 768 << 20
 #: Datasets (demo x key) the lazy store keeps open, least recently used first out. HDF5 holds about
 #: 17 KiB per open dataset, so this bounds that memory (~70 MiB) whatever the number of demos; the
 #: file is opened without HDF5's sieve buffer, which would hold up to 64 KiB more per dataset read.
 MAX_OPEN_DATASETS = 4096
 
 
-def partition_blocks(episode_ends: np.ndarray, block_rows: int) -> np.ndarray:
-    """Group consecutive episodes into blocks of about ``block_rows`` rows; return block row starts.
+def row_nbytes(shapes: dict[str, tuple[int, ...]], dtypes: dict[str, np.dtype]) -> int:
+    """Bytes of one row (step) over the given keys: the sum of each key's per-step size."""
+    return int(sum(int(np.prod(shapes[k], dtype=np.int64)) * np.dtype(dtypes[k]).itemsize for k in shapes))
+
+
+def partition_blocks(episode_ends: np.ndarray, block_rows: int, row_bytes: int = 0,
+                     block_bytes: int = DEFAULT_BLOCK_BYTES) -> np.ndarray:
+    """Group consecutive episodes into blocks of about ``block_rows`` rows, fewer where ``block_rows``
+    rows of ``row_bytes`` each would exceed ``block_bytes``; return block row starts.
 
     Blocks begin on episode boundaries, so a window (which never leaves its episode) never crosses a
-    block. Returns (n_blocks + 1,) row offsets, the last one the total row count.
+    block; a block closes at the first episode end at or past the target, so it may exceed it by
+    less than one episode. Returns (n_blocks + 1,) row offsets, the last one the total row count.
     """
+    if row_bytes > 0 and block_rows * row_bytes > block_bytes:
+        block_rows = max(1, block_bytes // row_bytes)
     starts = [0]
     for end in episode_ends:
         if end - starts[-1] >= block_rows:
@@ -66,14 +84,16 @@ class EpisodeStore:
         filter_keys: mask name -> demo names.
         demo_attrs: per-episode attributes (e.g. ``route``, ``is_success``).
         source: the file the data came from.
-        block_starts: (n_blocks + 1,) row offsets of the episode blocks (see `partition_blocks`).
+        block_starts: (n_blocks + 1,) row offsets of the episode blocks (see `partition_blocks`), sized
+            by ``block_rows`` and ``block_bytes`` over the stored arrays (not derived ``next_obs``).
         next_obs_derived: ``next_obs/<k>`` is derived from ``obs/<k>`` (the file has no next_obs).
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], episode_ends: np.ndarray, demo_names: Sequence[str],
                  env_args: dict[str, Any] | None = None, filter_keys: dict[str, list[str]] | None = None,
                  demo_attrs: Sequence[dict[str, Any]] | None = None, source: str = "<memory>",
-                 block_rows: int = DEFAULT_BLOCK_ROWS, next_obs_derived: bool = False):
+                 block_rows: int = DEFAULT_BLOCK_ROWS, next_obs_derived: bool = False,
+                 block_bytes: int = DEFAULT_BLOCK_BYTES):
         self._arrays = arrays
         self.obs_keys = [k[4:] for k in arrays if k.startswith("obs/")]
         self._derive(next_obs_derived)
@@ -84,8 +104,11 @@ class EpisodeStore:
         self.filter_keys = dict(filter_keys or {})
         self.demo_attrs = list(demo_attrs) if demo_attrs is not None else [{} for _ in self.demo_names]
         self.source = source
-        self.block_rows = block_rows
-        self.block_starts = partition_blocks(self.episode_ends, block_rows)
+        self.block_rows, self.block_bytes = block_rows, block_bytes
+        self.block_starts = partition_blocks(
+            self.episode_ends, block_rows,
+            row_nbytes({k: a.shape[1:] for k, a in arrays.items()}, {k: a.dtype for k, a in arrays.items()}),
+            block_bytes)
 
     # -- shape of the data ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -108,6 +131,15 @@ class EpisodeStore:
         """Per-step shape of a key (``actions`` -> (A,))."""
         self._check_key(key)
         return tuple(self._arrays[self._derived.get(key, key)].shape[1:])
+
+    def dtype(self, key: str) -> np.dtype:
+        """The dtype a key is delivered as (images: uint8)."""
+        self._check_key(key)
+        return self._arrays[self._derived.get(key, key)].dtype
+
+    def is_image(self, key: str) -> bool:
+        """Whether a key holds images (uint8 (H, W, C), C in {1, 3}); ``obs/<k>`` or ``next_obs/<k>``."""
+        return is_image(self.shape(key), self.dtype(key))
 
     @property
     def action_dim(self) -> int:
@@ -182,9 +214,13 @@ class EpisodeStore:
                 f"needs a file with next_obs (or to skip each demo's last step: store.next_obs_known(rows))")
         return rows + 1
 
-    def iter_chunks(self, key: str, episodes: np.ndarray | None = None, chunk_rows: int = 1 << 20):
-        """Yield the rows of ``key`` for the chosen episodes in chunks of ``chunk_rows`` rows (the last
-        one shorter), for statistics; memory stays bounded by a chunk, whatever the store's size."""
+    def iter_chunks(self, key: str, episodes: np.ndarray | None = None, chunk_rows: int = 1 << 20,
+                    chunk_bytes: int = 64 << 20):
+        """Yield the rows of ``key`` for the chosen episodes in chunks of ``chunk_rows`` rows, fewer
+        where they would exceed ``chunk_bytes`` (images) (the last one shorter), for statistics;
+        memory stays bounded by a chunk, whatever the store's size."""
+        step_bytes = row_nbytes({key: self.shape(key)}, {key: self.dtype(key)})
+        chunk_rows = max(1, min(chunk_rows, chunk_bytes // max(1, step_bytes)))
         starts, ends = self.episode_starts, self.episode_ends
         sel = np.arange(self.n_episodes) if episodes is None else np.asarray(episodes)
         pending, n = [], 0
@@ -215,13 +251,17 @@ class EpisodeStore:
 class LazyEpisodeStore(EpisodeStore):
     """The same interface as `EpisodeStore`, reading episode blocks from the file on demand.
 
-    At most ``cache_blocks`` blocks are held in memory (least recently used evicted). Peak memory is
-    about ``cache_blocks * block_rows`` rows of every key read. A batch at the seam between two groups
-    of the sampler's ``shuffle_blocks`` blocks touches both groups, so ``cache_blocks`` of at least
-    twice ``shuffle_blocks`` reads every block once per epoch; fewer re-read blocks at the seams.
+    At most ``cache_blocks`` blocks, of at most ``cache_bytes`` together, are held in memory (least
+    recently used evicted first; the block being read is always kept). Peak memory is about
+    ``min(cache_blocks * block_bytes, cache_bytes)`` for the keys read, whatever the file's size.
+    A batch at the seam between two groups of the sampler's ``shuffle_blocks`` blocks touches both
+    groups, so ``cache_blocks`` of at least twice ``shuffle_blocks`` reads every block once per epoch;
+    fewer re-read blocks at the seams. Compressed image datasets are decompressed once per block read
+    (HDF5's own chunk cache is turned off: every read covers whole datasets).
     """
 
-    def __init__(self, layout: DemoFileLayout, block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 16):
+    def __init__(self, layout: DemoFileLayout, block_rows: int = DEFAULT_BLOCK_ROWS, cache_blocks: int = 16,
+                 block_bytes: int = DEFAULT_BLOCK_BYTES, cache_bytes: int = DEFAULT_CACHE_BYTES):
         self._layout = layout
         self._shapes = {k: layout.shapes[k] for k in layout.store_keys}
         self._dtypes = {k: layout.dtypes[k] for k in layout.store_keys}
@@ -229,7 +269,9 @@ class LazyEpisodeStore(EpisodeStore):
         self._pid = None
         self._open: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self.cache_blocks = max(1, int(cache_blocks))
+        self.cache_bytes = int(cache_bytes)
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._cached_bytes = 0
         self.keys = list(layout.store_keys)
         self.obs_keys = list(layout.obs_keys)
         self._derive(layout.next_obs_derived)
@@ -239,13 +281,20 @@ class LazyEpisodeStore(EpisodeStore):
         self.filter_keys = dict(layout.filter_keys)
         self.demo_attrs = list(layout.demo_attrs)
         self.source = layout.path
-        self.block_rows = block_rows
-        self.block_starts = partition_blocks(self.episode_ends, block_rows)
+        self.block_rows, self.block_bytes = block_rows, block_bytes
+        stored = layout.file_keys
+        self.block_starts = partition_blocks(
+            self.episode_ends, block_rows,
+            row_nbytes({k: layout.shapes[k] for k in stored}, {k: layout.dtypes[k] for k in stored}), block_bytes)
         self._block_first_episode = np.searchsorted(self.episode_ends, self.block_starts[:-1], side="right")
 
     def shape(self, key: str) -> tuple[int, ...]:
         self._check_key(key)
         return self._shapes[key]
+
+    def dtype(self, key: str) -> np.dtype:
+        self._check_key(key)
+        return self._dtypes[key]
 
     def _dataset(self, i: int, key: str) -> tuple[h5py.Dataset, bool]:
         """Demo ``i``'s dataset of one key and whether its shape is the store's (rewards may be stored
@@ -272,8 +321,6 @@ class LazyEpisodeStore(EpisodeStore):
                 return block[key]
         else:
             block = self._cache[b] = {}
-            while len(self._cache) > self.cache_blocks:
-                self._cache.popitem(last=False)
         start, stop = self.block_starts[b], self.block_starts[b + 1]
         try:
             out = np.empty((stop - start, *self._shapes[key]), dtype=self._dtypes[key])
@@ -294,7 +341,15 @@ class LazyEpisodeStore(EpisodeStore):
                 problems.raise_if_any()
             out[lo:hi] = values if direct else values.reshape(hi - lo, *self._shapes[key])
         block[key] = out
+        self._cached_bytes += out.nbytes
+        self._evict()
         return out
+
+    def _evict(self) -> None:
+        """Drop least recently used blocks beyond ``cache_blocks`` or ``cache_bytes`` (never the newest)."""
+        while len(self._cache) > 1 and (len(self._cache) > self.cache_blocks or self._cached_bytes > self.cache_bytes):
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= sum(a.nbytes for a in dropped.values())
 
     def _take(self, key: str, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -340,18 +395,21 @@ class LazyEpisodeStore(EpisodeStore):
             self._file.close()
         self._file, self._open = None, OrderedDict()
         self._cache.clear()
+        self._cached_bytes = 0
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_file=None, _pid=None, _open=OrderedDict(), _cache=OrderedDict())
+        state.update(_file=None, _pid=None, _open=OrderedDict(), _cache=OrderedDict(), _cached_bytes=0)
         return state
 
 
 def _open_without_sieve(path: str) -> h5py.File:
-    """The file, read-only, without HDF5's data sieve buffer (whole-dataset reads, all the lazy store
-    makes, do not need it)."""
+    """The file, read-only, without HDF5's data sieve buffer and chunk cache (whole-dataset reads, all
+    the lazy store makes, need neither; a chunk cache of 1 MiB per open dataset would otherwise hold
+    decompressed image chunks of thousands of datasets)."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_sieve_buf_size(0)
+    fapl.set_cache(0, 0, 0, 0.75)
     try:
         return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=fapl))
     except OSError as e:
