@@ -178,6 +178,40 @@ def test_the_lazy_cache_stays_below_its_byte_bound(image_file):
     assert len(lazy._cache) == 2  # demo_3 (13 rows) and demo_4 (20 rows)
 
 
+def test_a_lazy_store_reads_the_next_group_of_image_blocks_ahead(image_file):
+    from imitate.data.store import _zlib_chunks
+
+    mem, lazy = load_demo_file(image_file, block_rows=1), load_demo_file(image_file, lazy=True, block_rows=1)
+    hints = []
+    prefetch = lazy.prefetch
+    lazy.prefetch = lambda blocks, keys: (hints.append((list(blocks), list(keys))), prefetch(blocks, keys))
+    kw = dict(obs_horizon=2, action_horizon=3, batch_size=4, seed=1, shuffle_blocks=2)
+    a, b = WindowSampler(mem, **kw), WindowSampler(lazy, **kw)
+    plan = b._epoch_plan(0)
+    for _ in range(len(a)):
+        x, y = a.sample(), b.sample()
+        for k in x.obs:
+            np.testing.assert_array_equal(x.obs[k], y.obs[k])
+    assert hints[0] == ([int(v) for v in plan[2][1]], [f"obs/{c}" for c in CAMERAS])  # the second group, images only
+    assert [h[0] for h in hints] == [[int(v) for v in g] for g in plan[2][1:]]
+    assert lazy._executor is not None and not lazy._pending  # every read ahead was used
+    with h5py.File(image_file, "r") as f:
+        assert _zlib_chunks(f["data/demo_0/obs/agentview_image"]) and not _zlib_chunks(f["data/demo_0/actions"])
+    lazy.close()
+
+
+def test_a_damaged_image_chunk_is_a_clear_error(image_file):
+    with h5py.File(image_file, "r") as f:
+        ds = f["data/demo_1/obs/agentview_image"]
+        offset = ds.id.get_chunk_info(3).byte_offset
+    with open(image_file, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * 16)
+    lazy = load_demo_file(image_file, lazy=True, check_values=False)
+    with pytest.raises(DemoFileError, match=r"demo_1 in .*images.hdf5: cannot (decompress|read) obs/agentview_image"):
+        lazy.get("obs/agentview_image", np.arange(len(lazy)))
+
+
 # -- the writer compresses images; data info shows them ---------------------------------------------
 def test_the_writer_stores_images_chunked_per_step_and_compressed(tmp_path):
     rng = np.random.default_rng(0)

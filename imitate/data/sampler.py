@@ -16,6 +16,11 @@ and then the windows within groups of ``shuffle_blocks`` consecutive (shuffled) 
 fits in one group (by default up to 8 * 16384 transitions) is fully shuffled; larger ones are
 shuffled block-locally, so the lazy reader loads every block once per epoch. The order depends only
 on the seed, the epoch and the block layout, so in-memory and lazy stores give identical batches.
+
+Image keys (uint8 (H, W, C)) are gathered like any other key, one `np.take` per key, and stay
+uint8: windows are (B, To, H, W, C). From a lazy store, the image keys of the next group of blocks
+are read ahead in a background thread (`LazyEpisodeStore.prefetch`) while the current group is
+sampled.
 """
 from __future__ import annotations
 
@@ -117,7 +122,12 @@ class WindowSampler:
         self._block_windows = np.searchsorted(self._anchor, store.block_starts)
         self._obs_offsets = np.arange(-obs_horizon + 1, 1, dtype=np.int64)
         self._act_offsets = np.arange(action_horizon, dtype=np.int64)
-        self.epoch, self._cursor, self._order = 0, 0, None
+        self.epoch, self._cursor, self._order, self._plan = 0, 0, None, None
+        # image keys of a lazy store are read ahead, a group of blocks at a time, in a background thread
+        wanted = [f"obs/{k}" for k in self.obs_keys] + ([f"next_obs/{k}" for k in self.obs_keys] if with_next else [])
+        self._image_keys = ([k for k in wanted if store.is_image(k) and k not in getattr(store, "_derived", {})]
+                            if hasattr(store, "prefetch") else [])
+        self._hinted = None
 
     def __len__(self) -> int:
         """Batches in one epoch (of this rank's share)."""
@@ -134,18 +144,39 @@ class WindowSampler:
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Window indices of one epoch, this rank's share, in sampling order."""
+        return self._epoch_plan(epoch)[0]
+
+    def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """The epoch's order, the position in it where each group of blocks begins, and each group's blocks."""
         rng = np.random.default_rng([self.seed, epoch])
         bounds = self._block_windows
         blocks = np.flatnonzero(np.diff(bounds))  # blocks holding windows
         shuffled = blocks[rng.permutation(len(blocks))]
         keys = rng.random(self.n_windows)
         order, pos = np.empty(self.n_windows, dtype=np.int64), 0
+        group_starts, groups = [], []
         for g in range(0, len(shuffled), self.shuffle_blocks):  # a group: its windows by their random keys
             members = np.sort(shuffled[g:g + self.shuffle_blocks])
             idx = np.concatenate([np.arange(bounds[b], bounds[b + 1]) for b in members])
             order[pos:pos + len(idx)] = idx[np.argsort(keys[idx], kind="stable")]
+            group_starts.append(pos)
+            groups.append(members)
             pos += len(idx)
-        return order if self.world_size == 1 else order[self.rank::self.world_size].copy()
+        starts = np.asarray(group_starts, dtype=np.int64)
+        if self.world_size == 1:
+            return order, starts, groups
+        return order[self.rank::self.world_size].copy(), -(-(starts - self.rank) // self.world_size), groups
+
+    def _prefetch(self, plan, position: int) -> None:
+        """Ask a store that reads from disk (`LazyEpisodeStore.prefetch`) for the image keys of the group
+        of blocks after the one ``position`` (in the epoch's order) is in, once per group."""
+        if not self._image_keys or plan is None:
+            return
+        _, starts, groups = plan
+        g = int(np.searchsorted(starts, position, side="right"))  # the group after position's group
+        if g < len(groups) and self._hinted != (id(plan), g):
+            self._hinted = (id(plan), g)
+            self.store.prefetch(groups[g], self._image_keys)
 
     def gather(self, windows: np.ndarray) -> Batch:
         """The batch for given window indices (B,), delivered in row order (the loss ignores order;
@@ -169,10 +200,12 @@ class WindowSampler:
 
     def __iter__(self) -> Iterator[Batch]:
         """One epoch of batches; each call starts the next epoch."""
-        order = self.epoch_order(self.epoch)
+        plan = self._epoch_plan(self.epoch)
+        order = plan[0]
         self.epoch += 1
         stop = len(order) - (len(order) % self.batch_size if self.drop_last else 0)
         for i in range(0, stop, self.batch_size):
+            self._prefetch(plan, i)
             yield self.gather(order[i:i + self.batch_size])
 
     def sample(self) -> Batch:
@@ -180,8 +213,10 @@ class WindowSampler:
         parts, need = [], self.batch_size
         while need:
             if self._order is None or self._cursor >= len(self._order):
-                self._order, self._cursor = self.epoch_order(self.epoch), 0
+                self._plan, self._cursor = self._epoch_plan(self.epoch), 0
+                self._order = self._plan[0]
                 self.epoch += 1
+            self._prefetch(self._plan, self._cursor)
             take = self._order[self._cursor:self._cursor + need]
             parts.append(take)
             self._cursor += len(take)
@@ -195,6 +230,7 @@ class WindowSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
-        self._order = self.epoch_order(self.epoch)
+        self._plan = self._epoch_plan(self.epoch)
+        self._order = self._plan[0]
         self._cursor = int(state["cursor"])
         self.epoch += 1

@@ -25,7 +25,10 @@ rows. Image keys are uint8 (H, W, C) and stay so: `get` and `get_windows` return
 from __future__ import annotations
 
 import os
+import threading
+import zlib
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence
 
 import h5py
@@ -265,9 +268,11 @@ class LazyEpisodeStore(EpisodeStore):
         self._layout = layout
         self._shapes = {k: layout.shapes[k] for k in layout.store_keys}
         self._dtypes = {k: layout.dtypes[k] for k in layout.store_keys}
-        self._file: h5py.File | None = None
+        self._readers: dict[int, _BlockReader] | None = None  # thread id -> its reader
         self._pid = None
-        self._open: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        self._pending: dict[tuple[int, str], Future] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self.prefetch_limit = 64  # (block, key) reads queued at most
         self.cache_blocks = max(1, int(cache_blocks))
         self.cache_bytes = int(cache_bytes)
         self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
@@ -296,24 +301,8 @@ class LazyEpisodeStore(EpisodeStore):
         self._check_key(key)
         return self._dtypes[key]
 
-    def _dataset(self, i: int, key: str) -> tuple[h5py.Dataset, bool]:
-        """Demo ``i``'s dataset of one key and whether its shape is the store's (rewards may be stored
-        (T, 1)), from the bounded set of open ones; the file is opened once per process (a forked
-        worker reopens)."""
-        if self._file is None or self._pid != os.getpid():
-            self._file, self._pid, self._open = _open_without_sieve(self._layout.path), os.getpid(), OrderedDict()
-        dataset = self._open.get((i, key))
-        if dataset is not None:
-            self._open.move_to_end((i, key))
-            return dataset
-        handle = self._file["data"][self.demo_names[i]][key]
-        dataset = self._open[i, key] = (handle, handle.shape[1:] == self._shapes[key])
-        if len(self._open) > MAX_OPEN_DATASETS:
-            self._open.popitem(last=False)
-        return dataset
-
     def _load_block(self, b: int, key: str) -> np.ndarray:
-        """Rows of block ``b`` for one key, from the cache or read from the file (one read per demo)."""
+        """Rows of block ``b`` for one key: from the cache, from a prefetch under way, or read now."""
         block = self._cache.get(b)
         if block is not None:
             self._cache.move_to_end(b)
@@ -321,29 +310,49 @@ class LazyEpisodeStore(EpisodeStore):
                 return block[key]
         else:
             block = self._cache[b] = {}
-        start, stop = self.block_starts[b], self.block_starts[b + 1]
-        try:
-            out = np.empty((stop - start, *self._shapes[key]), dtype=self._dtypes[key])
-        except MemoryError as e:
-            raise DemoFileError(f"{self.source}: a block of {stop - start} rows of {key} does not fit in memory "
-                                f"({e}); its demos are too long to read") from None
-        ends = self.episode_ends
-        for i in range(self._block_first_episode[b], np.searchsorted(ends, stop, side="left") + 1):
-            lo, hi = ends[i] - self._layout.lengths[i] - start, ends[i] - start
-            try:  # a whole-dataset read takes h5py's fast path (several times cheaper than a selection)
-                dataset, direct = self._dataset(i, key)
-                values = dataset[()]
-            except H5_ERRORS as e:
-                raise DemoFileError(f"{self.demo_names[i]} in {self.source}: cannot read {key} ({e})") from None
-            if values.dtype != out.dtype:  # read as a dtype promoted across demos: values must survive
-                problems = Problems(self.source)
-                check_exact(problems, self.demo_names[i], key, values, out.dtype)
-                problems.raise_if_any()
-            out[lo:hi] = values if direct else values.reshape(hi - lo, *self._shapes[key])
+        reader = self._reader()  # first: a forked process drops its parent's prefetches
+        pending = self._pending.pop((b, key), None)
+        out = pending.result() if pending is not None else reader.read(self, b, key)
         block[key] = out
         self._cached_bytes += out.nbytes
         self._evict()
         return out
+
+    def _reader(self) -> "_BlockReader":
+        """This process's reader of the calling thread (a forked worker opens its own file)."""
+        if self._readers is None or self._pid != os.getpid():
+            self._readers, self._pid, self._pending, self._executor = {}, os.getpid(), {}, None
+        ident = threading.get_ident()
+        reader = self._readers.get(ident)
+        if reader is None:
+            reader = self._readers[ident] = _BlockReader(self._layout.path)
+        return reader
+
+    @property
+    def _file(self) -> h5py.File | None:
+        """The calling thread's open file (None before its first read)."""
+        reader = (self._readers or {}).get(threading.get_ident()) if self._pid == os.getpid() else None
+        return reader.file if reader is not None else None
+
+    def prefetch(self, blocks: Sequence[int], keys: Sequence[str]) -> None:
+        """Start reading ``keys`` of ``blocks`` in a background thread (the sampler calls it with the
+        next group of blocks of its order). A later read of such a block waits for it instead of
+        reading it again. gzip-compressed images are decompressed by zlib, which lets the main thread
+        run meanwhile; nothing is prefetched for blocks already cached."""
+        self._reader()  # resets the state in a forked process
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imitate-prefetch")
+        for b in blocks:
+            for key in keys:
+                cached = self._cache.get(b)
+                if (cached is not None and key in cached) or (b, key) in self._pending:
+                    continue
+                if len(self._pending) >= self.prefetch_limit:
+                    return
+                self._pending[b, key] = self._executor.submit(self._prefetch_read, int(b), key)
+
+    def _prefetch_read(self, b: int, key: str) -> np.ndarray:
+        return self._reader().read(self, b, key)
 
     def _evict(self) -> None:
         """Drop least recently used blocks beyond ``cache_blocks`` or ``cache_bytes`` (never the newest)."""
@@ -391,16 +400,94 @@ class LazyEpisodeStore(EpisodeStore):
         return out
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file, self._open = None, OrderedDict()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        for reader in (self._readers or {}).values():
+            reader.close()
+        self._readers, self._pending, self._executor = None, {}, None
         self._cache.clear()
         self._cached_bytes = 0
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_file=None, _pid=None, _open=OrderedDict(), _cache=OrderedDict(), _cached_bytes=0)
+        state.update(_readers=None, _pid=None, _pending={}, _executor=None, _cache=OrderedDict(), _cached_bytes=0)
         return state
+
+
+class _BlockReader:
+    """One thread's open file and its bounded set of open datasets, reading a store's blocks."""
+
+    def __init__(self, path: str):
+        self.file = _open_without_sieve(path)
+        self.open: OrderedDict[tuple[int, str], tuple[h5py.Dataset, bool, bool]] = OrderedDict()
+
+    def dataset(self, store: "LazyEpisodeStore", i: int, key: str) -> tuple[h5py.Dataset, bool, bool]:
+        """Demo ``i``'s dataset of one key, whether its shape is the store's (rewards may be stored
+        (T, 1)), and whether its chunks can be decompressed with zlib here (see `_zlib_chunks`)."""
+        entry = self.open.get((i, key))
+        if entry is not None:
+            self.open.move_to_end((i, key))
+            return entry
+        handle = self.file["data"][store.demo_names[i]][key]
+        entry = self.open[i, key] = (handle, handle.shape[1:] == store._shapes[key], _zlib_chunks(handle))
+        if len(self.open) > MAX_OPEN_DATASETS:
+            self.open.popitem(last=False)
+        return entry
+
+    def read(self, store: "LazyEpisodeStore", b: int, key: str) -> np.ndarray:
+        """Rows of block ``b`` for one key, read from the file (one read per demo)."""
+        start, stop = store.block_starts[b], store.block_starts[b + 1]
+        shape, dtype = store._shapes[key], store._dtypes[key]
+        try:
+            out = np.empty((stop - start, *shape), dtype=dtype)
+        except MemoryError as e:
+            raise DemoFileError(f"{store.source}: a block of {stop - start} rows of {key} does not fit in memory "
+                                f"({e}); its demos are too long to read") from None
+        ends, lengths = store.episode_ends, store._layout.lengths
+        for i in range(store._block_first_episode[b], np.searchsorted(ends, stop, side="left") + 1):
+            lo, hi = ends[i] - lengths[i] - start, ends[i] - start
+            try:
+                dataset, direct, zlib_chunks = self.dataset(store, i, key)
+                if zlib_chunks and direct:
+                    _read_zlib_chunks(dataset, out[lo:hi])
+                    continue
+                values = dataset[()]  # a whole-dataset read takes h5py's fast path
+            except H5_ERRORS as e:
+                raise DemoFileError(f"{store.demo_names[i]} in {store.source}: cannot read {key} ({e})") from None
+            except zlib.error as e:
+                raise DemoFileError(f"{store.demo_names[i]} in {store.source}: cannot decompress {key} ({e}); "
+                                    f"the file may be damaged") from None
+            if values.dtype != out.dtype:  # read as a dtype promoted across demos: values must survive
+                problems = Problems(store.source)
+                check_exact(problems, store.demo_names[i], key, values, out.dtype)
+                problems.raise_if_any()
+            out[lo:hi] = values if direct else values.reshape(hi - lo, *shape)
+        return out
+
+    def close(self) -> None:
+        self.open.clear()
+        self.file.close()
+
+
+def _zlib_chunks(ds: h5py.Dataset) -> bool:
+    """Whether a dataset is uint8 in chunks of one step compressed by deflate alone (how the writer
+    stores images): its chunks can then be read raw and inflated by zlib, which releases the GIL."""
+    try:
+        return (ds.dtype == np.uint8 and ds.chunks is not None and ds.chunks[0] == 1
+                and tuple(ds.chunks[1:]) == tuple(ds.shape[1:]) and ds.compression == "gzip"
+                and not ds.shuffle and not ds.fletcher32 and ds.scaleoffset is None
+                and ds.id.get_create_plist().get_nfilters() == 1)
+    except H5_ERRORS:
+        return False
+
+
+def _read_zlib_chunks(ds: h5py.Dataset, out: np.ndarray) -> None:
+    """Read a `_zlib_chunks` dataset into ``out`` chunk by chunk: raw bytes, inflated by zlib."""
+    zeros = (0,) * (out.ndim - 1)
+    flat = out.reshape(len(out), -1)
+    for t in range(len(out)):
+        mask, raw = ds.id.read_direct_chunk((t, *zeros))
+        flat[t] = np.frombuffer(raw if mask & 1 else zlib.decompress(raw), dtype=np.uint8)
 
 
 def _open_without_sieve(path: str) -> h5py.File:
