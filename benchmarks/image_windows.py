@@ -146,7 +146,8 @@ def run_child(args, which: str) -> dict:
 def decompression(args) -> None:
     """Seconds to read every block of a file lazily (as the sampler's first epoch does; gzip chunks
     inflated by zlib), the same data read by plain h5py (``ds[()]`` per demo, HDF5's filter pipeline),
-    and lazy batches per second, per image compression, on files of ``--decompression-steps`` steps."""
+    and batches per second, lazily (a fresh store each pass: its first epoch, every block read from the
+    file) and in memory, per image compression, on files of ``--decompression-steps`` steps."""
     import h5py
 
     from imitate.data import WindowSampler, load_demo_file
@@ -154,7 +155,7 @@ def decompression(args) -> None:
     print(f"block reads: {args.decompression_steps} steps, two {args.size}x{args.size}x3 cameras (obs only), "
           f"B={args.batch_size} To={args.obs_horizon} Ta={args.action_horizon}")
     print(f"{'compression':<12} {'file MB':>8} {'ratio':>6} {'write s':>8} {'read all blocks s':>18} "
-          f"{'MB/s raw':>9} {'us/frame':>9} {'h5py ds[()] s':>14} {'lazy batches/s':>15}")
+          f"{'MB/s raw':>9} {'us/frame':>9} {'h5py ds[()] s':>14} {'lazy batches/s':>15} {'in memory':>10}")
     for comp in ("gzip", "lzf", "none"):
         path = Path(args.dir) / f"decomp_{comp}.hdf5"
         tw = write(path, args.decompression_steps, args.length, args.size, args.noise, comp, next_obs=False)
@@ -168,16 +169,27 @@ def decompression(args) -> None:
                     store._load_block(b, f"obs/{c}")
             reads.append(time.perf_counter() - start)
             store.close()
-        store = load_demo_file(path, lazy=True, check_values=False)
-        sampler = WindowSampler(store, obs_horizon=args.obs_horizon, action_horizon=args.action_horizon,
-                                batch_size=args.batch_size)
-        n = max(1, sampler.n_windows // args.batch_size)
         rates = []
-        for _ in range(3):
+        for _ in range(3):  # a fresh store each time: the first epoch, every block read from the file
+            store = load_demo_file(path, lazy=True, check_values=False)
+            sampler = WindowSampler(store, obs_horizon=args.obs_horizon, action_horizon=args.action_horizon,
+                                    batch_size=args.batch_size)
+            n = max(1, sampler.n_windows // args.batch_size)
             start = time.perf_counter()
             for _ in range(n):
                 sampler.sample()
             rates.append(n / (time.perf_counter() - start))
+            store.close()
+        sampler = WindowSampler(load_demo_file(path), obs_horizon=args.obs_horizon,
+                                action_horizon=args.action_horizon, batch_size=args.batch_size)
+        sampler.sample()
+        in_memory = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(n):
+                sampler.sample()
+            in_memory.append(n / (time.perf_counter() - start))
+        del sampler
         plain = []
         for _ in range(3):
             start = time.perf_counter()
@@ -190,7 +202,7 @@ def decompression(args) -> None:
         size = os.path.getsize(path)
         print(f"{comp:<12} {size / 1e6:>8.1f} {raw / size:>6.2f} {tw:>8.1f} {r:>18.2f} {raw / r / 1e6:>9.0f} "
               f"{r / (args.decompression_steps * len(CAMERAS)) * 1e6:>9.1f} {statistics.median(plain):>14.2f} "
-              f"{statistics.median(rates):>15.1f}")
+              f"{statistics.median(rates):>15.1f} {statistics.median(in_memory):>10.1f}")
         path.unlink()
 
 
@@ -228,11 +240,14 @@ def main() -> None:
             print(f"writing {args.file} ({args.steps} steps) ...", flush=True)
             tw = write(args.file, args.steps, args.length, args.size, args.noise, args.compression, args.next_obs)
             print(f"written in {tw:.0f} s", flush=True)
-    from imitate.data.info import demo_file_info
+    from imitate.data.info import image_storage
+    from imitate.data.scan import scan_demo_file
 
-    info = demo_file_info(args.file)
-    disk = sum(v["bytes_on_disk"] for v in info["images"].values())
-    raw = sum(v["bytes_raw"] for v in info["images"].values())
+    layout = scan_demo_file(args.file)
+    images = image_storage(layout)
+    info = {"bytes": os.path.getsize(args.file), "transitions": int(layout.lengths.sum()), "demos": len(layout.lengths)}
+    disk = sum(v["bytes_on_disk"] for v in images.values())
+    raw = sum(v["bytes_raw"] for v in images.values())
     print(f"file {args.file}: {info['bytes'] / 1e9:.2f} GB, {info['transitions']} steps, {info['demos']} demos; "
           f"images {disk / 1e9:.2f} GB on disk of {raw / 1e9:.2f} GB raw ({raw / disk:.2f}x)")
     print(f"B={args.batch_size} To={args.obs_horizon} Ta={args.action_horizon}; median of {args.passes} passes of "

@@ -169,13 +169,13 @@ class WindowSampler:
 
     def _prefetch(self, plan, position: int) -> None:
         """Ask a store that reads from disk (`LazyEpisodeStore.prefetch`) for the image keys of the group
-        of blocks after the one ``position`` (in the epoch's order) is in, once per group."""
+        of blocks after the one ``position`` (in the epoch's order) is in, once per group of an epoch."""
         if not self._image_keys or plan is None:
             return
         _, starts, groups = plan
         g = int(np.searchsorted(starts, position, side="right"))  # the group after position's group
-        if g < len(groups) and self._hinted != (id(plan), g):
-            self._hinted = (id(plan), g)
+        if g < len(groups) and self._hinted != g:
+            self._hinted = g
             self.store.prefetch(groups[g], self._image_keys)
 
     def gather(self, windows: np.ndarray) -> Batch:
@@ -201,7 +201,7 @@ class WindowSampler:
     def __iter__(self) -> Iterator[Batch]:
         """One epoch of batches; each call starts the next epoch."""
         plan = self._epoch_plan(self.epoch)
-        order = plan[0]
+        order, self._hinted = plan[0], None
         self.epoch += 1
         stop = len(order) - (len(order) % self.batch_size if self.drop_last else 0)
         for i in range(0, stop, self.batch_size):
@@ -214,7 +214,7 @@ class WindowSampler:
         while need:
             if self._order is None or self._cursor >= len(self._order):
                 self._plan, self._cursor = self._epoch_plan(self.epoch), 0
-                self._order = self._plan[0]
+                self._order, self._hinted = self._plan[0], None
                 self.epoch += 1
             self._prefetch(self._plan, self._cursor)
             take = self._order[self._cursor:self._cursor + need]
@@ -231,6 +231,6 @@ class WindowSampler:
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         self._plan = self._epoch_plan(self.epoch)
-        self._order = self._plan[0]
+        self._order, self._hinted = self._plan[0], None
         self._cursor = int(state["cursor"])
         self.epoch += 1

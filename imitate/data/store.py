@@ -485,9 +485,10 @@ def _read_zlib_chunks(ds: h5py.Dataset, out: np.ndarray) -> None:
     """Read a `_zlib_chunks` dataset into ``out`` chunk by chunk: raw bytes, inflated by zlib."""
     zeros = (0,) * (out.ndim - 1)
     flat = out.reshape(len(out), -1)
+    size = flat.shape[1]
     for t in range(len(out)):
         mask, raw = ds.id.read_direct_chunk((t, *zeros))
-        flat[t] = np.frombuffer(raw if mask & 1 else zlib.decompress(raw), dtype=np.uint8)
+        flat[t] = np.frombuffer(raw if mask & 1 else zlib.decompress(raw, bufsize=size), dtype=np.uint8)
 
 
 def _open_without_sieve(path: str) -> h5py.File:
