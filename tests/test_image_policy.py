@@ -4,6 +4,7 @@ loading and exporting from pixels."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -279,30 +280,39 @@ def test_wrong_resnet18_weights_are_refused_naming_the_key_and_file(tmp_path):
 
 # -- training, saving, loading, export ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
-    """A tiny image policy (32x32 frames + state, conv trunk) trained through `imitate.train.train` on an
-    in-memory store (the file reader is replaced by the store)."""
+TINY_DIFFUSION = {"denoiser": "mlp", "mlp_hidden_dims": "32", "time_embed_dim": "8", "num_train_timesteps": "10",
+                  "num_inference_steps": "3"}
+TINY_IMAGE_ENCODER = {**{k: (",".join(map(str, v)) if isinstance(v, tuple) else str(v)) for k, v in SMALL.items()
+                         if k != "image_encoder"}, "color_jitter": "0.1"}
+
+
+def train_in_memory(store, out, resume_run=False, stop_at=None, **overrides):
+    """`imitate.train.train` (or `resume`) of a tiny diffusion image policy on an in-memory store: the
+    trainer's file reader is replaced by the store (the image encoder is left at auto)."""
     import imitate.train as trainer
     from tests.tiny import tiny_config
 
-    root = tmp_path_factory.mktemp("image_run")
-    store = image_store()
     original = trainer.load_demo_file
     trainer.load_demo_file = lambda *a, **k: store
     try:
-        cfg = tiny_config(root / "memory.hdf5", root / "run", "diffusion", steps=6, ckpt_every=3,
-                          sizing="cpu", device="cpu")
-        head = {"denoiser": "mlp", "mlp_hidden_dims": "32", "time_embed_dim": "8", "num_train_timesteps": "10",
-                "num_inference_steps": "3"}
-        encoder = {k: (",".join(map(str, v)) if isinstance(v, tuple) else str(v)) for k, v in SMALL.items()
-                   if k != "image_encoder"}
-        final = trainer.train(cfg, head, {**encoder, "color_jitter": "0.1"}, progress=False)
-        stopped = trainer.train(cfg.__class__(**{**cfg.__dict__, "out": str(root / "resumed")}), head,
-                                {**encoder, "color_jitter": "0.1"}, progress=False, stop_at=3)
-        resumed = trainer.resume(root / "resumed", progress=False)
+        if resume_run:
+            return trainer.resume(out, progress=False)
+        cfg = tiny_config(f"{out}.memory.hdf5", out, "diffusion", **{"steps": 6, "ckpt_every": 3, "device": "cpu",
+                                                                     **overrides})
+        return trainer.train(cfg, dict(TINY_DIFFUSION), dict(TINY_IMAGE_ENCODER), progress=False, stop_at=stop_at)
     finally:
         trainer.load_demo_file = original
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """A tiny image policy (32x32 frames + state, conv trunk chosen on the CPU) trained 6 steps, and the
+    same run stopped at step 3 and resumed."""
+    root = tmp_path_factory.mktemp("image_run")
+    store = image_store()
+    final = train_in_memory(store, root / "run")
+    stopped = train_in_memory(store, root / "resumed", stop_at=3)
+    resumed = train_in_memory(store, root / "resumed", resume_run=True)
     return root, store, final, stopped, resumed
 
 
@@ -360,3 +370,38 @@ def test_the_exported_image_policy_takes_uint8_and_matches_eager(image_run, tmp_
         model.predict_chunk({**batch.obs, "image": batch.obs["image"].astype(np.float32)})
     model.reset()
     assert model.act({"image": batch.obs["image"][0, -1], "state": batch.obs["state"][0, -1]}).shape == (2,)
+
+
+def test_an_image_policy_trains_under_torchrun_with_two_processes(tmp_path):
+    """Two CPU processes (gloo): each rank crops its own windows, DDP keeps the weights equal (the trainer
+    compares them at the end) and rank 0 writes a run that loads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("this torch has no torch.distributed with gloo")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "tests.test_image_policy", str(tmp_path)]
+    res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert final["processes"] == 2 and final["step"] == 4 and len(final["weights_sha256"]) == 64
+    policy = load_policy(tmp_path / "run")
+    batch = WindowSampler(image_store(), 2, 4, 2, seed=0).sample()
+    assert np.isfinite(policy.predict_chunk(batch.obs)).all()
+
+
+if __name__ == "__main__":   # one process of the torchrun test above
+    import sys
+    from pathlib import Path
+
+    torch.set_num_threads(1)
+    workdir = Path(sys.argv[1])
+    result = train_in_memory(image_store(), workdir / "run", steps=4, ckpt_every=4, val_every=0)
+    if os.environ.get("RANK") == "0":
+        (workdir / "final.json").write_text(json.dumps(result))
