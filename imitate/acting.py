@@ -124,7 +124,7 @@ def check_window(obs: Any, obs_keys: list[str], obs_shapes: Mapping[str, tuple[i
         want = (obs_horizon, *obs_shapes[k])
         if x.ndim != len(want) + 1 or x.shape[1:] != want:
             raise ImitateError(f"observation {k!r} has shape {x.shape}; expected (B, {', '.join(map(str, want))}) "
-                               f"= (batch, obs_horizon, *shape)")
+                               f"= (batch, obs_horizon, {'H, W, C: channel-last frames' if image else '*shape'})")
         if batch is not None and x.shape[0] != batch:
             raise ImitateError(f"observation {k!r} has batch size {x.shape[0]}, other keys {batch}")
         if x.shape[0] == 0:

@@ -6,6 +6,10 @@
     Policy(spec)                          fresh weights, unfitted (identity) normalizer
     Policy.from_data(spec, store, ...)    the normalizer fitted on the data, the head prepared: ready to train
 
+Camera keys (`imitate.spec.ObsSpec.is_image`: uint8 (H, W, C)) skip the normalizer: the encoder
+(`imitate.encoders.ImageEncoder`) scales and crops them, at random in training mode, in the centre
+in evaluation mode and in `predict_chunk` / `act`.
+
 Acting in an environment (`act`, `reset`) is `imitate.acting.ChunkActing`: a history of To
 observations and a queue of actions, re-planned every ``n_act`` steps (timing diagram there),
 or ACT's temporal ensemble.
