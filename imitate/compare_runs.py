@@ -264,8 +264,7 @@ def latency_ms(run_dir: str, calls: int) -> float:
     torch.set_num_threads(1)
     try:
         policy = load_policy(run_dir)
-        obs = {k: np.zeros((1, policy.obs_horizon, *s), np.uint8 if k in policy.image_keys else np.float32)
-               for k, s in policy.obs_shapes.items()}
+        obs = {k: np.zeros((1, policy.obs_horizon, *s), np.float32) for k, s in policy.obs_shapes.items()}
         for _ in range(3):
             policy.predict_chunk(obs)
         times = []
