@@ -140,21 +140,21 @@ class ConvTrunk(nn.Module):
 
 
 class SpatialSoftmax(nn.Module):
-    """A 1x1 convolution to K keypoint maps, a softmax over each map's cells, and each map's expected
-    (x, y) in [-1, 1]: (N, C, h, w) -> (N, 2K)."""
+    """A linear map of each cell's C channels to K keypoint scores (a 1x1 convolution), a softmax over each
+    keypoint's cells, and each keypoint's expected (x, y) in [-1, 1]: (N, C, h, w) -> (N, 2K)."""
 
     def __init__(self, in_channels: int, num_keypoints: int):
         super().__init__()
-        self.keypoints = nn.Conv2d(in_channels, num_keypoints, 1)
+        self.keypoints = nn.Linear(in_channels, num_keypoints)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self.keypoints(x)
-        n, k, h, w = maps.shape
-        attention = torch.softmax(maps.reshape(n, k, h * w), dim=-1)
+        n, c, h, w = x.shape
+        scores = self.keypoints(x.permute(0, 2, 3, 1).reshape(n, h * w, c))       # (N, h*w, K)
+        attention = torch.softmax(scores, dim=1)
         ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
         xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
         grid = torch.stack([xs.repeat(h), ys.repeat_interleave(w)], dim=-1)     # (h*w, 2): x, y of each cell
-        return (attention @ grid).reshape(n, 2 * k)
+        return (attention.transpose(1, 2) @ grid).reshape(n, -1)                # (N, K, 2) -> (N, 2K)
 
 
 class CameraEncoder(nn.Module):

@@ -100,6 +100,18 @@ def test_encoder_features_for_one_and_two_cameras(kind, cameras):
         assert isinstance(enc.cameras[cameras[0]].trunk, ResNet18Trunk)
 
 
+def test_spatial_softmax_finds_the_hot_cell():
+    from imitate.encoders import SpatialSoftmax
+
+    pool = SpatialSoftmax(1, 1)
+    with torch.no_grad():
+        pool.keypoints.weight.fill_(1.0)
+        pool.keypoints.bias.zero_()
+    x = torch.zeros(2, 1, 5, 7)
+    x[0, 0, 1, 6] = x[1, 0, 4, 0] = 100.0
+    np.testing.assert_allclose(pool(x).detach().numpy(), [[1.0, -0.5], [-1.0, 1.0]], atol=1e-5)   # (x, y) in [-1, 1]
+
+
 def test_shared_trunk_has_one_set_of_weights_and_the_same_output_shape():
     shapes = {"a": (32, 32, 3), "b": (32, 32, 3)}
     own = ImageEncoder(shapes, ["a", "b"], 2, EncoderConfig(**SMALL))
@@ -389,6 +401,7 @@ def test_an_image_policy_trains_under_torchrun_with_two_processes(tmp_path):
            "-m", "tests.test_image_policy", str(tmp_path)]
     res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "Grad strides do not match" not in res.stderr     # DDP's buckets fit the gradients' layout
     final = json.loads((tmp_path / "final.json").read_text())
     assert final["processes"] == 2 and final["step"] == 4 and len(final["weights_sha256"]) == 64
     policy = load_policy(tmp_path / "run")
