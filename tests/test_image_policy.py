@@ -418,3 +418,16 @@ if __name__ == "__main__":   # one process of the torchrun test above
     result = train_in_memory(image_store(), workdir / "run", steps=4, ckpt_every=4, val_every=0)
     if os.environ.get("RANK") == "0":
         (workdir / "final.json").write_text(json.dumps(result))
+
+
+def test_auto_chooses_conv_on_a_cpu_and_resnet18_on_a_gpu_and_help_says_so():
+    from imitate.config import describe
+    from imitate.train import image_encoder_for
+
+    assert image_encoder_for(True, "auto", {})[0]["image_encoder"] == "conv"
+    assert image_encoder_for(False, "auto", {})[0]["image_encoder"] == "resnet18"
+    assert image_encoder_for(True, "full", {})[0]["image_encoder"] == "resnet18"
+    assert image_encoder_for(False, "cpu", {"feature_dim": 8})[0] == {"feature_dim": 8, "image_encoder": "conv"}
+    assert image_encoder_for(False, "auto", {"image_encoder": "conv"}) == ({"image_encoder": "conv"}, "")
+    assert "no GPU found" in image_encoder_for(True, "auto", {})[1]
+    assert "conv when no GPU is found" in describe(EncoderConfig)
