@@ -125,6 +125,25 @@ def export_latency(calls: int, episodes: int) -> dict:
             "speedup": statistics.median(eager) / statistics.median(onnx)}
 
 
+def layout_ab(rounds: int) -> dict:
+    """One conv trunk's forward + backward on 128 frames of 76x76 (B=64 x To=2): contiguous (NCHW) input
+    against channels-last input, interleaved in one process; medians."""
+    from imitate.encoders import CameraEncoder
+    from imitate.settings import EncoderConfig
+
+    camera = CameraEncoder(3, 76, EncoderConfig(image_encoder="conv").for_key("cam"), "cam")
+    x = torch.rand(128, 3, 76, 76)
+    layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    times: dict[str, list[float]] = {k: [] for k in layouts}
+    for i in range(rounds + 1):
+        for name, fmt in layouts.items():
+            t = time.perf_counter()
+            camera.proj(camera.pool(camera.trunk(x.contiguous(memory_format=fmt)))).sum().backward()
+            if i:
+                times[name].append(time.perf_counter() - t)
+    return {k: median_ms(v) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default="conv:1,conv:2,resnet18:1,resnet18:2", help="encoder:cameras, comma-separated")
@@ -134,7 +153,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20, help="episodes of 100 steps in the store")
     parser.add_argument("--calls", type=int, default=50, help="latency: timed calls each")
     parser.add_argument("--no-export", action="store_true", help="skip the export latency")
+    parser.add_argument("--layout-ab", type=int, default=0, metavar="ROUNDS",
+                        help="only time one conv trunk with contiguous vs channels-last frames, ROUNDS rounds")
     args = parser.parse_args()
+    if args.layout_ab:
+        torch.set_num_threads(args.threads)
+        r = layout_ab(args.layout_ab)
+        print(f"conv trunk forward + backward, 128 frames 76x76, {args.threads} threads, median of {args.layout_ab}: "
+              f"contiguous {r['contiguous']:.0f} ms, channels-last {r['channels_last']:.0f} ms "
+              f"({r['contiguous'] / r['channels_last']:.2f}x)")
+        return
 
     torch.set_num_threads(args.threads)
     print(f"train step, B={BATCH}, To={TO}, {SIZE}x{SIZE}x3 frames cropped to 76, {args.threads} threads, "
