@@ -431,3 +431,44 @@ def test_auto_chooses_conv_on_a_cpu_and_resnet18_on_a_gpu_and_help_says_so():
     assert image_encoder_for(False, "auto", {"image_encoder": "conv"}) == ({"image_encoder": "conv"}, "")
     assert "no GPU found" in image_encoder_for(True, "auto", {})[1]
     assert "conv when no GPU is found" in describe(EncoderConfig)
+
+
+def test_imitate_train_and_export_from_an_image_file(tmp_path):
+    """The commands end to end from a demo file with a camera key: `imitate train` (lazy store), then
+    `imitate export`, and the runtime acting on uint8 frames."""
+    from imitate.cli import main
+    from imitate.data import Episode, load_demo_file, make_env_args, write_demo_file
+    from imitate.export.runtime import load
+
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i, n in enumerate([14, 11, 17, 9]):
+        image = rng.integers(0, 256, (n + 1, 32, 32, 3), dtype=np.uint8)
+        state = rng.normal(size=(n + 1, 3)).astype(np.float32)
+        episodes.append(Episode(obs={"image": image[:-1], "state": state[:-1]},
+                                next_obs={"image": image[1:], "state": state[1:]},
+                                actions=rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+                                rewards=np.zeros(n, np.float32), dones=np.r_[np.zeros(n - 1), 1].astype(np.uint8),
+                                name=f"demo_{i}"))
+    path = tmp_path / "images.hdf5"
+    try:
+        write_demo_file(path, episodes, make_env_args("imitate/ForkedPath-v0", {}), valid_fraction=0.25)
+        load_demo_file(path)
+    except ImitateError as e:
+        if "image" not in str(e):
+            raise
+        pytest.skip(f"the demo-file layer of this checkout refuses image keys ({str(e)[:160]})")
+    run, exported = tmp_path / "run", tmp_path / "exported"
+    args = ["train", "--data", str(path), "--out", str(run), "--head", "gmm", "--steps", "4", "--batch-size", "8",
+            "--action-horizon", "4", "--n-act", "2", "--warmup-steps", "1", "--log-every", "2", "--val-every", "2",
+            "--val-batches", "1", "--eval-episodes", "0", "--ckpt-every", "4", "--device", "cpu", "--lazy", "true",
+            "--quiet", "--set", "hidden_dims=16", "--set", "num_modes=2"]
+    for k, v in TINY_IMAGE_ENCODER.items():
+        args += ["--set", f"encoder.{k}={v}"]
+    assert main(args) == 0
+    policy = load_policy(run)
+    assert policy.image_keys == ["image"] and policy.spec.encoder_config["image_encoder"] == "conv"
+    assert main(["export", str(run), "--out", str(exported)]) == 0
+    model = load(exported, seed=0)
+    model.reset()
+    assert model.act({"image": episodes[0].obs["image"][0], "state": episodes[0].obs["state"][0]}).shape == (2,)
