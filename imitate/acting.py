@@ -25,8 +25,11 @@ from imitate.errors import ImitateError
 
 class ChunkActing:
     """The ``reset`` / ``act`` half of a policy. The class that mixes it in provides ``obs_keys``,
-    ``obs_shapes`` ({key: shape}), ``obs_horizon``, ``action_horizon``, ``n_act`` and
-    ``temporal_ensemble`` (None or the k of ACT's weights), and calls `_act` with its predictor."""
+    ``obs_shapes`` ({key: shape}), ``obs_horizon``, ``action_horizon``, ``n_act``,
+    ``temporal_ensemble`` (None or the k of ACT's weights) and ``image_keys`` (camera keys, taken
+    as uint8 frames; none by default), and calls `_act` with its predictor."""
+
+    image_keys: list[str] = []
 
     def reset(self) -> None:
         """Forget the observation history and the queued actions (call at every episode start)."""
@@ -46,9 +49,11 @@ class ChunkActing:
             raise ImitateError(f"observation lacks key(s) {missing}; the policy reads {self.obs_keys}")
         first = self.obs_keys[0]
         single = np.ndim(obs[first]) == len(self.obs_shapes[first])
-        step = {k: as_float32(obs[k], f"observation {k!r}") for k in self.obs_keys}
+        images = set(self.image_keys)
+        step = {k: as_uint8_image(obs[k], f"observation {k!r}") if k in images else as_float32(obs[k], f"observation {k!r}")
+                for k in self.obs_keys}
         for k, v in step.items():   # at every step: a step that only pops the queue would hide it
-            if not np.isfinite(v).all():
+            if k not in images and not np.isfinite(v).all():
                 raise ImitateError(f"observation {k!r} holds NaN or inf; the policy takes finite values")
         if single:
             step = {k: v[None] for k, v in step.items()}
@@ -83,10 +88,22 @@ def as_float32(value: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def as_uint8_image(value: Any, what: str) -> np.ndarray:
+    """Camera frames as a uint8 array; anything else (float images above all) is an error naming ``what``."""
+    if hasattr(value, "detach"):            # a torch tensor: as NumPy, without importing torch here
+        value = value.detach().cpu().numpy()
+    x = np.asarray(value)
+    if x.dtype != np.uint8:
+        raise ImitateError(f"{what} is a camera image and must be uint8 (H, W, C) frames with values 0..255 as the "
+                           f"camera gives them, got dtype {x.dtype}; the policy scales and crops them itself")
+    return np.ascontiguousarray(x)
+
+
 def check_window(obs: Any, obs_keys: list[str], obs_shapes: Mapping[str, tuple[int, ...]],
-                 obs_horizon: int) -> dict[str, np.ndarray]:
-    """A window of observations {key: (B, To, *shape)} as float32 arrays, checked: a dict holding every
-    key, real-valued, finite, of the expected shape, one batch size >= 1 for all keys.
+                 obs_horizon: int, image_keys: Any = ()) -> dict[str, np.ndarray]:
+    """A window of observations {key: (B, To, *shape)} checked: a dict holding every key, of the
+    expected shape, one batch size >= 1 for all keys; returned as float32 arrays, real-valued and
+    finite, except the camera keys among ``image_keys``, which must be uint8 (B, To, H, W, C) and stay so.
 
     `imitate.policy.Policy` and the exported runtime answer bad input with the same messages.
     """
@@ -102,16 +119,17 @@ def check_window(obs: Any, obs_keys: list[str], obs_shapes: Mapping[str, tuple[i
             raise ImitateError(f"observation {k!r} is None")
         if hasattr(value, "detach"):            # a torch tensor: as NumPy, without importing torch here
             value = value.detach().cpu().numpy()
-        x = as_float32(value, f"observation {k!r}")
+        image = k in image_keys
+        x = as_uint8_image(value, f"observation {k!r}") if image else as_float32(value, f"observation {k!r}")
         want = (obs_horizon, *obs_shapes[k])
         if x.ndim != len(want) + 1 or x.shape[1:] != want:
             raise ImitateError(f"observation {k!r} has shape {x.shape}; expected (B, {', '.join(map(str, want))}) "
-                               f"= (batch, obs_horizon, *shape)")
+                               f"= (batch, obs_horizon, {'H, W, C: channel-last frames' if image else '*shape'})")
         if batch is not None and x.shape[0] != batch:
             raise ImitateError(f"observation {k!r} has batch size {x.shape[0]}, other keys {batch}")
         if x.shape[0] == 0:
             raise ImitateError(f"observation {k!r} has batch size 0")
-        finite = np.isfinite(x).reshape(len(x), -1).all(1)
+        finite = np.ones(len(x), bool) if image else np.isfinite(x).reshape(len(x), -1).all(1)
         if not finite.all():
             raise ImitateError(f"observation {k!r} holds NaN or inf (batch index {int(np.argmin(finite))}); "
                                f"the policy takes finite values")

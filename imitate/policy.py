@@ -6,6 +6,10 @@
     Policy(spec)                          fresh weights, unfitted (identity) normalizer
     Policy.from_data(spec, store, ...)    the normalizer fitted on the data, the head prepared: ready to train
 
+Camera keys (`imitate.spec.ObsSpec.is_image`: uint8 (H, W, C)) skip the normalizer: the encoder
+(`imitate.encoders.ImageEncoder`) scales and crops them, at random in training mode, in the centre
+in evaluation mode and in `predict_chunk` / `act`.
+
 Acting in an environment (`act`, `reset`) is `imitate.acting.ChunkActing`: a history of To
 observations and a queue of actions, re-planned every ``n_act`` steps (timing diagram there),
 or ACT's temporal ensemble.
@@ -21,7 +25,7 @@ from torch import nn
 from imitate.acting import ChunkActing, check_window
 from imitate.config import apply_overrides, to_dict
 from imitate.data.normalizer import Normalizer
-from imitate.encoders import EncoderConfig, LowDimEncoder
+from imitate.encoders import EncoderConfig, make_encoder
 from imitate.errors import ConfigError
 from imitate.spec import PolicySpec
 
@@ -38,8 +42,8 @@ class Policy(ChunkActing, nn.Module):
 
         super().__init__()
         self.normalizer = Normalizer(spec.normalizer_specs())
-        self.encoder = LowDimEncoder({k: o.shape for k, o in spec.obs.items()}, spec.obs_horizon,
-                                     apply_overrides(EncoderConfig(), spec.encoder_config, "encoder"))
+        self.encoder = make_encoder(spec, apply_overrides(EncoderConfig(), spec.encoder_config, "encoder"))
+        self.image_keys = spec.image_keys
         try:
             self.head = make_head(spec.head, self.encoder.feature_dim, spec.action.dim, spec.action_horizon,
                                   discrete_nvec=spec.action.discrete_nvec, **spec.head_config)
@@ -62,8 +66,11 @@ class Policy(ChunkActing, nn.Module):
         use the action space's bounds instead where ``spec.action`` has them, and without a store the
         observations keep identity statistics until fitted (`Normalizer.set_meanstd`). Then the head's
         data-dependent `prepare` sees up to ``prepare_rows`` normalized actions (drawn with ``seed``).
+        Image trunks start from the encoder's ``weights`` files where it names them.
         """
         policy = cls(spec)
+        if spec.image_keys:
+            policy.encoder.load_pretrained()
         bounds = spec.action.low is not None and spec.action.high is not None
         if store is not None:
             policy.normalizer.fit_store(store, episodes, skip=("action",) if bounds else ())
@@ -100,8 +107,11 @@ class Policy(ChunkActing, nn.Module):
 
     # -- training ---------------------------------------------------------------------------------
     def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Raw obs {key: (B, To, *shape)} -> features (B, F)."""
-        return self.encoder({k: self.normalizer.normalize(f"obs/{k}", obs[k]) for k in self.obs_keys})
+        """Raw obs {key: (B, To, *shape)} -> features (B, F). Image keys go to the encoder as they are
+        (uint8); it crops them at random in training mode, in the centre in evaluation mode."""
+        images = self.image_keys
+        return self.encoder({k: obs[k] if k in images else self.normalizer.normalize(f"obs/{k}", obs[k])
+                             for k in self.obs_keys})
 
     def compute_loss(self, obs: Mapping[str, torch.Tensor], action: torch.Tensor, action_mask: torch.Tensor | None = None):
         """Raw obs {key: (B, To, *shape)}, raw action (B, Ta, A), mask (B, Ta) -> (loss, info)."""
@@ -115,10 +125,16 @@ class Policy(ChunkActing, nn.Module):
 
         ``deterministic`` uses the head's mode (most likely chunk) where it has one. Observations are
         checked as the exported runtime checks them (`imitate.acting.check_window`): every key, the
-        expected shapes, one batch size >= 1, finite real values.
+        expected shapes, one batch size >= 1, finite real values; image keys uint8 (B, To, H, W, C).
+        Images get the centred crop of evaluation, whatever the module's mode (no random augmentation).
         """
-        window = check_window(obs, self.obs_keys, self.obs_shapes, self.obs_horizon)
-        features = self.encode({k: torch.from_numpy(v).to(self.device) for k, v in window.items()})
+        window = check_window(obs, self.obs_keys, self.obs_shapes, self.obs_horizon, self.image_keys)
+        training = self.encoder.training
+        self.encoder.eval()
+        try:
+            features = self.encode({k: torch.from_numpy(v).to(self.device) for k, v in window.items()})
+        finally:
+            self.encoder.train(training)
         if deterministic and self.head.has_mode:
             chunk = self.head.mode(features)
         else:

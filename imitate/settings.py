@@ -9,7 +9,7 @@ and `imitate.algos.adversarial` re-export them. `imitate compare` and `imitate d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,8 @@ class TrainConfig:
 
 @dataclass
 class EncoderConfig:
-    """Settings of the low-dimensional observation encoder."""
+    """Settings of the observation encoder: an MLP over every key's history; camera images (uint8
+    (H, W, C) keys) first go through an image trunk each, whose features join the MLP's input."""
 
     hidden_dims: tuple[int, ...] = (256,)
     """Widths of the hidden layers before the feature layer (empty: one linear layer)."""
@@ -101,6 +102,90 @@ class EncoderConfig:
     """Width of the feature vector handed to the head."""
     layer_norm: bool = True
     """Apply LayerNorm to the features (keeps their scale steady for every head)."""
+    image_encoder: str = "auto"
+    """Image keys only: the trunk per camera, conv (4 conv layers of DrQ, 32 channels: fast on a CPU) or
+    resnet18 (ResNet-18 with GroupNorm, as Diffusion Policy: for a GPU); auto: conv when no GPU is
+    found (or --sizing cpu), resnet18 on a GPU (or --sizing full)."""
+    image_feature_dim: int = 64
+    """Image keys only: features per camera and observation step (a linear layer after the pooling)."""
+    image_pool: str = "spatial_softmax"
+    """Image keys only: spatial_softmax (the expected x, y of num_keypoints learned keypoints) or flatten
+    (every cell of the last feature map, conv trunk only)."""
+    num_keypoints: int = 32
+    """Image keys only: keypoints of the spatial softmax."""
+    conv_channels: int = 32
+    """Image keys only: channels of the conv trunk's layers."""
+    crop_size: int = 0
+    """Image keys only: side of the square crop the trunk sees: random while training, centred when
+    evaluating and in exports (0: round(0.9 * the image's smaller side), 84 -> 76; the full size: no crop)."""
+    random_shift: int = 0
+    """Image keys only: DrQ's random shift while training: pad by this many pixels (edge copies), then
+    crop back at a random offset (0: off; 4 is DrQ's value for 84x84)."""
+    color_jitter: float = 0.0
+    """Image keys only: while training, scale brightness and contrast per sample by factors drawn
+    uniformly from [1 - color_jitter, 1 + color_jitter] (0: off)."""
+    share_image_encoder: bool = False
+    """Image keys only: one trunk for every camera (false: one trunk per camera)."""
+    weights: str = ""
+    """Image keys only: start the resnet18 trunk from this safetensors file with torchvision's resnet18
+    names (conv1, bn1, layer1.0.conv1, ...; fc and BatchNorm running statistics are not used)."""
+    keys: dict = field(default_factory=dict)
+    """Per camera: image settings that differ from the ones above, as JSON, e.g.
+    {"wrist_image": {"image_encoder": "conv", "crop_size": 56}} (config files: encoder_config.keys)."""
+
+    #: the settings a camera may have of its own (under ``keys``)
+    IMAGE_SETTINGS = ("image_encoder", "image_feature_dim", "image_pool", "num_keypoints", "conv_channels",
+                      "crop_size", "random_shift", "color_jitter", "weights")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.keys, str):        # --set encoder.keys='{"cam": {...}}'
+            try:
+                self.keys = json.loads(self.keys) if self.keys.strip() else {}
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"encoder.keys: not valid JSON ({e}); e.g. "
+                                  f"'{{\"wrist_image\": {{\"image_encoder\": \"conv\"}}}}'") from None
+        if not isinstance(self.keys, dict) or not all(isinstance(v, dict) for v in self.keys.values()):
+            raise ConfigError(f"encoder.keys must map camera keys to objects of image settings, got {self.keys!r}")
+        # typed values (a string from a command line converted); unknown or malformed ones fail here
+        self.keys = {key: {n: self.for_key(key)[n] for n in given} for key, given in self.keys.items()}
+        self._check({k: getattr(self, k) for k in self.IMAGE_SETTINGS}, "encoder")
+
+    def for_key(self, key: str) -> dict[str, Any]:
+        """The image settings of camera ``key``: the shared ones, replaced by its entry in ``keys``."""
+        from policy_heads.fields import convert_fields
+
+        given = self.keys.get(key, {})
+        unknown = sorted(set(given) - set(self.IMAGE_SETTINGS))
+        if unknown:
+            raise ConfigError(f"encoder.keys.{key}: {unknown} cannot differ per camera; these can: "
+                              f"{', '.join(self.IMAGE_SETTINGS)}")
+        try:
+            values = {**{k: getattr(self, k) for k in self.IMAGE_SETTINGS},
+                      **convert_fields(EncoderConfig, given, f"encoder.keys.{key}")}
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self._check(values, f"encoder.keys.{key}")
+        return values
+
+    @staticmethod
+    def _check(v: dict[str, Any], owner: str) -> None:
+        problems = []
+        if v["image_encoder"] not in ("auto", "conv", "resnet18"):
+            problems.append(f"image_encoder {v['image_encoder']!r}: choose auto, conv or resnet18")
+        if v["image_pool"] not in ("spatial_softmax", "flatten"):
+            problems.append(f"image_pool {v['image_pool']!r}: choose spatial_softmax or flatten")
+        for name in ("image_feature_dim", "num_keypoints", "conv_channels"):
+            if v[name] < 1:
+                problems.append(f"{name} must be at least 1 (got {v[name]})")
+        for name in ("crop_size", "random_shift"):
+            if v[name] < 0:
+                problems.append(f"{name} must be 0 or more (got {v[name]})")
+        if not 0.0 <= v["color_jitter"] < 1.0:
+            problems.append(f"color_jitter must be in [0, 1) (got {v['color_jitter']})")
+        if v["weights"] and not str(v["weights"]).endswith(".safetensors"):
+            problems.append(f"weights {v['weights']!r}: a .safetensors file (pickled checkpoints are never read)")
+        if problems:
+            raise ConfigError(f"{owner}: " + "; ".join(problems))
 
 
 @dataclass

@@ -37,7 +37,13 @@ class ObsSpec:
     dtype: str = "float32"
     """dtype of the key in the demonstration file (the policy computes in float32)."""
     norm: str = "meanstd"
-    """Normalization: meanstd, minmax or identity."""
+    """Normalization: meanstd, minmax or identity (image keys: identity, the encoder scales them)."""
+
+    @property
+    def is_image(self) -> bool:
+        """Camera images: per-step shape (H, W, C) with C in {1, 3} and dtype uint8 (channel-last, as
+        robomimic stores them; `imitate.data.checks.is_image` decides the same for a file's key)."""
+        return len(self.shape) == 3 and self.shape[-1] in (1, 3) and self.dtype == "uint8"
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class PolicySpec:
                 raise ImitateError(f"{where}: observation {key!r} has shape {o.shape}; every size must be >= 1")
             if o.norm not in NORM_MODES:
                 raise ImitateError(f"{where}: observation {key!r} has normalization {o.norm!r}; choose {NORM_MODES}")
+            if o.is_image and o.norm != "identity":
+                raise ImitateError(f"{where}: observation {key!r} holds images {o.shape} uint8 and takes normalization "
+                                   f"'identity' (the image encoder scales it to [0, 1]), not {o.norm!r}")
         a = self.action
         if a.dim < 1 or (a.discrete and (len(a.discrete_nvec) != a.dim or min(a.discrete_nvec) < 1)):
             raise ImitateError(f"{where}: action dim {a.dim} with categories {a.discrete_nvec} (one count >= 1 per entry)")
@@ -102,9 +111,15 @@ class PolicySpec:
     def obs_keys(self) -> list[str]:
         return list(self.obs)
 
+    @property
+    def image_keys(self) -> list[str]:
+        """The observation keys that hold camera images (`ObsSpec.is_image`), in the encoder's order."""
+        return [k for k, o in self.obs.items() if o.is_image]
+
     def normalizer_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Normalizer keys ``obs/<key>`` and ``action`` -> (per-step shape, mode); discrete actions stay indices."""
-        specs = {f"obs/{k}": (o.shape, o.norm) for k, o in self.obs.items()}
+        """Normalizer keys ``obs/<key>`` and ``action`` -> (per-step shape, mode); discrete actions stay
+        indices. Image keys are left out: the image encoder turns uint8 into [0, 1] itself."""
+        specs = {f"obs/{k}": (o.shape, o.norm) for k, o in self.obs.items() if not o.is_image}
         specs["action"] = ((self.action.dim,), "identity" if self.action.discrete else self.action.norm)
         return specs
 

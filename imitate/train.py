@@ -155,16 +155,35 @@ def _load_data(cfg: TrainConfig):
 
 def _spec_from_data(cfg: TrainConfig, store, head_config: dict[str, Any], encoder_config: dict[str, Any]) -> PolicySpec:
     """The policy a run trains: the file's observation keys, shapes and dtypes and its action width;
-    ``discrete_nvec`` among the head settings makes the actions discrete (categories per entry)."""
+    ``discrete_nvec`` among the head settings makes the actions discrete (categories per entry).
+    Camera keys (uint8 (H, W, C), `imitate.data.checks.is_image`) are not normalized (norm identity):
+    the image encoder scales them."""
+    from imitate.data.checks import is_image
     from policy_heads.fields import convert_value
 
     head_config = dict(head_config)
     nvec = tuple(convert_value(head_config.pop("discrete_nvec", ()), tuple[int, ...]))
     first = np.zeros(1, dtype=np.int64)   # the dtype of a key: that of its first row as the store reads it
-    obs = {k: ObsSpec(tuple(store.shape(f"obs/{k}")), str(store.get(f"obs/{k}", first).dtype), cfg.obs_norm)
-           for k in store.obs_keys}
+    obs = {}
+    for k in store.obs_keys:
+        shape, dtype = tuple(store.shape(f"obs/{k}")), store.get(f"obs/{k}", first).dtype
+        obs[k] = ObsSpec(shape, str(dtype), "identity" if is_image(shape, dtype) else cfg.obs_norm)
     action = ActionSpec(store.action_dim, nvec, norm="identity" if nvec else cfg.action_norm)
     return PolicySpec(obs, action, cfg.obs_horizon, cfg.action_horizon, cfg.n_act, cfg.head, head_config, encoder_config)
+
+
+def image_encoder_for(on_cpu: bool, sizing: str, given: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The encoder settings of a policy with camera keys: ``image_encoder`` auto (the default) becomes
+    conv where ``sizing`` is cpu, or auto and the run trains ``on_cpu``, and resnet18 otherwise; with a
+    one-line note when auto was resolved."""
+    value = str(given.get("image_encoder", "auto"))
+    if value != "auto":
+        return dict(given), ""
+    cpu = sizing == "cpu" or (sizing == "auto" and on_cpu)
+    chosen = "conv" if cpu else "resnet18"
+    why = ("no GPU found" if on_cpu else "a GPU found") if sizing == "auto" else f"--sizing {sizing}"
+    return {**given, "image_encoder": chosen}, (f"{why}: images go through the {chosen} encoder; pass --set "
+                                                f"encoder.image_encoder=conv|resnet18 to choose")
 
 
 def _task(cfg: TrainConfig, store) -> tuple[str | None, dict | None]:
@@ -196,7 +215,13 @@ def _open_new(ctx: distributed.Context, cfg: TrainConfig, head_config: dict[str,
         head_config, note = head_settings_for(cfg.head, ctx.device.type == "cpu", cfg.sizing, head_config)
         if note and progress and ctx.is_main:
             print(note, flush=True)
-        policy = Policy.from_data(_spec_from_data(cfg, store, head_config, encoder_config), store, train_eps, cfg.seed)
+        spec = _spec_from_data(cfg, store, head_config, encoder_config)
+        if spec.image_keys:
+            encoder_config, note = image_encoder_for(ctx.device.type == "cpu", cfg.sizing, encoder_config)
+            if note and progress and ctx.is_main:
+                print(note, flush=True)
+            spec = spec.replace(encoder_config=encoder_config)
+        policy = Policy.from_data(spec, store, train_eps, cfg.seed)
 
     def new_run_dir() -> None:
         if not restart:

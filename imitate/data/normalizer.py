@@ -7,6 +7,9 @@ Modes per key:
 - ``meanstd``: zero mean, unit variance;
 - ``identity``: unchanged (e.g. discrete action indices).
 
+Camera images are not normalized here: `imitate.spec.PolicySpec.normalizer_specs` leaves them out and
+the image encoder scales their uint8 values to [0, 1].
+
 A dimension that never varies maps to 0 (minmax, meanstd). The statistics (min, max, mean, std) and
 the map are buffers, so they are saved and loaded with the weights. An unknown key is an error, never
 a silent pass-through. A key may hold any character, a dot too (``obs/goal.pos``): in the weights'
@@ -101,8 +104,14 @@ class Normalizer(nn.Module):
     @classmethod
     def from_store(cls, store, obs_keys: Sequence[str] | None = None, obs_mode: str = "meanstd",
                    action_mode: str = "minmax", episodes: np.ndarray | None = None) -> "Normalizer":
-        """Fit on a store's observations (``obs/<key>``) and actions (``action``) over some episodes."""
+        """Fit on a store's observations (``obs/<key>``) and actions (``action``) over some episodes.
+        Camera keys (uint8 (H, W, C), `imitate.data.checks.is_image`) are left out: the image encoder
+        scales them itself."""
+        from imitate.data.checks import is_image
+
+        first = np.zeros(1, dtype=np.int64)
         obs_keys = list(obs_keys) if obs_keys is not None else list(store.obs_keys)
+        obs_keys = [k for k in obs_keys if not is_image(store.shape(f"obs/{k}"), store.get(f"obs/{k}", first).dtype)]
         specs = {f"obs/{k}": (store.shape(f"obs/{k}"), obs_mode) for k in obs_keys}
         specs["action"] = (store.shape("actions"), action_mode)
         norm = cls(specs)

@@ -1,6 +1,7 @@
 """Export a trained policy as one graph: raw observations and noise in, raw actions out.
 
     obs {key: (B, To, *shape)} --normalize--> --encoder--> features (B, F)
+    camera keys: uint8 (B, To, H, W, C) --cast, /255, centre crop--> image trunk --> features (B, F)
     features, noise {name: (B, *shape)} --head.sample_with_noise--> chunk (B, Ta, A) --unnormalize--> actions
 
 The whole sampler travels in the graph: the DDIM loop of the diffusion head (its steps unrolled, the
@@ -75,9 +76,12 @@ def input_names(policy: Policy) -> list[str]:
 
 
 def example_inputs(policy: Policy, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Random observations (B, To, *shape) per key and noise (B, *shape) per name, in input order."""
+    """Random observations (B, To, *shape) per key (camera keys: uint8 frames) and noise (B, *shape) per
+    name, in input order."""
     generator = torch.Generator().manual_seed(seed)
-    obs = [torch.randn((batch, policy.obs_horizon, *policy.obs_shapes[k]), generator=generator) for k in policy.obs_keys]
+    obs = [torch.randint(0, 256, (batch, policy.obs_horizon, *policy.obs_shapes[k]), generator=generator,
+                         dtype=torch.uint8) if k in policy.image_keys else
+           torch.randn((batch, policy.obs_horizon, *policy.obs_shapes[k]), generator=generator) for k in policy.obs_keys]
     noise = policy.head.draw_noise(batch, generator)
     return (*obs, *noise.values())
 
@@ -88,7 +92,7 @@ def metadata(policy: Policy, models: dict[str, str], run_dir: str | os.PathLike 
     from policy_heads import config_to_dict
 
     inputs = [{"name": k, "kind": "obs", "key": k, "shape": ["batch", policy.obs_horizon, *policy.obs_shapes[k]],
-               "dtype": "float32"} for k in policy.obs_keys]
+               "dtype": "uint8" if k in policy.image_keys else "float32"} for k in policy.obs_keys]
     inputs += [{"name": NOISE_PREFIX + n, "kind": "noise", "key": n, "shape": ["batch", *shape], "dtype": "float32",
                 "distribution": dist} for n, (shape, dist) in policy.head.noise_spec().items()]
     low, high = policy.normalizer.range("action")

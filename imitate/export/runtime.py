@@ -2,6 +2,7 @@
 
     model = load("exported/")                      # export.json + model.onnx
     chunk = model.predict_chunk(obs)               # {key: (B, To, *shape)} -> actions (B, Ta, A)
+                                                   # camera keys: uint8 (B, To, H, W, C) frames
     model.reset(); action = model.act(step_obs)    # one environment step, as Policy.act
 
 The noise the sampler needs (export.json "inputs" of kind "noise") is drawn with numpy unless given:
@@ -101,6 +102,8 @@ def check_metadata(meta: dict[str, Any], where: str | os.PathLike) -> None:
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
         raise bad("inputs", "a list of input descriptions")
     for i in inputs:
+        if i.get("kind") == "obs" and i.get("dtype", "float32") not in ("float32", "uint8"):
+            raise bad("inputs", f"observation inputs of dtype float32 or uint8 (camera frames); one is {i!r}")
         if i.get("kind") == "noise" and not (
                 isinstance(i.get("key"), str) and isinstance(i.get("shape"), list) and len(i["shape"]) >= 1
                 and all(_is_int(d) and d >= 1 for d in i["shape"][1:]) and i.get("distribution") in NOISE_DISTRIBUTIONS):
@@ -159,6 +162,7 @@ class ExportedPolicy(ChunkActing):
         self.obs_horizon, self.action_horizon = meta["obs_horizon"], meta["action_horizon"]
         self.action_dim, self.n_act = meta["action_dim"], meta["n_act"]
         self.temporal_ensemble = meta.get("temporal_ensemble")
+        self.image_keys = [i["key"] for i in meta["inputs"] if i.get("kind") == "obs" and i.get("dtype") == "uint8"]
         self.noise_spec = {i["key"]: (tuple(i["shape"][1:]), i["distribution"]) for i in meta["inputs"] if i["kind"] == "noise"}
         self.reset()
 
@@ -167,8 +171,9 @@ class ExportedPolicy(ChunkActing):
         """obs {key: (B, To, *shape)} -> raw actions (B, Ta, A) float32, a fresh sample.
 
         ``noise`` {name: (B, *shape)} replaces the draws named in export.json (missing ones are drawn).
+        Camera keys take uint8 frames (B, To, H, W, C), as the policy was trained on.
         """
-        feeds = check_window(obs, self.obs_keys, self.obs_shapes, self.obs_horizon)
+        feeds = check_window(obs, self.obs_keys, self.obs_shapes, self.obs_horizon, self.image_keys)
         batch = len(next(iter(feeds.values())))
         noise = dict(noise or {})
         unknown = sorted(set(noise) - set(self.noise_spec))
