@@ -194,18 +194,21 @@ def sample_policy(policy, qs: QuerySet, samples: int, seed: int = 0, max_batch: 
 
     Rows go to the policy in batches of ``max_batch`` (fewer where one row's observations are large,
     i.e. images: at most `SAMPLE_BATCH_BYTES` of observations per call), each query's window
-    repeated ``samples`` times, with the observations' own dtypes (uint8 images stay uint8)."""
+    repeated ``samples`` times, with the observations' own dtypes (uint8 images stay uint8); only the
+    keys the policy reads (``policy.obs_keys``) are passed when it names them."""
     import torch
 
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     n_q = len(qs.rows)
-    row_bytes = sum(v[0].nbytes for v in qs.obs.values())
+    keys = [k for k in (getattr(policy, "obs_keys", None) or qs.obs) if k in qs.obs]   # what the policy reads
+    obs = {k: qs.obs[k] for k in keys}
+    row_bytes = sum(v[0].nbytes for v in obs.values())
     if row_bytes * max_batch > SAMPLE_BATCH_BYTES:
         max_batch = max(1, SAMPLE_BATCH_BYTES // max(row_bytes, 1))
     out = []
     for i in range(0, n_q * samples, max_batch):
         which = np.arange(i, min(i + max_batch, n_q * samples)) // samples          # query of each row
-        out.append(policy.predict_chunk({k: v[which] for k, v in qs.obs.items()}, generator=generator)[:, :qs.n_act])
+        out.append(policy.predict_chunk({k: v[which] for k, v in obs.items()}, generator=generator)[:, :qs.n_act])
     return np.concatenate(out).reshape(n_q, samples, qs.n_act, -1)
 
 

@@ -387,6 +387,21 @@ def test_sample_policy_batches_image_windows_by_bytes():
     limit = sample_metrics.SAMPLE_BATCH_BYTES // images[0].nbytes
     assert all(dt == np.uint8 and n <= limit for dt, n in Mean.calls) and sum(n for _, n in Mean.calls) == q * samples
 
+    # a policy that names its keys gets only those (a state policy is not handed a file's images)
+    qs.obs["agent_pos"] = rng.normal(size=(q, to, 2)).astype(np.float32)
+
+    class State(Mean):
+        obs_keys = ["agent_pos"]
+        calls = []
+
+        def predict_chunk(self, obs, generator=None):
+            self.calls.append(sorted(obs))
+            return np.repeat(obs["agent_pos"][:, -1:, :], 2, 1)
+
+    out = sample_policy(State(), qs, 7)
+    assert {tuple(c) for c in State.calls} == {("agent_pos",)} and len(State.calls) == 1   # one batch: 35 small rows
+    np.testing.assert_allclose(out[:, 3, 0], qs.obs["agent_pos"][:, -1])
+
 
 def test_report_strip_and_compare_helpers_take_an_image_key(tmp_path):
     pytest.importorskip("matplotlib", reason="the report draws with matplotlib")
