@@ -97,9 +97,10 @@ def fmt(stat) -> str:
 
 def bc(args) -> None:
     from imitate.collect import collect
-    from imitate.compare import compare
+    from imitate.compare import compare, parse_heads
     from imitate.errors import ImitateError
 
+    heads = parse_heads(args.heads)
     quick = args.quick
     seeds = 1 if quick else args.seeds
     demos = 30 if quick else args.demos
@@ -118,11 +119,13 @@ def bc(args) -> None:
                   flush=True)
         for inputs, keys, encoder in (("pixels", ("image",), {"encoder.image_encoder": "conv"}),
                                       ("state", state_keys, {})):
-            settings = {**encoder, "diffusion.denoiser": "mlp", "flow.denoiser": "mlp"}
+            if inputs not in args.inputs.split(","):
+                continue
+            settings = {**encoder, **{f"{h}.denoiser": "mlp" for h in ("diffusion", "flow") if h in heads}}
             try:
                 res = compare(str(data), str(out / name / inputs), settings=settings, heads=args.heads, seeds=seeds,
                               episodes=episodes, steps=steps, batch_size=args.batch_size, obs_keys=keys,
-                              jobs=args.jobs, device="cpu", progress=True)
+                              jobs=args.jobs, device=args.device, progress=True)
             except ImitateError as e:
                 sys.exit(f"visual_bc: {name} from {inputs} cannot run here: {e}")
             for head, v in res["heads"].items():
@@ -136,7 +139,8 @@ def bc(args) -> None:
     for r in sorted(table, key=lambda r: (r["task"], r["head"], r["inputs"])):
         print(f"| {r['task']} | {r['head']} | {r['inputs']} | {r['success']} | {r['entropy']} | "
               f"{', '.join(f'{m} {v}' for m, v in r['shares'].items()) or '–'} | {r['ms_per_step']} |")
-    print(f"\n({seeds} seed(s), {demos} demos, {steps} steps, batch {args.batch_size}, {episodes} rollouts per run; "
+    print(f"\n({seeds} seed(s), {demos} demos, {steps} steps, batch {args.batch_size}, {episodes} rollouts per run, "
+          f"device {args.device}; "
           f"every number: {out / 'visual_bc.json'} and each compare's results.json)")
 
 
@@ -153,12 +157,14 @@ def main() -> None:
     b.add_argument("--out", default="runs/visual_bc")
     b.add_argument("--tasks", default="forked_path,block_push")
     b.add_argument("--heads", default="all")
+    b.add_argument("--inputs", default="pixels,state", help="which halves to run: pixels, state or both")
     b.add_argument("--seeds", type=int, default=3)
     b.add_argument("--demos", type=int, default=200)
     b.add_argument("--steps", type=int, default=3000)
     b.add_argument("--batch-size", type=int, default=64)
     b.add_argument("--episodes", type=int, default=50)
     b.add_argument("--jobs", type=int, default=0, help="runs at once (0: one per core, at most 4)")
+    b.add_argument("--device", default="cpu", help="cpu (the CPU-sized budget), cuda or auto")
     args = p.parse_args()
     speed(args) if args.part == "speed" else bc(args)
 
