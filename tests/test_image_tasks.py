@@ -77,6 +77,22 @@ def test_state_mode_is_the_state_observation_unchanged(task):
             np.testing.assert_array_equal(oa[k], ov[k])
 
 
+def test_forked_path_state_follows_its_documented_dynamics():
+    """The state observation is what it always was: the reset draws start offsets from the seeded
+    generator (start_center + U(-1, 1) * start_jitter) and an action moves by action * max_speed * dt."""
+    env = make_env(FORKED_PATH_ID)
+    geo = env.unwrapped.geometry
+    for seed in (0, 11):
+        obs, _ = env.reset(seed=seed)
+        offsets = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(2, 2))
+        start = np.asarray(geo.start_center) + offsets[0] * geo.start_jitter
+        np.testing.assert_array_equal(obs["agent_pos"], start.astype(np.float32))
+        np.testing.assert_array_equal(obs["goal_pos"], np.asarray(geo.goal_center, np.float32))
+        obs, *_ = env.step(np.array([0.5, 1.0], np.float32))
+        np.testing.assert_array_equal(obs["agent_pos"],
+                                      (start + np.array([0.5, 1.0]) * geo.max_speed * geo.dt).astype(np.float32))
+
+
 @pytest.mark.parametrize("task", (*TASKS, FORKED_PATH3_ID))
 @pytest.mark.parametrize("mode", ("image", "state+image"))
 def test_image_observation_in_space(task, mode):
