@@ -3,8 +3,8 @@
 Two parts:
 
     python benchmarks/visual_bc.py speed [--repeats 5]
-        env.step per second of ForkedPath and BlockPush with obs_mode state, image and state+image
-        (84 x 84), the time of one observation image, and `imitate collect` of 200 ForkedPath demos
+        env.step per second of ForkedPath, BlockPush (and ReacherModes where MuJoCo is installed) with
+        obs_mode state, image and state+image (84 x 84), the time of one observation image, and `imitate collect` of 200 ForkedPath demos
         with obs_mode=state vs state+image (seconds, file size). Runs on any branch with the tasks.
 
     python benchmarks/visual_bc.py bc [--quick] [--out runs/visual_bc]
@@ -73,8 +73,13 @@ def collect_s(obs_mode: str, episodes: int) -> tuple[float, int, int]:
 
 
 def speed(args) -> None:
+    import importlib.util
+
     rows = []
-    for name, (env_id, _) in TASKS.items():
+    tasks = [env_id for env_id, _ in TASKS.values()]
+    if importlib.util.find_spec("mujoco") is not None:
+        tasks.append("imitate/ReacherModes-v0")
+    for env_id in tasks:
         for mode in ("state", "image", "state+image"):
             runs = [steps_per_s(env_id, mode, args.steps, seed=r) for r in range(args.repeats)]
             rows.append((env_id, mode, statistics.median(runs)))

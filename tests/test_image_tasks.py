@@ -438,3 +438,33 @@ def test_report_strip_and_compare_helpers_take_an_image_key(tmp_path):
 
 def test_obs_modes_listed():
     assert OBS_MODES == ("state", "image", "state+image")
+
+
+# -- ReacherModes: the arm drawn from MuJoCo's body positions --------------------------------------
+def test_reacher_modes_image_and_expert_from_state():
+    pytest.importorskip("mujoco", reason="ReacherModes needs MuJoCo (pip install -e '.[mujoco]')")
+    from imitate.envs import REACHER_MODES_ID
+
+    plain = make_env(REACHER_MODES_ID)
+    assert plain.observation_space.shape == (10,) and plain.observation_space.dtype == np.float32
+    env = make_env(REACHER_MODES_ID, {"obs_mode": "state+image"})
+    assert set(env.observation_space.spaces) == {"state", "image"}
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs["state"], plain.reset(seed=1)[0])
+    data = env.unwrapped._reacher.data
+    colours = env.unwrapped.IMAGE_COLOURS
+    img = obs["image"]
+    assert tuple(img[agent_pixel(env, data.body("target").xpos[:2])]) == colours["target"]
+    assert tuple(img[agent_pixel(env, data.body("fingertip").xpos[:2])]) == colours["fingertip"]
+    mid = (data.body("body0").xpos[:2] + data.body("body1").xpos[:2]) / 2
+    assert tuple(img[agent_pixel(env, mid)]) == colours["arm"]
+    for seed in (0, 3):   # same episode from pixels-only and state-only environments: labels from the state
+        ref = rollout_expert(make_env(REACHER_MODES_ID), make_expert(REACHER_MODES_ID), seed)
+        ep = rollout_expert(make_env(REACHER_MODES_ID, {"obs_mode": "image"}),
+                            make_expert(REACHER_MODES_ID, env_kwargs={"obs_mode": "image"}), seed)
+        np.testing.assert_array_equal(ep.actions, ref.actions)
+        assert set(ep.obs) == {"image"} and ep.attrs.get("route") == ref.attrs.get("route")
+        assert not np.array_equal(ep.obs["image"][0], ep.obs["image"][-1])
+    with pytest.raises(ImitateError, match="'rgb'"):
+        make_env(REACHER_MODES_ID, {"obs_mode": "rgb"})

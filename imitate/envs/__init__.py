@@ -14,9 +14,10 @@ and, when the optional package is installed (each with its expert):
     robosuite/<env>           robosuite's environments, e.g. robosuite/Lift (imitate[robosuite]);
                               env_from_args() maps a robomimic file's env_args (type 1) to them
 
-ForkedPath, ForkedPath3 and BlockPush take ``obs_mode`` ("state" default, "image", "state+image") and
-``image_size`` (84): the ``image`` key is a top-down uint8 view drawn with NumPy (`imitate.envs.draw`);
-their experts still label from the state (`expert_view`).
+ForkedPath, ForkedPath3, BlockPush and ReacherModes take ``obs_mode`` ("state" default, "image",
+"state+image") and ``image_size`` (84): the ``image`` key is a top-down uint8 view drawn with NumPy
+(`imitate.envs.draw`; ReacherModes' too, from MuJoCo's body positions, not its renderer); their experts
+still label from the state (`expert_view`).
 
 Importing it imports neither MuJoCo nor torch (nor metaworld or robosuite): ReacherModes builds its
 MuJoCo model when it is made.
