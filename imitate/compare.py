@@ -148,7 +148,6 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
             `TrainConfig` (steps, batch_size, lr, ...); see `make_config`.
     """
     from imitate.data import load_demo_file
-    from imitate.data.checks import is_image
     from imitate.envs import task_of
     from imitate.report import summarize, write_report
     from imitate.sample_metrics import distribution_metrics, query_set
@@ -196,10 +195,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     baseline = distribution_metrics(np.repeat(qs.reference.mean(1, keepdims=True), cfg.samples, axis=1), qs)
     flat = {**{k: v for k, v in asdict(tr).items() if k not in PER_RUN}, **{k: v for k, v in asdict(cfg).items() if k != "train"}}
     results = summarize(flat, heads, head_settings, encoder_settings, store, env_id, runs, baseline)
-    images = {k for k, v in qs.obs.items() if is_image(v.shape[2:], v.dtype)}
-    reference = {"obs": {k: v[plot_queries, -1].tolist() for k, v in qs.obs.items() if k not in images},
-                 "frames": {k: qs.obs[k][plot_queries] for k in sorted(images)},   # (S, To, H, W, C) uint8
-                 "actions": qs.reference[plot_queries, :, -1].tolist()}
+    reference = _reference(qs, plot_queries)
     env = _drawable_env(env_id, env_kwargs) if cfg.episodes else None
     if env is not None:
         reference["demo_trajectories"] = _demo_trajectories(env, store)
@@ -226,6 +222,18 @@ def _drawable_env(env_id: str | None, env_kwargs: dict | None):
 
     env = make_env(env_id, env_kwargs).unwrapped
     return env if hasattr(env, "plot_scene") and hasattr(env, "agent_xy") else None
+
+
+def _reference(qs, plot_queries: list[int]) -> dict:
+    """What the report shows of the plotted queries: the low-dim keys' last observation (``obs``), the
+    image keys' windows (``frames``: key -> (S, To, H, W, C) uint8, never written as lists) and the
+    demonstrated actions (the last executed action of each chunk)."""
+    from imitate.data.checks import is_image
+
+    images = {k for k, v in qs.obs.items() if is_image(v.shape[2:], v.dtype)}
+    return {"obs": {k: v[plot_queries, -1].tolist() for k, v in qs.obs.items() if k not in images},
+            "frames": {k: qs.obs[k][plot_queries] for k in sorted(images)},
+            "actions": qs.reference[plot_queries, :, -1].tolist()}
 
 
 def _demo_trajectories(env, store, keep: int = 40) -> list[dict]:

@@ -430,6 +430,13 @@ def test_report_strip_and_compare_helpers_take_an_image_key(tmp_path):
     both = image_store(with_state=True)
     paths = _demo_trajectories(env, both)
     assert len(paths) == both.n_episodes and len(paths[0]["xy"]) == both.episode_lengths[0]
+    from imitate.compare import _reference
+    from imitate.sample_metrics import query_set
+
+    ref = _reference(query_set(both, 2, 8, 4, queries=6, neighbours=3), [0, 2])
+    assert set(ref["obs"]) == {"agent_pos", "goal_pos"} and np.shape(ref["obs"]["agent_pos"]) == (2, 2)
+    assert ref["frames"]["image"].dtype == np.uint8 and ref["frames"]["image"].shape == (2, 2, 24, 24, 3)
+    assert np.shape(ref["actions"]) == (2, 3, 2)
     frames = np.stack([only.get("obs/image", np.array([r, r + 1])) for r in (0, 10, 20)])   # (S, To, H, W, C)
     assert input_frames({"image": frames}, tmp_path / "strip.png")
     assert (tmp_path / "strip.png").read_bytes()[:4] == b"\x89PNG"
