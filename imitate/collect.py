@@ -32,8 +32,11 @@ class CollectResult:
 
 
 def rollout_expert(env, expert, seed: int) -> Episode:
-    """One seeded episode of the expert in ``env``, as an Episode (attrs: return, is_success, route)."""
-    from imitate.envs import to_env_action
+    """One seeded episode of the expert in ``env``, as an Episode (attrs: return, is_success, route).
+
+    The episode's observations are what ``env`` observes (with ``obs_mode="image"`` only the image);
+    the expert acts on `expert_view`, the task's state where it has one."""
+    from imitate.envs import expert_view, to_env_action
 
     obs, info = env.reset(seed=seed)
     expert.reset(seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
@@ -45,7 +48,7 @@ def rollout_expert(env, expert, seed: int) -> Episode:
     while not done:
         if states is not None:
             states.append(sim.sim_state())
-        action = np.asarray(expert.act(obs), dtype=np.float32).reshape(-1)
+        action = np.asarray(expert.act(expert_view(env, obs)), dtype=np.float32).reshape(-1)
         next_obs, reward, terminated, truncated, info = env.step(to_env_action(env.action_space, action))
         steps["obs"].append(obs_to_dict(obs))
         steps["next_obs"].append(obs_to_dict(next_obs))
@@ -75,7 +78,9 @@ def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, ove
     """Roll out the task's scripted expert for ``episodes`` seeded episodes and write them to ``out``.
 
     Episode i is reset with seed ``seed + i``. The file's env_args name ``task`` and ``env_kwargs`` so
-    that the environment can be re-created from the file; an environment with its own robomimic
+    that the environment can be re-created from the file (``obs_mode`` included: with "state+image"
+    the file holds the ``image`` key next to the state keys, with "image" only the image, and each
+    demo's ``route`` attribute still names its mode; the expert labels from the state either way); an environment with its own robomimic
     env_args (robosuite's: type 1) writes those, with each demo's simulator ``states`` and
     ``model_file`` as robomimic lays them out.
     """

@@ -195,13 +195,10 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     baseline = distribution_metrics(np.repeat(qs.reference.mean(1, keepdims=True), cfg.samples, axis=1), qs)
     flat = {**{k: v for k, v in asdict(tr).items() if k not in PER_RUN}, **{k: v for k, v in asdict(cfg).items() if k != "train"}}
     results = summarize(flat, heads, head_settings, encoder_settings, store, env_id, runs, baseline)
-    reference = {"obs": {k: v[plot_queries, -1].tolist() for k, v in qs.obs.items()},
-                 "actions": qs.reference[plot_queries, :, -1].tolist()}
+    reference = _reference(qs, plot_queries)
     env = _drawable_env(env_id, env_kwargs) if cfg.episodes else None
     if env is not None:
-        reference["demo_trajectories"] = [{"xy": env.agent_xy(store.episode(i).obs).tolist(),
-                                           "success": bool(store.demo_attrs[i].get("is_success", True)),
-                                           "mode": store.demo_attrs[i].get("route")} for i in range(min(40, store.n_episodes))]
+        reference["demo_trajectories"] = _demo_trajectories(env, store)
     results["report"] = write_report(results, runs, reference, out_dir, env)
     write_json(out_dir / "results.json", results)
     say(f"report: {out_dir / 'report.html'} (and report.md); every number: {out_dir / 'results.json'}", flush=True)
@@ -225,6 +222,29 @@ def _drawable_env(env_id: str | None, env_kwargs: dict | None):
 
     env = make_env(env_id, env_kwargs).unwrapped
     return env if hasattr(env, "plot_scene") and hasattr(env, "agent_xy") else None
+
+
+def _reference(qs, plot_queries: list[int]) -> dict:
+    """What the report shows of the plotted queries: the low-dim keys' last observation (``obs``), the
+    image keys' windows (``frames``: key -> (S, To, H, W, C) uint8, never written as lists) and the
+    demonstrated actions (the last executed action of each chunk)."""
+    from imitate.data.checks import is_image
+
+    images = {k for k, v in qs.obs.items() if is_image(v.shape[2:], v.dtype)}
+    return {"obs": {k: v[plot_queries, -1].tolist() for k, v in qs.obs.items() if k not in images},
+            "frames": {k: qs.obs[k][plot_queries] for k in sorted(images)},
+            "actions": qs.reference[plot_queries, :, -1].tolist()}
+
+
+def _demo_trajectories(env, store, keep: int = 40) -> list[dict]:
+    """The first ``keep`` demonstrations' agent paths (``env.agent_xy``) with success and mode; none
+    when the file lacks the state keys the task draws from (a file of images only)."""
+    try:
+        return [{"xy": env.agent_xy(store.episode(i).obs).tolist(),
+                 "success": bool(store.demo_attrs[i].get("is_success", True)),
+                 "mode": store.demo_attrs[i].get("route")} for i in range(min(keep, store.n_episodes))]
+    except KeyError:
+        return []
 
 
 def _spread_out_queries(qs, n: int) -> list[int]:

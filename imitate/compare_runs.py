@@ -255,7 +255,8 @@ def _rollouts(policy, env_id: str, env_kwargs: dict, episodes: int, seed: int, k
 
 
 def latency_ms(run_dir: str, calls: int) -> float:
-    """Median milliseconds of one predict_chunk at batch 1, one thread."""
+    """Median milliseconds of one predict_chunk at batch 1, one thread (zero observations in each key's
+    dtype: image keys uint8)."""
     import torch
 
     from imitate.checkpoint import load_policy
@@ -264,7 +265,9 @@ def latency_ms(run_dir: str, calls: int) -> float:
     torch.set_num_threads(1)
     try:
         policy = load_policy(run_dir)
-        obs = {k: np.zeros((1, policy.obs_horizon, *s), np.float32) for k, s in policy.obs_shapes.items()}
+        dtypes = {k: o.dtype for k, o in policy.spec.obs.items()}          # image keys: uint8 (H, W, C)
+        obs = {k: np.zeros((1, policy.obs_horizon, *s), "uint8" if dtypes.get(k) == "uint8" else np.float32)
+               for k, s in policy.obs_shapes.items()}
         for _ in range(3):
             policy.predict_chunk(obs)
         times = []

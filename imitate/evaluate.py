@@ -84,9 +84,14 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
     ``video``: a .gif or .mp4 path; the first episode is recorded. Its writer is checked before the
     first rollout (`check_video_writer`).
     ``return_observations``: also return ``observations``, per episode a dict of (T + 1, *shape)
-    arrays (reset observation first); not JSON-able.
+    arrays (reset observation first); not JSON-able. For tasks with a state view
+    (`imitate.envs.expert_view`: ForkedPath, BlockPush) these are the state keys whatever the
+    ``obs_mode``, so trajectories can be drawn from pixel rollouts and no image is kept.
+
+    Observations reach the policy as the environment gives them: image keys as (n_envs, H, W, C)
+    uint8, never flattened or converted here.
     """
-    from imitate.envs import make_env
+    from imitate.envs import expert_view, make_env
 
     if episodes < 1:
         raise ImitateError(f"--episodes must be at least 1 (got {episodes})")
@@ -115,7 +120,7 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
             for env in envs:
                 env.close()
             raise
-        trace = [[obs_to_dict(o)] for o in obs] if return_observations else None
+        trace = [[obs_to_dict(expert_view(env, o))] for env, o in zip(envs, obs)] if return_observations else None
         record = bool(video) and wave_start == 0
         if record:
             frames.append(envs[0].render())
@@ -146,9 +151,10 @@ def evaluate(policy, env_id: str, env_kwargs: dict[str, Any] | None = None, epis
 def _run_wave(policy, envs: list, obs: list, space, generator, deterministic: bool, trace: list | None,
               frames: list | None, on_done) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Step ``envs`` in lockstep with ``policy`` (one batch per step) until every episode ended; append
-    observations to ``trace`` and the first env's frames to ``frames`` where given; ``on_done(k)`` is
-    told how many episodes have ended. Returns per env the return, the length and the last info."""
-    from imitate.envs import to_env_action
+    state views (`imitate.envs.expert_view`) to ``trace`` and the first env's frames to ``frames``
+    where given; ``on_done(k)`` is told how many episodes have ended. Returns per env the return,
+    the length and the last info."""
+    from imitate.envs import expert_view, to_env_action
 
     n = len(envs)
     policy.reset()
@@ -165,7 +171,7 @@ def _run_wave(policy, envs: list, obs: list, space, generator, deterministic: bo
             length[i] += 1
             done[i] = terminated or truncated
             if trace is not None:
-                trace[i].append(obs_to_dict(obs[i]))
+                trace[i].append(obs_to_dict(expert_view(env, obs[i])))
             if i == 0 and frames is not None:
                 frames.append(env.render())
         on_done(int(done.sum()))

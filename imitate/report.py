@@ -12,7 +12,7 @@ Plots (matplotlib, Agg, no pyplot state): success / entropy / coverage / energy-
 sampled vs demonstrated actions (the last executed action of each chunk) at the states where the
 demonstrations disagree most (scatter for 2-D actions, marginals otherwise); rollout trajectories
 over the task's scene for tasks that draw themselves (``plot_scene(ax)`` and ``agent_xy(obs)`` on the
-environment); training curves.
+environment); the input images at those states when the data has image keys; training curves.
 """
 from __future__ import annotations
 
@@ -194,7 +194,8 @@ def _samples(results: dict, runs: dict, reference: dict, path: Path) -> None:
                 if s == 0:
                     ax.set_title(name, fontsize=9)
                 if c == 0:
-                    obs = ", ".join(f"{k}={np.round(v[s], 2).tolist()}" for k, v in reference["obs"].items())
+                    obs = ", ".join(f"{k}={np.round(v[s], 2).tolist()}" for k, v in reference["obs"].items()
+                                    if np.size(v[s]) <= 16)              # low-dim keys only, never images
                     ax.set_ylabel(f"state {s + 1}\naction[1]", fontsize=8)
                     ax.annotate(obs, (0.02, 0.02), xycoords="axes fraction", fontsize=6)
         fig.supxlabel(f"action[0] (last executed action of the chunk, n_act = {results['settings']['n_act']}; "
@@ -258,6 +259,35 @@ def _trajectory_legend(fig, color: dict[str, str], panels: list) -> None:
                    frameon=False)
 
 
+def input_frames(frames: dict[str, np.ndarray], path: Path) -> bool:
+    """A strip of the policy's input images at the plotted states: one row per state, per image key
+    the To frames of its window (oldest first), at their own resolution; False when there are none.
+
+    ``frames``: image key -> (S, To, H, W, C) uint8, as `imitate.compare.compare` passes them."""
+    frames = {k: np.asarray(v) for k, v in (frames or {}).items() if np.asarray(v).ndim == 5 and len(v)}
+    if not frames:
+        return False
+    n_states = min(len(v) for v in frames.values())
+    columns = [(k, t) for k, v in frames.items() for t in range(v.shape[1])]
+    fig = _figure(1.6 * len(columns), 1.7 * n_states)
+    axes = fig.subplots(n_states, len(columns), squeeze=False)
+    for s in range(n_states):
+        for c, (key, t) in enumerate(columns):
+            ax = axes[s, c]
+            img = frames[key][s, t]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                      vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if s == 0:
+                lag = frames[key].shape[1] - 1 - t
+                ax.set_title(f"{key}, t{f'-{lag}' if lag else ''}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"state {s + 1}", fontsize=8)
+    fig.savefig(path)
+    return True
+
+
 def _curves(results: dict, runs: dict, path: Path) -> None:
     heads = list(results["heads"])
     seeds = results["settings"]["seeds"]
@@ -310,8 +340,9 @@ def write_report(results: dict[str, Any], runs: dict, reference: dict, out_dir: 
     Args:
         results: what `imitate.compare.compare` writes to results.json.
         runs: (head, seed) -> the run's measurements (with plot_samples, trajectories, curves).
-        reference: ``obs`` and demonstrated ``actions`` (S, k, A) at the plotted states (the last executed
-            action of each chunk), ``demo_trajectories``.
+        reference: ``obs`` (low-dim keys) and demonstrated ``actions`` (S, k, A) at the plotted states (the
+            last executed action of each chunk), ``frames`` (image key -> (S, To, H, W, C) uint8 windows at
+            those states, drawn as a strip), ``demo_trajectories``.
         env: the task (unwrapped) when it draws itself (``plot_scene``), else None.
     """
     import matplotlib
@@ -328,6 +359,8 @@ def write_report(results: dict[str, Any], runs: dict, reference: dict, out_dir: 
     _samples(results, runs, reference, plots / "action_samples.png")
     figures.append(("Sampled vs demonstrated actions (seed 0) at the states where the demonstrations disagree most",
                     "action_samples.png"))
+    if input_frames(reference.get("frames"), plots / "input_frames.png"):
+        figures.append(("Input frames at those states (the policy's image window, from the data)", "input_frames.png"))
     if _trajectories(results, runs, reference, env, plots / "trajectories.png"):
         figures.append(("Rollout trajectories", "trajectories.png"))
     _curves(results, runs, plots / "training_curves.png")

@@ -3,7 +3,9 @@
 At a held-out state there is one demonstrated action, so the demonstrated distribution at a query
 state is built from its neighbours: the closest state of each of the ``neighbours`` demonstrations
 that come nearest to it (in standardized observation space, at most one state per demonstration,
-so that consecutive steps of one demo do not crowd out the other routes). Their executed actions
+so that consecutive steps of one demo do not crowd out the other routes). Image keys (uint8
+(H, W, C)) take part only in a file without low-dim keys, then as average-pooled pixels on a grid of
+at most `POOL_GRID` x `POOL_GRID` (`state_features`); images reach the policy as uint8 windows. Their executed actions
 (the first ``n_act`` of each chunk, flattened, scaled to [-1, 1] by the data's action range) are
 the reference sample Y (k, d); a head draws M chunks X (M, d) at the query state.
 
@@ -75,6 +77,49 @@ def coverage(x: np.ndarray, y: np.ndarray, k: int = 3) -> float:
 
 
 # -- the query set: held-out states and their demonstrated actions ----------------------------------
+#: Image keys are compared as the mean of each cell of this grid (per channel) when a file has no
+#: low-dim key: coarse enough to be cheap, fine enough to place the objects of an 84 x 84 view.
+POOL_GRID = 12
+#: Rows of an image key read at once when pooling (bounds the memory of a large file).
+POOL_CHUNK = 2048
+
+
+def _is_image(store, key: str) -> bool:
+    from imitate.data.checks import is_image
+
+    one = store.get(f"obs/{key}", np.zeros(1, np.int64))
+    return is_image(one.shape[1:], one.dtype)
+
+
+def _pooled(store, key: str) -> np.ndarray:
+    """(N, g * g * C) float32: every row's image of ``key`` averaged over a g x g grid of cells
+    (g = min(POOL_GRID, H, W); the last rows and columns that do not fill a cell are left out)."""
+    n = len(store)
+    first = store.get(f"obs/{key}", np.zeros(1, np.int64))
+    h, w, c = first.shape[1:]
+    g = min(POOL_GRID, h, w)
+    fh, fw = h // g, w // g
+    out = np.empty((n, g * g * c), np.float32)
+    for start in range(0, n, POOL_CHUNK):
+        rows = np.arange(start, min(n, start + POOL_CHUNK))
+        img = store.get(f"obs/{key}", rows)[:, :g * fh, :g * fw].astype(np.float32)
+        out[rows] = img.reshape(len(rows), g, fh, g, fw, c).mean((2, 4)).reshape(len(rows), -1)
+    return out
+
+
+def state_features(store) -> np.ndarray:
+    """(N, D) float64 standardized features of every row, the space in which neighbours are found:
+    the low-dim observation keys flattened, or, in a file of image keys only, their pooled pixels
+    (`_pooled`); never the full images."""
+    images = [k for k in store.obs_keys if _is_image(store, k)]
+    keys = [k for k in store.obs_keys if k not in images] or images
+    n = len(store)
+    feats = np.concatenate([_pooled(store, k).astype(np.float64) if k in images else
+                            store.get(f"obs/{k}", np.arange(n)).reshape(n, -1).astype(np.float64) for k in keys],
+                           axis=1)
+    std = feats.std(0)
+    return (feats - feats.mean(0)) / np.where(std > 1e-8, std, 1.0)
+
 @dataclass
 class QuerySet:
     """Held-out query states with their demonstrated (reference) actions.
@@ -117,10 +162,7 @@ def query_set(store, obs_horizon: int, action_horizon: int, n_act: int, queries:
     if n_eps < 2:
         raise ImitateError(f"{store.source}: comparing action distributions needs at least 2 demonstrations")
     k = min(neighbours, n_eps)
-    feats = np.concatenate([store.get(f"obs/{key}", np.arange(len(store))).reshape(len(store), -1).astype(np.float64)
-                            for key in store.obs_keys], axis=1)
-    std = feats.std(0)
-    feats = (feats - feats.mean(0)) / np.where(std > 1e-8, std, 1.0)
+    feats = state_features(store)
     episode_of = np.repeat(np.arange(n_eps), lengths)
     usable = np.arange(len(store)) + n_act <= np.repeat(ends, lengths)        # n_act real actions left
     pool = store.episodes_in("valid") if "valid" in store.filter_keys and len(store.filter_keys["valid"]) else np.arange(n_eps)
@@ -142,15 +184,31 @@ def query_set(store, obs_horizon: int, action_horizon: int, n_act: int, queries:
                     action_high=acts.max(0), n_act=n_act)
 
 
+#: Observation bytes per policy call in `sample_policy` beyond which the batch is made smaller than
+#: ``max_batch`` (windows of two 84 x 84 x 3 images: about 400 rows per call).
+SAMPLE_BATCH_BYTES = 16 << 20
+
+
 def sample_policy(policy, qs: QuerySet, samples: int, seed: int = 0, max_batch: int = 4096) -> np.ndarray:
-    """``samples`` chunks of ``policy`` at every query: (Q, M, n_act, A), raw units."""
+    """``samples`` chunks of ``policy`` at every query: (Q, M, n_act, A), raw units.
+
+    Rows go to the policy in batches of ``max_batch`` (fewer where one row's observations are large,
+    i.e. images: at most `SAMPLE_BATCH_BYTES` of observations per call), each query's window
+    repeated ``samples`` times, with the observations' own dtypes (uint8 images stay uint8); only the
+    keys the policy reads (``policy.obs_keys``) are passed when it names them."""
     import torch
 
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     n_q = len(qs.rows)
-    flat = {k: np.repeat(v, samples, axis=0) for k, v in qs.obs.items()}        # (Q * M, To, *shape)
-    out = [policy.predict_chunk({k: v[i:i + max_batch] for k, v in flat.items()}, generator=generator)[:, :qs.n_act]
-           for i in range(0, n_q * samples, max_batch)]
+    keys = [k for k in (getattr(policy, "obs_keys", None) or qs.obs) if k in qs.obs]   # what the policy reads
+    obs = {k: qs.obs[k] for k in keys}
+    row_bytes = sum(v[0].nbytes for v in obs.values())
+    if row_bytes * max_batch > SAMPLE_BATCH_BYTES:
+        max_batch = max(1, SAMPLE_BATCH_BYTES // max(row_bytes, 1))
+    out = []
+    for i in range(0, n_q * samples, max_batch):
+        which = np.arange(i, min(i + max_batch, n_q * samples)) // samples          # query of each row
+        out.append(policy.predict_chunk({k: v[which] for k, v in obs.items()}, generator=generator)[:, :qs.n_act])
     return np.concatenate(out).reshape(n_q, samples, qs.n_act, -1)
 
 

@@ -18,6 +18,14 @@ datasets ``expert_in_control`` (T,) uint8 and ``executed_actions`` (T, A) record
 ran (readers ignore them, so they never become policy inputs). A takeover segment of HG-DAgger is
 one demo of its own.
 
+From pixels (``--env-kw obs_mode=image``): the policy acts on the observation the environment
+gives (the ``image`` key), the expert labels from the task's state (`imitate.envs.expert_view`, the
+environment's ``state_obs()`` at that step), so labels are exact while the policy never sees the
+state. The aggregate holds what the environment observes and nothing else: with obs_mode image only
+``image`` (the state is not needed afterwards: every label is computed when the state is visited),
+with state+image both (train with ``--obs-keys image`` to act from pixels while keeping the state
+in the file for analysis); each demo keeps its ``route`` attribute where the task reports one.
+
 The normalizer keeps round 0's statistics in every later round: refitting it on the aggregate
 would change what the previous weights mean. Expert labels come from the task's expert with the
 settings of `imitate.envs.experts.LABEL_SETTINGS` (ForkedPath: no noise, and after the fork it
@@ -156,7 +164,11 @@ class ScriptedGate:
         self.active, self._calm = False, 0
 
     def step(self, env, obs, learner_action: np.ndarray) -> tuple[bool, np.ndarray | None]:
-        """(expert drives this step, its action or None)."""
+        """(expert drives this step, its action or None); the expert reads ``env``'s state
+        (`imitate.envs.expert_view`), not the pixels a policy may act on."""
+        from imitate.envs import expert_view
+
+        obs = expert_view(env, obs)
         deviation = self.expert.route_deviation(obs)
         if not self.active:
             self.active, self._calm = deviation > self.threshold, 0
@@ -186,10 +198,11 @@ def rollout(env, policy, labeler, seed: int, beta: float = 0.0, gate=None, rng: 
     Each step is a dict: obs, next_obs (dicts of arrays), label (the expert's action, None where a
     gate did not ask for one), executed (the action run), expert (whether the expert drove),
     reward, done. Without a gate the expert drives each step with probability ``beta``; with one the
-    gate decides and supplies the expert's action.
+    gate decides and supplies the expert's action. The policy acts on the observation; the expert
+    and the gate read `imitate.envs.expert_view` (the task's state, also under obs_mode image).
     """
     from imitate.collect import obs_to_dict
-    from imitate.envs import to_env_action
+    from imitate.envs import expert_view, to_env_action
 
     rng = rng if rng is not None else np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
@@ -201,10 +214,10 @@ def rollout(env, policy, labeler, seed: int, beta: float = 0.0, gate=None, rng: 
     while not done:
         learner = np.asarray(policy.act(obs_to_dict(obs), generator=generator), np.float32).reshape(-1)
         if gate is None:
-            label = np.asarray(labeler.act(obs), np.float32).reshape(-1)
+            label = np.asarray(labeler.act(expert_view(env, obs)), np.float32).reshape(-1)
             expert = bool(rng.random() < beta)
         else:
-            expert, label = gate.step(env, obs, learner)
+            expert, label = gate.step(env, expert_view(env, obs), learner)
         executed = label if expert else learner
         next_obs, reward, terminated, truncated, info = env.step(to_env_action(env.action_space, executed))
         steps.append({"obs": obs_to_dict(obs), "next_obs": obs_to_dict(next_obs), "label": label,

@@ -14,6 +14,11 @@ and, when the optional package is installed (each with its expert):
     robosuite/<env>           robosuite's environments, e.g. robosuite/Lift (imitate[robosuite]);
                               env_from_args() maps a robomimic file's env_args (type 1) to them
 
+ForkedPath, ForkedPath3, BlockPush and ReacherModes take ``obs_mode`` ("state" default, "image",
+"state+image") and ``image_size`` (84): the ``image`` key is a top-down uint8 view drawn with NumPy
+(`imitate.envs.draw`; ReacherModes' too, from MuJoCo's body positions, not its renderer); their experts
+still label from the state (`expert_view`).
+
 Importing it imports neither MuJoCo nor torch (nor metaworld or robosuite): ReacherModes builds its
 MuJoCo model when it is made.
 """
@@ -27,6 +32,7 @@ from imitate.errors import ConfigError
 
 from imitate.envs.block_push import BLOCK_PUSH_MODES, BlockPushEnv, BlockPushGeometry
 from imitate.envs.block_push_expert import BlockPushExpert
+from imitate.envs.draw import IMAGE_KEY, OBS_MODES
 from imitate.envs.experts import (
     EXPERTS,
     Expert,
@@ -34,6 +40,7 @@ from imitate.envs.experts import (
     ForkedPathExpert,
     PendulumExpert,
     UnknownEnvError,
+    expert_view,
     make_expert,
 )
 from imitate.envs.forked_path import ROUTE_NAMES, ForkedPathEnv, ForkedPathGeometry
@@ -134,6 +141,8 @@ __all__ = [
     "EXPERTS",
     "FORKED_PATH3_ID",
     "FORKED_PATH_ID",
+    "IMAGE_KEY",
+    "OBS_MODES",
     "REACHER_MODES",
     "REACHER_MODES_ID",
     "ROUTE_NAMES",
@@ -151,6 +160,7 @@ __all__ = [
     "ReacherModesGeometry",
     "UnknownEnvError",
     "env_from_args",
+    "expert_view",
     "make_env",
     "make_expert",
     "task_of",

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space
+
 BLOCK_NAMES = ("A", "B")
 TARGET_NAMES = ("1", "2")
 
@@ -104,7 +106,10 @@ class BlockPushEnv(gym.Env):
     """Push both blocks into the two target zones, one block per zone.
 
     Observation (``Dict``, float32): ``agent_pos`` (2,), ``block_pos`` (2, 2) rows A and B,
-    ``target_pos`` (2, 2) rows zone 1 and zone 2 (fixed in the default geometry).
+    ``target_pos`` (2, 2) rows zone 1 and zone 2 (fixed in the default geometry). That is
+    ``obs_mode`` "state" (default); "image" gives only ``image`` (image_size, image_size, 3) uint8, a
+    top-down view (`observation_image`), "state+image" all four keys. `state_obs` returns the state
+    keys in every mode (the scripted expert reads them).
     Action: (2,) float32 in [-1, 1], a velocity command; the agent moves by
     ``action * max_speed * dt`` per step (0.05 arena units at full speed on one axis).
 
@@ -123,6 +128,8 @@ class BlockPushEnv(gym.Env):
 
     Args:
         render_mode: ``None`` or ``"rgb_array"``.
+        obs_mode: "state", "image" or "state+image" (see Observation).
+        image_size: height and width of the ``image`` key in pixels (default 84).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "episode_metrics": ["p1", "p2"]}
@@ -132,19 +139,25 @@ class BlockPushEnv(gym.Env):
     COLOURS = {"agent": (40, 90, 210), "blocks": ((230, 140, 30), (150, 60, 170)),
                "targets": ((250, 215, 160), (225, 190, 235)), "border": (40, 40, 40)}
 
-    def __init__(self, render_mode: str | None = None):
+    def __init__(self, render_mode: str | None = None, obs_mode: str = "state", image_size: int = 84):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"BlockPush: render_mode={render_mode!r} is not supported; "
                 f"use None or one of {self.metadata['render_modes']}"
             )
+        self.obs_mode, self.image_size = check_view("BlockPush", obs_mode, image_size)
         self.geometry = BlockPushGeometry()
         self.modes = BLOCK_PUSH_MODES
         self.render_mode = render_mode
         half = self.geometry.arena_half
         point = gym.spaces.Box(-half, half, shape=(2,), dtype=np.float32)
         pair = gym.spaces.Box(-half, half, shape=(2, 2), dtype=np.float32)
-        self.observation_space = gym.spaces.Dict({"agent_pos": point, "block_pos": pair, "target_pos": pair})
+        spaces = {} if self.obs_mode == "image" else {"agent_pos": point, "block_pos": pair, "target_pos": pair}
+        if self.obs_mode != "state":
+            spaces[IMAGE_KEY] = image_space(self.image_size)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self._canvas = Canvas(self.image_size, half)
+        self._background: tuple[bytes, np.ndarray] | None = None
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._agent = np.zeros(2)
         self._blocks = np.zeros((2, 2))
@@ -154,12 +167,40 @@ class BlockPushEnv(gym.Env):
         self._mode: str | None = None
 
     # ----------------------------------------------------------------- state and bookkeeping
-    def _obs(self) -> dict[str, np.ndarray]:
+    def state_obs(self) -> dict[str, np.ndarray]:
+        """The state observation (``agent_pos``, ``block_pos``, ``target_pos``) now, whatever
+        ``obs_mode`` shows."""
         return {
             "agent_pos": self._agent.astype(np.float32),
             "block_pos": self._blocks.astype(np.float32),
             "target_pos": self._targets.astype(np.float32),
         }
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        if self.obs_mode == "state":
+            return self.state_obs()
+        obs = {} if self.obs_mode == "image" else self.state_obs()
+        obs[IMAGE_KEY] = self.observation_image()
+        return obs
+
+    def observation_image(self) -> np.ndarray:
+        """The ``image`` observation now: (image_size, image_size, 3) uint8, top-down, y up: the
+        arena's wall, target zones 1 and 2 (pale orange, pale purple), blocks A and B (orange,
+        purple) and the agent (blue disc, at least 2 pixels in radius), in `COLOURS`. Available in
+        every ``obs_mode``."""
+        geo, canvas = self.geometry, self._canvas
+        key = self._targets.tobytes()
+        if self._background is None or self._background[0] != key:   # targets are fixed per geometry
+            img = canvas.blank((245, 245, 245))
+            canvas.frame(img, self.COLOURS["border"])
+            for k, centre in enumerate(self._targets):
+                canvas.disc(img, centre, geo.target_radius, self.COLOURS["targets"][k])
+            self._background = (key, img)
+        img = self._background[1].copy()
+        for k, centre in enumerate(self._blocks):
+            canvas.disc(img, centre, geo.block_radius, self.COLOURS["blocks"][k])
+        canvas.disc(img, self._agent, geo.agent_radius, self.COLOURS["agent"], min_pixels=2.0)
+        return img
 
     def _occupied(self) -> int:
         zones = self.geometry.zones_of(self._blocks)

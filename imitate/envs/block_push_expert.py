@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from imitate.envs.block_push import BLOCK_PUSH_MODES, BlockPushGeometry
+from imitate.envs.draw import VIEW_KWARGS
 
 
 class BlockPushExpert:
@@ -27,8 +28,8 @@ class BlockPushExpert:
 
     Args:
         noise: standard deviation of the action noise per axis; 0 gives clean labels.
-        env_kwargs: the kwargs given to ``gym.make`` for the environment (BlockPush-v0 takes none
-            besides render_mode).
+        env_kwargs: the kwargs given to ``gym.make`` for the environment (BlockPush-v0 takes only
+            render_mode, obs_mode and image_size; the expert ignores them and reads the state).
         mode_probs: probability of each mode in ``BLOCK_PUSH_MODES`` order; uniform by default.
         seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
     """
@@ -49,10 +50,11 @@ class BlockPushExpert:
         mode_probs: list[float] | None = None,
         seed: int | None = None,
     ):
-        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", *VIEW_KWARGS)}
         if env_kwargs:
             raise ValueError(
-                f"BlockPushExpert: env_kwargs {sorted(env_kwargs)} are not BlockPush-v0 arguments (it takes none)"
+                f"BlockPushExpert: env_kwargs {sorted(env_kwargs)} are not BlockPush-v0 arguments (it takes "
+                f"only {list(VIEW_KWARGS)}, which the expert ignores: it reads the state)"
             )
         n = len(BLOCK_PUSH_MODES)
         probs = np.full(n, 1.0 / n) if mode_probs is None else np.asarray(mode_probs, dtype=np.float64)

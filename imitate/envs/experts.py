@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from imitate.envs.block_push_expert import BlockPushExpert
+from imitate.envs.draw import VIEW_KWARGS
 from imitate.envs.forked_path import ForkedPathGeometry
 from imitate.envs.reacher_modes import ReacherModesExpert
 from imitate.errors import ConfigError, ImitateError
@@ -28,7 +29,19 @@ class Expert(Protocol):
         """Start a new episode: draw the per-episode choices, re-seeding when ``seed`` is given."""
 
     def act(self, obs: Any) -> np.ndarray:
-        """The action for ``obs``, exactly as the environment returns it (dict or array)."""
+        """The action for ``obs``, exactly as the environment returns it (dict or array) with
+        ``obs_mode="state"``; `expert_view` gives it in the other modes."""
+
+
+def expert_view(env, obs: Any) -> Any:
+    """What a scripted expert reads at the current step of ``env``: the task's state observation
+    (``env.unwrapped.state_obs()``) where the task has one, so that an expert labels from the state
+    while the observation holds only pixels (``obs_mode="image"``); ``obs`` itself otherwise.
+
+    Call it right after ``reset`` or ``step`` returned ``obs``: it reads the environment's current
+    state. With ``obs_mode="state"`` it equals ``obs``."""
+    state = getattr(env.unwrapped, "state_obs", None)
+    return state() if state is not None else obs
 
 
 class ForkedPathExpert:
@@ -59,7 +72,8 @@ class ForkedPathExpert:
         p_left: probability of the left passage (only with ``n_routes=2``).
         noise: standard deviation of the action noise per axis; 0 gives clean labels.
         env_kwargs: the kwargs given to ``gym.make`` for the environment (``n_routes``), so that
-            expert and environment share one geometry.
+            expert and environment share one geometry (``obs_mode`` and ``image_size`` are accepted
+            and ignored: the expert reads the state, see `expert_view`).
         route_probs: probability of each passage, left to right; defaults to ``p_left`` for two
             passages and to uniform for more.
         seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
@@ -85,12 +99,12 @@ class ForkedPathExpert:
         seed: int | None = None,
         follow_agent: bool = False,
     ):
-        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", *VIEW_KWARGS)}
         unknown = sorted(set(env_kwargs) - {"n_routes", "gap_width", "action_noise"})
         if unknown:
             raise ValueError(
                 f"ForkedPathExpert: env_kwargs {unknown} are not ForkedPath-v0 arguments "
-                "(known: ['action_noise', 'gap_width', 'n_routes'])"
+                "(known: ['action_noise', 'gap_width', 'image_size', 'n_routes', 'obs_mode'])"
             )
         geometry_kwargs = {k: v for k, v in env_kwargs.items() if k != "action_noise"}
         if "gap_width" in geometry_kwargs:

@@ -22,6 +22,8 @@ from functools import cached_property
 import gymnasium as gym
 import numpy as np
 
+from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space
+
 #: Route names for each supported number of passages, left to right.
 ROUTE_NAMES = {
     2: ("left", "right"),
@@ -108,7 +110,10 @@ class ForkedPathGeometry:
 class ForkedPathEnv(gym.Env):
     """Reach the goal beyond the barrier through any passage.
 
-    Observation (``Dict``): ``agent_pos`` (2,) and ``goal_pos`` (2,), float32, in [-1, 1].
+    Observation (``Dict``), by ``obs_mode``: "state" (default) ``agent_pos`` (2,) and ``goal_pos``
+    (2,), float32, in [-1, 1]; "image" only ``image`` (image_size, image_size, 3) uint8, a top-down
+    view (`observation_image`); "state+image" all three. `state_obs` returns the state keys in
+    every mode (the scripted expert reads them).
     Action: (2,) float32 in [-1, 1], a velocity command; the agent moves by
     ``action * max_speed * dt`` per step (0.04 arena units at full speed on one axis).
 
@@ -132,6 +137,8 @@ class ForkedPathEnv(gym.Env):
         gap_width: width of each passage (default 0.4); narrower passages punish drift.
         action_noise: standard deviation of the noise added to each executed action (default 0).
         render_mode: ``None`` or ``"rgb_array"``.
+        obs_mode: "state", "image" or "state+image" (see Observation).
+        image_size: height and width of the ``image`` key in pixels (default 84).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -141,9 +148,12 @@ class ForkedPathEnv(gym.Env):
     COLLISION_PENALTY = 10.0
     RENDER_SIZE = 256
     RENDER_MARGIN = 8
+    #: Colours of the observation image (RGB): background, wall, barrier, goal, agent.
+    IMAGE_COLOURS = {"background": (245, 245, 245), "wall": (40, 40, 40), "barrier": (120, 120, 120),
+                     "goal": (60, 170, 75), "agent": (40, 90, 210)}
 
     def __init__(self, n_routes: int = 2, gap_width: float = 0.4, action_noise: float = 0.0,
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, obs_mode: str = "state", image_size: int = 84):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"ForkedPath: render_mode={render_mode!r} is not supported; "
@@ -151,13 +161,19 @@ class ForkedPathEnv(gym.Env):
             )
         if action_noise < 0:
             raise ValueError(f"ForkedPath: action_noise={action_noise} must be >= 0")
+        self.obs_mode, self.image_size = check_view("ForkedPath", obs_mode, image_size)
         self.geometry = ForkedPathGeometry(n_routes=n_routes, gap_width=float(gap_width))
         self.action_noise = float(action_noise)
         self.modes = self.geometry.route_names
         self.render_mode = render_mode
         half = self.geometry.arena_half
         box = gym.spaces.Box(-half, half, shape=(2,), dtype=np.float32)
-        self.observation_space = gym.spaces.Dict({"agent_pos": box, "goal_pos": box})
+        spaces = {} if self.obs_mode == "image" else {"agent_pos": box, "goal_pos": box}
+        if self.obs_mode != "state":
+            spaces[IMAGE_KEY] = image_space(self.image_size)
+        self._canvas = Canvas(self.image_size, half)
+        self._background = self._draw_background()
+        self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._agent = np.zeros(2)
         self._goal = np.zeros(2)
@@ -165,11 +181,37 @@ class ForkedPathEnv(gym.Env):
         self._collided = False
         self._success = False
 
-    def _obs(self) -> dict[str, np.ndarray]:
+    def state_obs(self) -> dict[str, np.ndarray]:
+        """The state observation (``agent_pos``, ``goal_pos``) now, whatever ``obs_mode`` shows."""
         return {
             "agent_pos": self._agent.astype(np.float32),
             "goal_pos": self._goal.astype(np.float32),
         }
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        if self.obs_mode == "state":
+            return self.state_obs()
+        obs = {} if self.obs_mode == "image" else self.state_obs()
+        obs[IMAGE_KEY] = self.observation_image()
+        return obs
+
+    def _draw_background(self) -> np.ndarray:
+        canvas, colours = self._canvas, self.IMAGE_COLOURS
+        img = canvas.blank(colours["background"])
+        canvas.frame(img, colours["wall"])
+        for x0, y0, x1, y1 in self.geometry.blocks:
+            canvas.rect(img, x0, y0, x1, y1, colours["barrier"])
+        return img
+
+    def observation_image(self) -> np.ndarray:
+        """The ``image`` observation now: (image_size, image_size, 3) uint8, top-down, y up: the
+        arena's wall, the barrier with its passages, the goal (green) and the agent (blue disc, at
+        least 2 pixels in radius). Available in every ``obs_mode``."""
+        img = self._background.copy()
+        geo, canvas = self.geometry, self._canvas
+        canvas.disc(img, self._goal, geo.goal_radius, self.IMAGE_COLOURS["goal"])
+        canvas.disc(img, self._agent, geo.agent_radius, self.IMAGE_COLOURS["agent"], min_pixels=2.0)
+        return img
 
     def _info(self) -> dict:
         return {"is_success": self._success, "collided": self._collided, "mode": self._mode}

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from imitate.envs.draw import IMAGE_KEY, VIEW_KWARGS, Canvas, check_view, image_space
+
 #: Mode names: the sign of the elbow joint q2 (elbow_up: q2 < 0, counter-clockwise from the target line).
 REACHER_MODES = ("elbow_up", "elbow_down")
 
@@ -88,6 +90,11 @@ class ReacherModesEnv(gym.Env):
 
     Observation: Reacher-v5's vector (10,) as float32 (stored as key ``state`` in demo files):
     ``[cos q1, cos q2, sin q1, sin q2, target_x, target_y, dq1, dq2, tip_x - target_x, tip_y - target_y]``.
+    That is ``obs_mode`` "state" (default). "image" gives a ``Dict`` of only ``image``
+    (image_size, image_size, 3) uint8, a top-down view drawn with NumPy from the joint angles
+    (`observation_image`: no MuJoCo rendering); "state+image" a ``Dict`` of ``state`` (the vector) and
+    ``image``. One frame shows the arm and the target but not the joint velocities (an observation
+    horizon of 2 shows their change). `state_obs` returns the vector in every mode (the expert's input).
     Action: (2,) float32 in [-1, 1], the joint torques (MuJoCo motor gear 200).
 
     Reset: joint angles uniform in +-0.1 rad around a straight arm along +x (Reacher-v5's start), joint
@@ -114,6 +121,8 @@ class ReacherModesEnv(gym.Env):
         success_radius: fingertip-to-target distance that counts as on the target.
         hold_steps: consecutive steps on the target that end the episode with success.
         render_mode: ``None`` or ``"rgb_array"``.
+        obs_mode: "state", "image" or "state+image" (see Observation).
+        image_size: height and width of the ``image`` key in pixels (default 84).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -121,6 +130,12 @@ class ReacherModesEnv(gym.Env):
     CONTROL_COST = 0.1
     RENDER_SIZE = 256
     CAMERA = {"trackbodyid": -1, "distance": 0.75, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)}
+    #: Half the side of the square the observation image shows, centred on the arm's base (the arm
+    #: reaches 0.21).
+    IMAGE_HALF = 0.23
+    #: Colours of the observation image (RGB), near the MuJoCo model's own.
+    IMAGE_COLOURS = {"background": (230, 230, 230), "base": (230, 100, 150), "arm": (0, 100, 150),
+                     "fingertip": (0, 200, 150), "target": (230, 50, 50)}
 
     def __init__(
         self,
@@ -128,12 +143,15 @@ class ReacherModesEnv(gym.Env):
         success_radius: float = 0.02,
         hold_steps: int = 3,
         render_mode: str | None = None,
+        obs_mode: str = "state",
+        image_size: int = 84,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"ReacherModes: render_mode={render_mode!r} is not supported; "
                 f"use None or one of {self.metadata['render_modes']}"
             )
+        self.obs_mode, self.image_size = check_view("ReacherModes", obs_mode, image_size)
         self.geometry = ReacherModesGeometry(
             target_radius=tuple(float(v) for v in target_radius),
             success_radius=float(success_radius),
@@ -158,12 +176,44 @@ class ReacherModesEnv(gym.Env):
             reward_control_weight=self.CONTROL_COST,
             default_camera_config=self.CAMERA,
         )
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(10,), dtype=np.float32)
+        state = gym.spaces.Box(-np.inf, np.inf, shape=(10,), dtype=np.float32)
+        if self.obs_mode == "state":
+            self.observation_space = state
+        else:
+            spaces = {} if self.obs_mode == "image" else {"state": state}
+            self.observation_space = gym.spaces.Dict({**spaces, IMAGE_KEY: image_space(self.image_size)})
+        self._canvas = Canvas(self.image_size, self.IMAGE_HALF)
+        self._body_ids: list[int] | None = None
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._on_target = 0
 
-    def _obs(self) -> np.ndarray:
+    def state_obs(self) -> np.ndarray:
+        """The state observation (10,) now, whatever ``obs_mode`` shows."""
         return self._reacher._get_obs().astype(np.float32)
+
+    def _obs(self):
+        if self.obs_mode == "state":
+            return self.state_obs()
+        obs = {} if self.obs_mode == "image" else {"state": self.state_obs()}
+        obs[IMAGE_KEY] = self.observation_image()
+        return obs
+
+    def observation_image(self) -> np.ndarray:
+        """The ``image`` observation now: (image_size, image_size, 3) uint8, top-down (+x right, +y up)
+        over the square of half-side `IMAGE_HALF` around the base: the two links (capsules), the
+        fingertip and the target, where MuJoCo's bodies are now."""
+        canvas, colours, data = self._canvas, self.IMAGE_COLOURS, self._reacher.data
+        if self._body_ids is None:
+            model = self._reacher.model
+            self._body_ids = [model.body(name).id for name in ("body0", "body1", "fingertip", "target")]
+        base, elbow, tip, target = data.xpos[self._body_ids, :2]
+        img = canvas.blank(colours["background"])
+        canvas.disc(img, base, 0.011, colours["base"])
+        canvas.segment(img, base, elbow, 0.01, colours["arm"])
+        canvas.segment(img, elbow, elbow + (tip - elbow) * (0.1 / 0.11), 0.01, colours["arm"])   # link1: 0.1 of 0.11
+        canvas.disc(img, tip, 0.01, colours["fingertip"])
+        canvas.disc(img, target, 0.009, colours["target"], min_pixels=2.0)
+        return img
 
     def _info(self, distance: float) -> dict:
         q2 = float(self._reacher.data.qpos[1])
@@ -230,7 +280,8 @@ class ReacherModesExpert:
         p_elbow_up: probability of the elbow-up solution.
         noise: standard deviation of the torque noise per joint; 0 gives clean labels.
         env_kwargs: the kwargs given to ``gym.make`` for the environment (checked, not needed: the
-            arm's link lengths are fixed).
+            arm's link lengths are fixed; obs_mode and image_size are accepted: the expert reads the
+            state, `imitate.envs.experts.expert_view`).
         seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
     """
 
@@ -246,7 +297,7 @@ class ReacherModesExpert:
         env_kwargs: dict | None = None,
         seed: int | None = None,
     ):
-        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", *VIEW_KWARGS)}
         unknown = sorted(set(env_kwargs) - set(self.ENV_KWARGS))
         if unknown:
             raise ValueError(
