@@ -44,7 +44,7 @@ DEFAULT_BLOCK_ROWS = 16384
 DEFAULT_BLOCK_BYTES = 32 << 20
 #: Lazy store: the cached blocks' bytes are kept below this (besides `cache_blocks`).
 DEFAULT_CACHE_BYTES = 768 << 20
-#: Datasets (demo x key) the lazy store keeps open, least recently used first out. HDF5 holds about
+#: Datasets (demo x key) the lazy store keeps open per reading thread, least recently used first out. HDF5 holds about
 #: 17 KiB per open dataset, so this bounds that memory (~70 MiB) whatever the number of demos; the
 #: file is opened without HDF5's sieve buffer, which would hold up to 64 KiB more per dataset read.
 MAX_OPEN_DATASETS = 4096
@@ -256,7 +256,9 @@ class LazyEpisodeStore(EpisodeStore):
 
     At most ``cache_blocks`` blocks, of at most ``cache_bytes`` together, are held in memory (least
     recently used evicted first; the block being read is always kept). Peak memory is about
-    ``min(cache_blocks * block_bytes, cache_bytes)`` for the keys read, whatever the file's size.
+    ``min(cache_blocks * block_bytes, cache_bytes)`` for the keys read, plus the blocks read ahead
+    (`prefetch`: the sampler's next group, at most ``prefetch_limit`` block reads), whatever the
+    file's size.
     A batch at the seam between two groups of the sampler's ``shuffle_blocks`` blocks touches both
     groups, so ``cache_blocks`` of at least twice ``shuffle_blocks`` reads every block once per epoch;
     fewer re-read blocks at the seams. Compressed image datasets are decompressed once per block read
