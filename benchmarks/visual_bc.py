@@ -115,12 +115,13 @@ def bc(args) -> None:
     table = []
     for name in args.tasks.split(","):
         env_id, state_keys = TASKS[name]
-        data = out / f"{name}_state+image_{demos}.hdf5"
+        data = out / f"{name}_state+image{args.image_size}_{demos}.hdf5"
         if not data.exists():
             data.parent.mkdir(parents=True, exist_ok=True)
             t = time.perf_counter()
-            collect(env_id, demos, data, env_kwargs={"obs_mode": "state+image"}, progress=True)
-            print(f"collected {demos} {env_id} demos with obs_mode=state+image in {time.perf_counter() - t:.1f} s",
+            collect(env_id, demos, data, env_kwargs={"obs_mode": "state+image", "image_size": args.image_size},
+                    progress=True)
+            print(f"collected {demos} {env_id} demos with obs_mode=state+image ({args.image_size} px) in {time.perf_counter() - t:.1f} s",
                   flush=True)
         for inputs, keys, encoder in (("pixels", ("image",), {"encoder.image_encoder": "conv"}),
                                       ("state", state_keys, {})):
@@ -128,7 +129,7 @@ def bc(args) -> None:
                 continue
             settings = {**encoder, **{f"{h}.denoiser": "mlp" for h in ("diffusion", "flow") if h in heads}}
             try:
-                res = compare(str(data), str(out / name / inputs), settings=settings, heads=args.heads, seeds=seeds,
+                res = compare(str(data), str(out / name / f"{inputs}{args.image_size}"), settings=settings, heads=args.heads, seeds=seeds,
                               episodes=episodes, steps=steps, batch_size=args.batch_size, obs_keys=keys,
                               jobs=args.jobs, device=args.device, progress=True)
             except ImitateError as e:
@@ -144,7 +145,7 @@ def bc(args) -> None:
     for r in sorted(table, key=lambda r: (r["task"], r["head"], r["inputs"])):
         print(f"| {r['task']} | {r['head']} | {r['inputs']} | {r['success']} | {r['entropy']} | "
               f"{', '.join(f'{m} {v}' for m, v in r['shares'].items()) or '–'} | {r['ms_per_step']} |")
-    print(f"\n({seeds} seed(s), {demos} demos, {steps} steps, batch {args.batch_size}, {episodes} rollouts per run, "
+    print(f"\n({seeds} seed(s), {demos} demos, {args.image_size}x{args.image_size} frames, {steps} steps, batch {args.batch_size}, {episodes} rollouts per run, "
           f"device {args.device}; "
           f"every number: {out / 'visual_bc.json'} and each compare's results.json)")
 
@@ -168,6 +169,7 @@ def main() -> None:
     b.add_argument("--steps", type=int, default=3000)
     b.add_argument("--batch-size", type=int, default=64)
     b.add_argument("--episodes", type=int, default=50)
+    b.add_argument("--image-size", type=int, default=84, help="side of the camera frames (84: the tasks' default)")
     b.add_argument("--jobs", type=int, default=0, help="runs at once (0: one per core, at most 4)")
     b.add_argument("--device", default="cpu", help="cpu (the CPU-sized budget), cuda or auto")
     args = p.parse_args()
