@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -349,7 +350,7 @@ class _Log:
                                        unit="step", disable=not progress)
         self.file = open(run.out / "metrics.jsonl", "a")
         self.sums: dict[str, torch.Tensor] = {}
-        self.n = 0
+        self.n, self.t = 0, time.perf_counter()
         self.last: dict[str, Any] = {}
 
     def add(self, info: dict[str, torch.Tensor]) -> None:
@@ -359,13 +360,15 @@ class _Log:
         self.bar.update(1)
 
     def flush(self, extra: dict[str, Any] | None = None) -> None:
-        record = {"step": self.run.step, **{f"train/{k}": float(v) / self.n for k, v in self.sums.items()},
-                  **(extra or {})}
+        now = time.perf_counter()
+        means = {f"train/{k}": float(v) / self.n for k, v in self.sums.items()}
+        record = {"step": self.run.step, "train/loss": means.get("train/actor_loss"), **means,
+                  "time/steps_per_s": self.n / (now - self.t), **(extra or {})}
         bad = sorted(k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v))
         if bad:
             raise ImitateError(f"training diverged by step {self.run.step}: non-finite {bad}; the last good checkpoint "
                                f"in {self.run.out} is kept (try a lower --lr or algo.critic_lr)")
-        self.sums, self.n, self.last = {}, 0, record
+        self.sums, self.n, self.t, self.last = {}, 0, now, record
         if "train/actor_loss" in record:
             self.bar.set_postfix(actor=f"{record['train/actor_loss']:.3f}", q=f"{record.get('train/q_mean', 0):.2f}")
         self.write(record)
@@ -415,7 +418,9 @@ def _fit(run: OfflineRun, progress: bool, stop_at: int | None) -> dict[str, Any]
 
 def _finish(run: OfflineRun, log: _Log, online: dict[str, Any]) -> dict[str, Any]:
     final: dict[str, Any] = {"run_dir": str(run.out), "algo": run.cfg.algo, "head": run.cfg.head, "step": run.step,
-                             **{k.split("/", 1)[1]: v for k, v in log.last.items() if k.startswith("train/")}, **online}
+                             "train_loss": log.last.get("train/loss"),
+                             **{k.split("/", 1)[1]: v for k, v in log.last.items() if k.startswith("train/") and k != "train/loss"},
+                             **online}
     if run.env_id and run.cfg.eval_episodes:
         from imitate.evaluate import evaluate
 
