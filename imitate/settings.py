@@ -319,3 +319,8 @@ class OfflineAlgoConfig:
     """CQL with the gaussian head: weight of the log-probability in the SAC-style actor loss."""
     online_ratio: float = 0.5
     """Online phase: share of each batch drawn from the online transitions (the rest from the file)."""
+
+
+#: Heads with a reparameterized sample (a differentiable function of the weights given the noise): the
+#: actors CQL's SAC-style update can train (`imitate.algos.cql`).
+CQL_ACTOR_HEADS = ("deterministic", "gaussian")

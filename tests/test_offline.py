@@ -264,3 +264,26 @@ def test_online_continuation_mixes_offline_and_online_transitions(pendulum_file,
     assert online and online[-1]["env_steps"] == 210 and online[-1]["online/return"] < 0
     with pytest.raises(ImitateError, match="online phase"):
         resume_offline(tmp_path / "online", progress=False)
+
+
+def test_compare_ranks_heads_under_an_offline_algorithm(pendulum_file, tmp_path):
+    from imitate.compare import compare
+
+    settings = {"gaussian.hidden_dims": "16", "gmm.hidden_dims": "16", "gmm.num_modes": "2",
+                "encoder.hidden_dims": "16", "encoder.feature_dim": "8"}
+    tiny = dict(steps=4, seeds=1, episodes=1, batch_size=16, action_horizon=2, n_act=2, queries=4, samples=4,
+                neighbours=2, latency_calls=2, jobs=1)
+    out = tmp_path / "cmp"
+    res = compare(str(pendulum_file), str(out), heads="gaussian,gmm", settings=settings, progress=False, algo="iql",
+                  **tiny)
+    for head in ("gaussian", "gmm"):
+        run = out / "runs" / head / "seed0"
+        assert json.loads((run / "config.json").read_text())["algo"] == "iql"
+        assert (run / "critics.safetensors").is_file()
+        assert res["heads"][head]["summary"]["params"]["mean"] > 0
+    with pytest.raises(ImitateError, match="trained with other settings.*algo"):   # the same out, another algorithm
+        compare(str(pendulum_file), str(out), heads="gaussian", settings={"encoder.feature_dim": "8",
+                "encoder.hidden_dims": "16", "gaussian.hidden_dims": "16"}, progress=False, algo="awac", **tiny)
+    with pytest.raises(ImitateError, match=r"--algo cql .*\['gmm'\] have no reparameterized sample"):
+        compare(str(pendulum_file), str(tmp_path / "cql"), heads="gaussian,gmm", settings=settings, progress=False,
+                algo="cql", **tiny)

@@ -21,12 +21,11 @@ import torch
 from imitate.algos.critics import Critics, OfflineAlgorithm, Transitions, normalize_obs
 
 from imitate.errors import ConfigError
+from imitate.settings import CQL_ACTOR_HEADS
 
-#: Heads whose sample is a differentiable function of the weights given the noise.
-REPARAMETERIZED = {
-    "deterministic": "the prediction itself",
-    "gaussian": "mean + std * noise",
-}
+#: Heads whose sample is a differentiable function of the weights given the noise: the prediction itself
+#: (deterministic), mean + std * noise (gaussian).
+REPARAMETERIZED = CQL_ACTOR_HEADS
 
 
 def check_head(head_name: str) -> None:

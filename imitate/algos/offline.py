@@ -114,6 +114,14 @@ def transitions_to_torch(batch: Transitions, device) -> Transitions:
                        conv(batch.reward), conv(batch.discount), {k: conv(v) for k, v in batch.next_obs.items()})
 
 
+def offline_config_from_train(train: dict[str, Any], algo: str) -> OfflineConfig:
+    """The OfflineConfig of a BC run's settings (`TrainConfig` as a dict: the fields both have), trained by
+    ``algo``, without rollouts (`imitate compare --algo` measures them itself)."""
+    known = {f.name for f in dataclasses.fields(OfflineConfig)}
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in train.items() if k in known}
+    return OfflineConfig(**{**values, "algo": algo, "eval_episodes": 0})
+
+
 # -- checks ----------------------------------------------------------------------------------------------
 
 
