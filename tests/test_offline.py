@@ -287,3 +287,12 @@ def test_compare_ranks_heads_under_an_offline_algorithm(pendulum_file, tmp_path)
     with pytest.raises(ImitateError, match=r"--algo cql .*\['gmm'\] have no reparameterized sample"):
         compare(str(pendulum_file), str(tmp_path / "cql"), heads="gaussian,gmm", settings=settings, progress=False,
                 algo="cql", **tiny)
+
+
+def test_file_without_next_obs_and_cut_demos_is_refused(tmp_path):
+    data = _pendulum_like(tmp_path / "nonext.hdf5")
+    with h5py.File(data, "a") as f:
+        for d in f["data"]:
+            del f["data"][d]["next_obs"]
+    with pytest.raises(ImitateError, match=r"nonext\.hdf5: the file has no next_obs and 2 demo\(s\) end without done"):
+        train_offline(_cfg(data, tmp_path / "r", "iql", "gaussian"), progress=False)

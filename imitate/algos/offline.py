@@ -170,6 +170,13 @@ def _load_data(cfg: OfflineConfig):
     if not np.any(rewards):
         raise DemoFileError(f"{cfg.data}: every reward is 0 ({len(rewards)} steps): offline RL needs rewards that tell "
                             f"good behaviour from bad (a file recorded without them? use imitate train for cloning)")
+    if store.next_obs_derived:   # next_obs from the next row of obs: unknown after a demo cut by a time limit
+        cut = [store.demo_names[i] for i, d in enumerate(np.asarray(store.get("dones", store.episode_ends - 1)))
+               if not d]
+        if cut:
+            raise DemoFileError(f"{cfg.data}: the file has no next_obs and {len(cut)} demo(s) end without done "
+                                f"({', '.join(cut[:3])}{' ...' if len(cut) > 3 else ''}): the state after their last "
+                                f"step is unknown, and the critics need it; write next_obs into the file")
     if np.asarray(store.get("actions", np.zeros(1, np.int64))).dtype.kind in "iub":
         raise ConfigError(f"{cfg.data}: its actions are integers (a discrete action space); imitate offline "
                           f"supports continuous actions")
