@@ -12,6 +12,8 @@
     imitate gail|airl --data FILE --head NAME --out DIR [--env ENV_ID] [--steps N] [--init RUN_DIR] [--seed S]
     imitate rl --env ENV_ID --out DIR [--reward AIRL_RUN_DIR] [--head NAME] [--steps N] [--seed S]
     imitate irl --task imitate/GridWorld-v0 [--demos N] [--out DIR]
+    imitate offline --algo iql|awac|cql --data FILE --head NAME --out RUN_DIR [--steps N] [--online-steps N]
+                    [--set algo.KEY=VALUE] [--set head.KEY=VALUE] [--resume]
     imitate demo [--out DIR] [--jobs J]
 """
 from __future__ import annotations
@@ -205,9 +207,35 @@ def _cmd_teleop(args) -> int:
     return 0
 
 
+def _cmd_offline(args) -> int:
+    from imitate.config import apply_overrides, split_sets
+    from imitate.settings import OfflineConfig
+
+    given = _given(args, OfflineConfig)
+    sets = split_sets(args.set, ("algo", "head", "encoder"))
+    if args.resume:
+        from imitate.algos.offline import resume_offline
+
+        if "out" not in given:
+            raise ImitateError("--resume needs --out RUN_DIR")
+        extra = sorted(set(given) - {"out", "steps"}) + sorted(f"--set {o}.{k}" for o, kv in sets.items() for k in kv)
+        if extra:
+            raise ImitateError(f"--resume continues a run with its own settings; only --steps may change (got {extra})")
+        result = resume_offline(given["out"], steps=int(given["steps"]) if "steps" in given else None,
+                                progress=not args.quiet)
+    else:
+        from imitate.algos.offline import train_offline
+
+        cfg = apply_overrides(OfflineConfig(), given, "imitate offline")
+        result = train_offline(cfg, sets["algo"], sets["head"], sets["encoder"], progress=not args.quiet)
+    print(json.dumps(result))
+    return 0
+
+
 COMMANDS = {"collect": _cmd_collect, "data": _cmd_data_info, "train": _cmd_train, "eval": _cmd_eval,
             "dagger": _cmd_dagger, "teleop": _cmd_teleop, "export": _cmd_export, "gail": _cmd_adversarial,
-            "airl": _cmd_adversarial, "rl": _cmd_rl, "irl": _cmd_irl, "compare": _cmd_compare, "demo": _cmd_demo}
+            "airl": _cmd_adversarial, "rl": _cmd_rl, "irl": _cmd_irl, "compare": _cmd_compare, "demo": _cmd_demo,
+            "offline": _cmd_offline}
 
 
 def _rank() -> int | None:

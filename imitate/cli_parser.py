@@ -152,6 +152,31 @@ def _add_rl_commands(sub) -> None:
     p = sub.add_parser("irl", help="maximum-entropy IRL on a tabular task (imitate/GridWorld-v0)")
     _add_config_flags(p, IRLConfig)
 
+    _add_offline_command(sub)
+
+
+def _add_offline_command(sub) -> None:
+    from imitate.settings import OfflineConfig
+
+    p = sub.add_parser("offline", help="offline RL on a demo file with rewards: IQL, AWAC or CQL, any head as the actor",
+                       description="Learn a policy from a demonstration file's rewards (IQL, AWAC, CQL) instead of "
+                                   "copying it: the run directory is an ordinary one (imitate eval, imitate export, "
+                                   "load_policy), with the critics in critics.safetensors.",
+                       epilog_fn=_offline_help, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_flags(p, OfflineConfig)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="algo.KEY=VALUE (the algorithm), head.KEY=VALUE (or KEY=VALUE) or encoder.KEY=VALUE; see below")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _offline_help() -> str:
+    from imitate.config import describe
+    from imitate.settings import OfflineAlgoConfig
+
+    return ("algorithm settings (--set algo.KEY=VALUE):\n" + describe(OfflineAlgoConfig, indent="   ") + "\n"
+            + _head_settings_help())
+
 
 def _head_settings_help(heads: str = "all", prefix: str = "head.", with_log_prob: bool = False) -> str:
     from imitate.config import describe

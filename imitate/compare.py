@@ -63,6 +63,9 @@ class CompareConfig:
     """Runs trained at once, each in its own process with one thread (0: one per CPU core, at most 4)."""
     latency_calls: int = 50
     """predict_chunk calls at batch 1 whose median is the reported latency."""
+    algo: str = "bc"
+    """How every head is trained: bc (behaviour cloning), or iql, awac or cql (offline RL on the file's
+    rewards, `imitate offline` with its default algorithm settings; cql: deterministic and gaussian only)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**COMPARE_TRAIN))
     """The BC settings of every run (its data, out, head and seed are set per run)."""
 
@@ -87,6 +90,18 @@ def make_config(data: str, out: str, **options: Any) -> CompareConfig:
     train = apply_overrides(TrainConfig(**COMPARE_TRAIN), {**scaled, **train_opts}, "imitate compare")
     return apply_overrides(CompareConfig(), {"data": data, "out": out, **{k: v for k, v in options.items() if k in own},
                                              "train": train}, "imitate compare")
+
+
+def _check_algo(algo: str, heads: list[str]) -> None:
+    """--algo: bc or an offline algorithm; cql only with heads that have a reparameterized sample."""
+    from imitate.settings import CQL_ACTOR_HEADS
+
+    if algo not in ("bc", "iql", "awac", "cql"):
+        raise ConfigError(f"--algo {algo!r}: choose bc, iql, awac or cql")
+    if algo == "cql" and set(heads) - set(CQL_ACTOR_HEADS):
+        raise ConfigError(f"--algo cql trains an actor through its sampled action: heads "
+                          f"{sorted(set(heads) - set(CQL_ACTOR_HEADS))} have no reparameterized sample; "
+                          f"choose --heads from {', '.join(CQL_ACTOR_HEADS)}")
 
 
 def parse_heads(text: str) -> list[str]:
@@ -162,6 +177,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     if not cfg.data or not cfg.out:
         raise ConfigError("imitate compare needs --data FILE and --out DIR")
     heads = parse_heads(cfg.heads)
+    _check_algo(cfg.algo, heads)
     head_settings, encoder_settings = split_settings(dict(settings or {}), heads, _trains_on_cpu(tr.device), tr.sizing,
                                                      tr.action_horizon)
     store = load_demo_file(cfg.data)
@@ -176,7 +192,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
              "train": asdict(dataclasses.replace(tr, data=str(Path(cfg.data).resolve()), head=head, seed=seed,
                                                  out=str(out_dir / "runs" / head / f"seed{seed}"))),
              "head_config": head_settings[head], "encoder_config": encoder_settings, "env_id": env_id,
-             "env_kwargs": env_kwargs or {}, "measure": measure}
+             "env_kwargs": env_kwargs or {}, "measure": measure, "algo": cfg.algo}
             for seed in range(cfg.seeds) for head in heads]
     jobs.sort(key=lambda j: -step_cost(j["head"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

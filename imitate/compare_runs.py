@@ -158,7 +158,10 @@ def _training_state(run_dir: Path, job: dict) -> str:
         return "new"
     saved = read_run_config(run_dir)
     want = {k: v for k, v in job["train"].items() if k not in ("out", "data", "obs_keys")}
-    differ = [k for k, v in want.items() if k in saved["train"] and saved["train"][k] != v]  # settings added later: as default
+    run_settings = saved.get("train") or saved.get("offline") or {}   # a BC run, or an offline one (--algo)
+    differ = [k for k, v in want.items() if k in run_settings and run_settings[k] != v]  # settings added later: as default
+    if (saved.get("algo") if "offline" in saved else "bc") != job.get("algo", "bc"):
+        differ.append("algo")
     if saved["data"]["path"] != job["train"]["data"]:
         differ.append("data")
     asked = config_to_dict(config_from_dict(get_head_class(job["head"]), job["head_config"]))
@@ -186,8 +189,18 @@ def run_one(job: dict) -> dict:
             return {**cached, "_cached": True}
     if state == "new":
         shutil.rmtree(run_dir, ignore_errors=True)
-        train(TrainConfig(**{**job["train"], "obs_keys": tuple(job["train"]["obs_keys"])}), job["head_config"],
-              job["encoder_config"], progress=job.get("progress", False))
+        if job.get("algo", "bc") != "bc":
+            from imitate.algos.offline import offline_config_from_train, train_offline
+
+            train_offline(offline_config_from_train(job["train"], job["algo"]), None, job["head_config"],
+                          job["encoder_config"], progress=job.get("progress", False))
+        else:
+            train(TrainConfig(**{**job["train"], "obs_keys": tuple(job["train"]["obs_keys"])}), job["head_config"],
+                  job["encoder_config"], progress=job.get("progress", False))
+    elif state == "partial" and job.get("algo", "bc") != "bc":
+        from imitate.algos.offline import resume_offline
+
+        resume_offline(run_dir, progress=job.get("progress", False))
     elif state == "partial":
         resume(run_dir, progress=job.get("progress", False))
     result = {"head": job["head"], "seed": job["seed"], "run_dir": str(run_dir), "measure": job["measure"],

@@ -113,9 +113,14 @@ class Policy(ChunkActing, nn.Module):
         return self.encoder({k: obs[k] if k in images else self.normalizer.normalize(f"obs/{k}", obs[k])
                              for k in self.obs_keys})
 
-    def compute_loss(self, obs: Mapping[str, torch.Tensor], action: torch.Tensor, action_mask: torch.Tensor | None = None):
-        """Raw obs {key: (B, To, *shape)}, raw action (B, Ta, A), mask (B, Ta) -> (loss, info)."""
-        return self.head.loss(self.encode(obs), self.normalizer.normalize("action", action), action_mask)
+    def compute_loss(self, obs: Mapping[str, torch.Tensor], action: torch.Tensor, action_mask: torch.Tensor | None = None,
+                     weight: torch.Tensor | None = None):
+        """Raw obs {key: (B, To, *shape)}, raw action (B, Ta, A), mask (B, Ta), per-row weights (B,) or
+        None -> (loss, info); the weights reach the head's loss only when given."""
+        features, normalized = self.encode(obs), self.normalizer.normalize("action", action)
+        if weight is None:
+            return self.head.loss(features, normalized, action_mask)
+        return self.head.loss(features, normalized, action_mask, weight)
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()

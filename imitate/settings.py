@@ -312,3 +312,100 @@ def head_settings_for(head: str, on_cpu: bool, sizing: str, given: dict[str, Any
         note = (f"{why}: using the CPU-sized defaults of the {head} head ({chosen}); pass --set KEY=VALUE or "
                 f"--sizing full to override")
     return {**defaults, **given}, note
+
+
+@dataclass
+class OfflineConfig:
+    """Settings of an offline RL run, `imitate offline` (algorithm settings: ``--set algo.KEY=VALUE``;
+    head: ``--set head.KEY=VALUE``; encoder: ``--set encoder.KEY=VALUE``)."""
+
+    algo: str = "iql"
+    """Algorithm: iql, awac or cql."""
+    data: str = ""
+    """Demonstration file with rewards and dones (robomimic HDF5 layout)."""
+    out: str = ""
+    """Run directory to create (an ordinary run: config.json, model.safetensors; plus critics.safetensors)."""
+    head: str = "gaussian"
+    """Policy head (the actor): any registered head for iql and awac; deterministic or gaussian for cql."""
+    steps: int = 10000
+    """Gradient steps on the file's transitions."""
+    online_steps: int = 0
+    """Environment steps after the offline steps (iql, awac): each is followed by one update on a batch
+    that mixes offline and online transitions (algo.online_ratio); the file must name its environment."""
+    batch_size: int = 256
+    """Transitions per batch."""
+    lr: float = 3e-4
+    """Peak learning rate of the actor (AdamW, linear warm-up then cosine decay)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay of the actor."""
+    warmup_steps: int = 200
+    """Linear learning-rate warm-up of the actor."""
+    grad_clip: float = 1.0
+    """Clip each network's gradient norm to this value (0: no clipping)."""
+    ema_decay: float = 0.999
+    """Largest decay of the actor's weight average (what is saved, evaluated and exported)."""
+    obs_horizon: int = 1
+    """To: observation steps the policy and the critics see."""
+    action_horizon: int = 1
+    """Ta: actions the policy predicts per chunk."""
+    n_act: int = 1
+    """Actions executed from each chunk (1..Ta); the critics score these executed actions as one decision."""
+    obs_keys: tuple[str, ...] = ()
+    """Observation keys to use (empty: every key of the file)."""
+    obs_norm: str = "meanstd"
+    """Observation normalization: meanstd, minmax or identity."""
+    action_norm: str = "minmax"
+    """Action normalization: minmax (to [-1, 1], what the heads expect)."""
+    seed: int = 0
+    """Seed of weights, batch order and sampling noise: the same seed on CPU gives the same weights."""
+    log_every: int = 100
+    """Steps between log lines (progress bar, metrics.jsonl)."""
+    ckpt_every: int = 1000
+    """Steps between checkpoints (one is also written at the end and on Ctrl-C)."""
+    eval_episodes: int = 20
+    """Rollouts of the final policy in the file's environment (0: none)."""
+    eval_seed: int = 10000
+    """Episode i of the final evaluation is reset with seed eval_seed + i."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when available)."""
+    sizing: str = "auto"
+    """Head defaults: cpu, full or auto (cpu on a CPU), as in imitate train."""
+
+
+@dataclass
+class OfflineAlgoConfig:
+    """Settings of the offline algorithms (``--set algo.KEY=VALUE``); IQL's defaults are the IQL paper's
+    for locomotion (expectile 0.7, temperature 3, weights clipped at 100, two Q-networks)."""
+
+    gamma: float = 0.99
+    """Discount factor per environment step."""
+    polyak: float = 0.005
+    """Target networks: target <- (1 - polyak) target + polyak online, after every step."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics (constant)."""
+    n_q: int = 2
+    """Q-networks in the ensemble; targets use their minimum (clipped double Q)."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of each critic's MLP (after its own observation encoder)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this before any use."""
+    expectile: float = 0.7
+    """IQL: the expectile tau of V's regression on Q (0.5: the mean; towards 1: the best actions)."""
+    beta: float = -1.0
+    """Temperature of advantage-weighted regression, weights exp(beta * A); below 0: the algorithm's
+    default (IQL 3.0, the IQL paper's locomotion value; AWAC 1.0, the AWAC paper's lambda = 1)."""
+    max_weight: float = 100.0
+    """Advantage weights are clipped at this value."""
+    cql_alpha: float = 5.0
+    """CQL: weight of the conservative penalty (logsumexp of Q over sampled actions minus Q of the data)."""
+    cql_samples: int = 10
+    """CQL: actions drawn per state, each from the uniform box and from the policy (at s and at s')."""
+    cql_entropy: float = 0.1
+    """CQL with the gaussian head: weight of the log-probability in the SAC-style actor loss."""
+    online_ratio: float = 0.5
+    """Online phase: share of each batch drawn from the online transitions (the rest from the file)."""
+
+
+#: Heads with a reparameterized sample (a differentiable function of the weights given the noise): the
+#: actors CQL's SAC-style update can train (`imitate.algos.cql`).
+CQL_ACTOR_HEADS = ("deterministic", "gaussian")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from policy_heads.base import PolicyHead, masked_mean, step_mask_to_entries
+from policy_heads.base import PolicyHead, masked_mean, step_mask_to_entries, weighted_mean
 
 
 class _CausalBlock(nn.Module):
@@ -217,15 +217,17 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             x = block(x)
         return self.readout(self.norm(x)) + self.logit_mask
 
-    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         action, mask = self._check_batch(features, action, mask)
+        weight = self._check_weight(features, weight)
         if not self._edges_ready:
             raise RuntimeError("autoregressive head: binning='quantile' needs head.prepare(actions) before training")
         tokens = self._tokens(action)
         logits = self._logits(features, tokens)
         entries = step_mask_to_entries(mask, self.groups)
         cross_entropy = F.cross_entropy(rearrange(logits, "b n k -> b k n"), tokens, reduction="none")  # (B, N)
-        loss = masked_mean(cross_entropy, entries)
+        loss = weighted_mean(cross_entropy, entries, weight)
         accuracy = masked_mean((logits.argmax(-1) == tokens).to(logits.dtype), entries)
         return loss, {"cross_entropy": loss.detach(), "token_accuracy": accuracy.detach()}
 

@@ -4,7 +4,8 @@ A head turns encoded observations into a distribution over normalized action chu
 
     features (B, F) --head--> action chunk (B, Ta, A), every continuous value in [-1, 1]
 
-    loss(features, action, mask)   training objective, averaged over real (unmasked) entries
+    loss(features, action, mask, weight)  training objective, averaged over real (unmasked) entries;
+                                   with weight (B,): a weighted mean over rows (`weighted_mean`)
     sample(features, generator)    one fresh chunk per row, all randomness from `generator`
     noise_spec()                   the randomness of one sample: name -> (shape per row, distribution)
     sample_with_noise(features, noise)  the sampler on explicit noise (B, *shape) per name; deterministic
@@ -109,12 +110,22 @@ class PolicyHead(nn.Module):
         self.config = config
 
     @abstractmethod
-    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Training loss.
 
         features (B, F); action (B, Ta, A) normalized; mask (B, Ta) bool, True = real step, False =
-        padding after the episode end. Returns the scalar loss (averaged over real entries) and a dict
-        of detached 0-dim tensors to log.
+        padding after the episode end; weight (B,) finite, >= 0, one per row (None: every row 1).
+        Returns the scalar loss and a dict of detached 0-dim tensors to log.
+
+        The loss is a mean over the real entries of the batch (an entry is a step, a step's action
+        value or a token, as the head defines its per-entry loss l_it); with weights each row counts
+        w_i times (see `weighted_mean`):
+
+            loss = sum_i w_i sum_t m_it l_it / sum_i w_i sum_t m_it
+
+        With weight None the computation is exactly the unweighted one; with all-ones weights the
+        result is the same number. Advantage-weighted regression (`imitate.algos`) passes exp(beta * A).
         """
 
     @torch.no_grad()
@@ -217,6 +228,16 @@ class PolicyHead(nn.Module):
             )
         return fill_padding(action, mask), mask
 
+    def _check_weight(self, features: Tensor, weight: Tensor | None) -> Tensor | None:
+        """Validate per-row weights (B,) (floating point); return them in the features' dtype."""
+        if weight is None:
+            return None
+        if not torch.is_tensor(weight) or tuple(weight.shape) != (features.shape[0],) or not weight.is_floating_point():
+            raise ValueError(f"{self.name} head: weight must be a float tensor of shape (B,) = ({features.shape[0]},), "
+                             f"got {getattr(weight, 'dtype', type(weight).__name__)} "
+                             f"{tuple(getattr(weight, 'shape', ()))}")
+        return weight.to(features.dtype)
+
 
 def fill_padding(action: Tensor, mask: Tensor) -> Tensor:
     """Copy of action (B, Ta, A) where each padded step (mask (B, Ta) False) repeats the last real step.
@@ -236,6 +257,26 @@ def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
         return values.mean()
     kept = torch.where(mask, values, torch.zeros_like(values))
     return kept.sum() / mask.sum().clamp_min(1).to(values.dtype)
+
+
+def weighted_mean(values: Tensor, mask: Tensor | None, weight: Tensor | None) -> Tensor:
+    """Mean of values (B, N) over the real entries (mask (B, N) True; all when None), row i counting
+    weight[i] times: sum_i w_i sum_n m_in v_in / sum_i w_i sum_n m_in (0 when that sum is 0).
+
+    With weight None this is `masked_mean` itself; with all-ones weights it gives the same number
+    (the products by 1 are exact and the sums run in the same order).
+    """
+    if weight is None:
+        return masked_mean(values, mask)
+    w = weight.to(values.dtype).unsqueeze(1)
+    if mask is None:
+        total = (values * w).sum()
+        count = w.sum() * values.shape[1]
+    else:
+        kept = torch.where(mask, values, torch.zeros_like(values))
+        total = (kept * w).sum()
+        count = (mask.to(values.dtype) * w).sum()
+    return total / torch.where(count > 0, count, torch.ones_like(count))
 
 
 def step_mask_to_entries(mask: Tensor | None, action_dim: int) -> Tensor | None:

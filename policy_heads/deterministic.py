@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from policy_heads.base import PolicyHead, masked_mean, mlp
+from policy_heads.base import PolicyHead, mlp, weighted_mean
 
 
 class DeterministicHead(PolicyHead, name="deterministic"):
@@ -40,11 +40,13 @@ class DeterministicHead(PolicyHead, name="deterministic"):
         """Predicted chunk (B, Ta, A) for features (B, F)."""
         return rearrange(self.net(features), "b (t a) -> b t a", t=self.action_horizon)
 
-    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         action, mask = self._check_batch(features, action, mask)
+        weight = self._check_weight(features, weight)
         error = self._predict(features) - action  # (B, Ta, A)
         per_step = error.square().mean(-1) if self.config.loss == "mse" else error.abs().mean(-1)  # (B, Ta)
-        loss = masked_mean(per_step, mask)
+        loss = weighted_mean(per_step, mask, weight)
         return loss, {self.config.loss: loss.detach()}
 
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from policy_heads.base import PolicyHead, masked_mean
+from policy_heads.base import PolicyHead, weighted_mean
 from policy_heads.denoisers import build_denoiser, check_denoiser_settings
 
 
@@ -95,15 +95,17 @@ class DiffusionHead(PolicyHead, name="diffusion"):
         if not 1 <= cfg.num_inference_steps <= cfg.num_train_timesteps:
             fail(f"needs 1 <= num_inference_steps ({cfg.num_inference_steps}) <= num_train_timesteps ({cfg.num_train_timesteps})")
 
-    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         action, mask = self._check_batch(features, action, mask)
+        weight = self._check_weight(features, weight)
         batch = action.shape[0]
         noise = torch.randn_like(action)
         t = torch.randint(0, self.config.num_train_timesteps, (batch,), device=action.device)
         noisy = self.train_scheduler.add_noise(action, noise, t)
         target = noise if self.config.prediction_type == "epsilon" else action
         per_step = (self.denoiser(noisy, t, features) - target).square().mean(-1)  # (B, Ta)
-        loss = masked_mean(per_step, mask)
+        loss = weighted_mean(per_step, mask, weight)
         return loss, {"mse": loss.detach()}
 
     def noise_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:

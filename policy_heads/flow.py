@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from policy_heads.base import PolicyHead, masked_mean
+from policy_heads.base import PolicyHead, weighted_mean
 from policy_heads.denoisers import TimestepEmbedding, build_denoiser, check_denoiser_settings
 
 TIME_SCALE = 1000.0
@@ -161,8 +161,10 @@ class FlowHead(PolicyHead, name="flow"):
 
     # Training -------------------------------------------------------------------------------
 
-    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         action, mask = self._check_batch(features, action, mask)
+        weight = self._check_weight(features, weight)
         batch = action.shape[0]
         noise = torch.randn_like(action)
         t = torch.rand(batch, device=action.device, dtype=action.dtype)
@@ -178,8 +180,8 @@ class FlowHead(PolicyHead, name="flow"):
         prediction = self.denoiser(x_t, t * TIME_SCALE, self._condition(features, level))
         if self.config.prediction_type == "sample":  # the endpoint the target velocity reaches from x_t
             target = x_t + (1 - t).view(-1, 1, 1) * target
-        per_step = (prediction - target).square().mean(-1)  # (B, Ta)
-        loss = masked_mean(per_step, mask)
+        per_step = (prediction - target).square().mean(-1)  # (B, Ta), row i still row i of the batch
+        loss = weighted_mean(per_step, mask, weight)
         return loss, {"mse": loss.detach()}
 
     def _shortcut_rows(self, noise: Tensor, action: Tensor, features: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

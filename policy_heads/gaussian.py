@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from policy_heads.base import PolicyHead, mlp_trunk, step_mask_to_entries
+from policy_heads.base import PolicyHead, mlp_trunk, step_mask_to_entries, weighted_mean
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -84,11 +84,15 @@ class GaussianHead(PolicyHead, name="gaussian"):
         z = (rearrange(action, "b t a -> b (t a)") - mean) * torch.exp(-log_std)
         return -0.5 * z.square() - log_std - _LOG_SQRT_2PI, log_std
 
-    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         action, mask = self._check_batch(features, action, mask)
+        weight = self._check_weight(features, weight)
         entry_log_prob, log_std = self._entry_log_prob(features, action)
         entries = step_mask_to_entries(mask, self.action_dim)
-        if entries is None:
+        if weight is not None:
+            nll = -weighted_mean(entry_log_prob, entries, weight)
+        elif entries is None:
             nll = -entry_log_prob.mean()
         else:
             kept = torch.where(entries, entry_log_prob, torch.zeros_like(entry_log_prob))

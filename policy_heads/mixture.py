@@ -95,12 +95,19 @@ class MixtureHead(PolicyHead, name="gmm"):
             entry = torch.where(entries.unsqueeze(1), entry, torch.zeros_like(entry))
         return torch.logsumexp(log_weights + entry.sum(-1), dim=-1), log_weights
 
-    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
+             weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         action, mask = self._check_batch(features, action, mask)
+        weight = self._check_weight(features, weight)
         entries = step_mask_to_entries(mask, self.action_dim)
         log_likelihood, log_weights = self._log_likelihood(features, action, entries)
-        count = log_likelihood.new_tensor(log_likelihood.numel() * self.dim) if entries is None else entries.sum()
-        nll = -log_likelihood.sum() / count.clamp_min(1).to(log_likelihood.dtype)
+        if weight is None:
+            count = log_likelihood.new_tensor(log_likelihood.numel() * self.dim) if entries is None else entries.sum()
+            nll = -log_likelihood.sum() / count.clamp_min(1).to(log_likelihood.dtype)
+        else:  # a row's log-likelihood sums over its real entries: sum_i w_i (-log p_i) / sum_i w_i n_i
+            per_row = torch.full_like(log_likelihood, self.dim) if entries is None else entries.sum(1).to(log_likelihood.dtype)
+            count = (per_row * weight).sum()
+            nll = -(log_likelihood * weight).sum() / torch.where(count > 0, count, torch.ones_like(count))
         weight_entropy = -(log_weights.exp() * log_weights).sum(-1).mean()
         return nll, {"nll": nll.detach(), "weight_entropy": weight_entropy.detach()}
 
