@@ -75,3 +75,19 @@ def test_dagger_acts_from_pixels_while_the_expert_labels_from_the_state(tmp_path
         demo = next(iter(f["data"].values()))
         assert list(demo["obs"]) == ["image"]
         assert np.isfinite(demo["actions"][()]).all()
+
+
+def test_offline_rl_learns_from_pixels_with_critics_that_see_the_frames(pixel_file, tmp_path):
+    from imitate.algos.offline import train_offline
+    from imitate.settings import OfflineConfig
+
+    run = tmp_path / "iql"
+    train_offline(OfflineConfig(algo="iql", data=str(pixel_file), out=str(run), head="gmm", obs_keys=("image",),
+                                steps=10, batch_size=8, eval_episodes=0, device="cpu"),
+                  None, None, {"image_encoder": "conv"}, progress=False)
+    from safetensors import safe_open
+
+    with safe_open(str(run / "critics.safetensors"), "pt") as f:
+        names = list(f.keys())
+    assert any("trunk" in n or "conv" in n for n in names), names[:10]
+    assert load_policy(run).obs_keys == ["image"]

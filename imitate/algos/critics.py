@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from imitate.config import apply_overrides
-from imitate.encoders import EncoderConfig, LowDimEncoder
+from imitate.encoders import EncoderConfig, make_encoder
 from imitate.errors import ConfigError
 from imitate.spec import PolicySpec
 from policy_heads.base import mlp
@@ -66,7 +66,7 @@ class StateNet(nn.Module):
     def __init__(self, spec: PolicySpec, hidden: tuple[int, ...], action_width: int):
         super().__init__()
         config = apply_overrides(EncoderConfig(), dict(spec.encoder_config), "encoder")
-        self.encoder = LowDimEncoder({k: o.shape for k, o in spec.obs.items()}, spec.obs_horizon, config)
+        self.encoder = make_encoder(spec, config)
         self.action_width = action_width
         self.net = mlp(self.encoder.feature_dim + action_width, tuple(hidden), 1)
 
@@ -132,8 +132,10 @@ def awr_weights(advantage: Tensor, beta: float, max_weight: float) -> Tensor:
 
 
 def normalize_obs(policy, obs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Raw observations -> normalized by the policy's normalizer (what every network here reads)."""
-    return {k: policy.normalizer.normalize(f"obs/{k}", obs[k]) for k in policy.obs_keys}
+    """Raw observations -> normalized by the policy's normalizer (what every network here reads); camera
+    keys stay uint8 (each encoder scales and crops them itself, as the policy's does)."""
+    images = policy.image_keys
+    return {k: obs[k] if k in images else policy.normalizer.normalize(f"obs/{k}", obs[k]) for k in policy.obs_keys}
 
 
 def check_weighted_loss(head, algo: str) -> None:
