@@ -94,6 +94,7 @@ def to_mdp_dataset(path: str):
     """(d3rlpy ``MDPDataset``, `file_arrays` of the file)."""
     import d3rlpy
 
+    quiet_d3rlpy()
     arrays = file_arrays(path)
     dataset = d3rlpy.dataset.MDPDataset(
         observations=arrays["observations"], actions=arrays["actions"], rewards=arrays["rewards"],
@@ -102,9 +103,20 @@ def to_mdp_dataset(path: str):
     return dataset, arrays
 
 
+def quiet_d3rlpy() -> None:
+    """d3rlpy logs through structlog at debug level; keep warnings and errors only."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
 def make_algo(name: str, seed: int, batch_size: int = 256):
     """d3rlpy's algorithm ``name`` with its default settings (Gaussian actor), on CPU."""
     import d3rlpy
+
+    quiet_d3rlpy()
 
     d3rlpy.seed(seed)
     configs = {"iql": d3rlpy.algos.IQLConfig, "awac": d3rlpy.algos.AWACConfig, "cql": d3rlpy.algos.CQLConfig}

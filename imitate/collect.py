@@ -28,7 +28,7 @@ def obs_to_dict(obs: Any) -> dict[str, np.ndarray]:
 MIX_SOURCES = ("expert", "noisy", "random")
 #: Default standard deviation of the ``noisy`` source's Gaussian action noise, as a fraction of each
 #: action dimension's half-range ((high - low) / 2); ``--noisy-std`` changes it.
-DEFAULT_NOISY_STD = 0.5
+DEFAULT_NOISY_STD = 1.0
 
 
 def parse_mix(spec: str, flag: str = "--mix") -> dict[str, float]:

@@ -213,3 +213,21 @@ def test_d3rlpy_is_named_when_missing(monkeypatch):
     message = d3rlpy_adapter.d3rlpy_missing()
     assert message is not None and "d3rlpy" in message and "pip install --no-deps d3rlpy" in message
     assert importlib.util.find_spec("imitate") is not None
+
+
+# -- the shipped files ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["stitch_maze", "pendulum_mixed", "block_push_mixed", "forked_path_mixed"])
+def test_the_card_command_remakes_the_shipped_file(tmp_path, capsys, name):
+    import re
+    import shlex
+
+    from imitate.data.info import demo_file_info
+
+    card = (ROOT / "datasets" / f"{name}.md").read_text()
+    command = re.search(r"- command: `imitate (collect [^`]+)`", card).group(1)
+    argv = shlex.split(command)
+    argv[argv.index("--out") + 1] = str(tmp_path / "remade.hdf5")
+    assert main(argv + ["--quiet"]) == 0
+    shipped = demo_file_info(ROOT / "datasets" / f"{name}.hdf5")
+    assert demo_file_info(tmp_path / "remade.hdf5")["content_sha256"] == shipped["content_sha256"]
+    assert shipped["content_sha256"] in card and str(shipped["transitions"]) in card
