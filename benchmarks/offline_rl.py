@@ -64,10 +64,12 @@ def all_heads() -> list[str]:
     return list(registered_heads())
 
 
-def offline_command_help() -> str | None:
-    """``imitate offline --help`` or None when this checkout has no ``imitate offline``."""
+def offline_command_help() -> tuple[str | None, str]:
+    """(``imitate offline --help``, or None when this checkout has no working ``imitate offline``; the
+    last line of its error output)."""
     proc = subprocess.run(IMITATE + ["offline", "--help"], capture_output=True, text=True, env=ENV)
-    return proc.stdout if proc.returncode == 0 else None
+    err = (proc.stderr.strip().splitlines() or [""])[-1]
+    return (proc.stdout if proc.returncode == 0 else None), err
 
 
 def references(path: str) -> dict:
@@ -218,10 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(args)
     takes_seed = False
     if any(r["method"] == "offline" for r in runs):
-        helptext = offline_command_help()
+        helptext, err = offline_command_help()
         if helptext is None:
             raise BenchmarkError("`imitate offline` is not available in this checkout (issue 17's offline "
-                                 "algorithms); run with --methods bc,d3rlpy until it is")
+                                 f"algorithms; `imitate offline --help` said: {err}); run with --methods "
+                                 "bc,d3rlpy until it is")
         takes_seed = "--seed" in helptext
     if any(r["method"] == "d3rlpy" for r in runs):
         from d3rlpy_adapter import d3rlpy_missing

@@ -98,6 +98,25 @@ def test_stitch_demos_never_go_from_start_to_goal_but_the_pieces_chain(tmp_path)
     assert np.all(gaps <= 0.15), gaps
     assert res.success_rate == pytest.approx(np.mean([d["attrs"]["is_success"] for d in demos]))
 
+    # stitched through the data: on a 0.1 grid, the cells of the start reach a rewarded transition by
+    # following transitions that the file holds (from any demo), though no single demo does
+    def cell(p):
+        return tuple(np.floor((np.asarray(p) + 1.0) / 0.1).astype(int))
+
+    edges: dict[tuple, set] = {}
+    rewarded = set()
+    for d in demos:
+        for o, n, r in zip(d["obs"], d["next_obs"], d["rewards"]):
+            edges.setdefault(cell(o), set()).add(cell(n))
+            if r > 0:
+                rewarded.add(cell(o))
+    frontier = {cell(d["obs"][0]) for d in demos if d["attrs"]["piece"] == "start_to_middle"}
+    seen = set(frontier)
+    while frontier:
+        frontier = {n for c in frontier for n in edges.get(c, ())} - seen
+        seen |= frontier
+    assert seen & rewarded, "the goal cannot be reached by chaining the file's transitions"
+
 
 # -- mixed-quality collection ---------------------------------------------------------------------
 def test_mix_plan_respects_the_shares_and_the_seed():
