@@ -11,7 +11,9 @@ table, OUT/table.md, is rewritten after each run. Per (file, method, algorithm, 
 seeds of the success rate, of the normalized return and of the wall time, and the mean mode shares
 of the successful episodes.
 
-- ``bc``: ``imitate train --data F --head H --steps N --seed S`` then ``imitate eval RUN --episodes E``.
+- ``bc``: ``imitate train --data F --head H --steps N --seed S --eval-episodes 0`` (its defaults otherwise:
+  batch 256, observation history 2, action chunks of 16 executed 8 at a time) then
+  ``imitate eval RUN --episodes E``.
 - ``offline``: ``imitate offline --algo A --data F --head H --steps N`` (+ ``--seed S`` when the command
   takes it, + the ``--set`` values) then ``imitate eval``. When the command is missing the script
   stops with a message saying so before any run (leave ``offline`` out of ``--methods``).
@@ -22,7 +24,8 @@ Normalized return = (R - R_random) / (R_expert - R_random), with R_expert and R_
 returns of the file's demos whose ``quality`` attr is ``expert`` and ``random`` (files made with
 ``imitate collect --mix``); without both it is left empty. Evaluation: E episodes, seeds 10000..
 (``imitate eval``'s). Wall time: the whole run (training, its start-up and the evaluation); ``train_s``
-(training alone) is in the records. Runs go one at a time, single-threaded torch.
+(training alone, for imitate the ``imitate train``/``offline`` process, start-up included; for d3rlpy
+its ``fit``) has its own column. Runs go one at a time, single-threaded torch.
 
 ``--quick``: steps 200, seed 0, 5 episodes, heads gaussian and gmm, IQL only: a check that every
 path runs, not a measurement.
@@ -114,7 +117,7 @@ def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int,
                 run_dir: Path, sets: list[str], takes_seed: bool) -> dict:
     if method == "bc":
         cmd = IMITATE + ["train", "--data", data, "--head", head, "--out", str(run_dir), "--steps", str(steps),
-                         "--seed", str(seed), "--quiet"]
+                         "--seed", str(seed), "--eval-episodes", "0", "--quiet"]
     else:
         cmd = IMITATE + ["offline", "--algo", algo, "--data", data, "--head", head, "--out", str(run_dir),
                          "--steps", str(steps)] + (["--seed", str(seed)] if takes_seed else [])
@@ -158,7 +161,7 @@ def read_results(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _fmt(values: list, pct: bool = False) -> str:
+def _fmt(values: list) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "-"
@@ -175,8 +178,8 @@ def table(records: list[dict]) -> str:
     for r in records:
         groups.setdefault((Path(r["data"]).name, r["method"], r["algo"], r["head"], r["steps"]), []).append(r)
     lines = ["| file | method | algo | head | steps | seeds | success | normalized return | mean return | "
-             "wall s | mode shares |",
-             "|---|---|---|---|---:|---:|---|---|---|---|---|"]
+             "train s | wall s | mode shares |",
+             "|---|---|---|---|---:|---:|---|---|---|---|---|---|"]
     for (data, method, algo, head, steps), rs in sorted(groups.items()):
         modes: dict[str, float] = {}
         for r in rs:
@@ -185,7 +188,8 @@ def table(records: list[dict]) -> str:
         mode_text = ", ".join(f"{m} {v:.2f}" for m, v in sorted(modes.items())) or "-"
         lines.append(f"| {data} | {method} | {algo} | {head} | {steps} | {len(rs)} | "
                      f"{_fmt([r.get('success_rate') for r in rs])} | {_fmt([r.get('normalized_return') for r in rs])} | "
-                     f"{_fmt([r.get('mean_return') for r in rs])} | {_fmt([r.get('wall_s') for r in rs])} | {mode_text} |")
+                     f"{_fmt([r.get('mean_return') for r in rs])} | {_fmt([r.get('train_s') for r in rs])} | "
+                     f"{_fmt([r.get('wall_s') for r in rs])} | {mode_text} |")
     return "\n".join(lines) + "\n"
 
 
