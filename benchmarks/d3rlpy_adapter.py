@@ -1,7 +1,7 @@
 """d3rlpy's IQL, AWAC and CQL on an imitate demo file: the external reference of the offline RL benchmark.
 
     python benchmarks/d3rlpy_adapter.py --data FILE --algo iql|awac|cql [--steps N] [--seed S]
-                                        [--episodes E] [--batch-size B]
+                                        [--episodes E] [--batch-size B] [--reward-shift C] [--set KEY=V]
 
 prints one JSON line: success rate and returns over E seeded episodes (seeds 10000.., as
 ``imitate eval``), wall time of training and of the whole run.
@@ -17,7 +17,7 @@ d3rlpy is only the reference: it is never imported by imitate. Install it next t
 ``pip install --no-deps d3rlpy`` plus what it imports (gym, structlog, dataclasses-json, colorama,
 scikit-learn); ``pip install d3rlpy`` would pin gymnasium 1.0.0. Its algorithms keep d3rlpy's
 defaults (Gaussian actor, d3rlpy's learning rates and batch size 256) except the number of gradient
-steps, single-threaded torch on CPU; actions in evaluation are its deterministic ``predict`` (the mean).
+steps (and what ``--reward-shift`` / ``--set`` change), single-threaded torch on CPU; actions in evaluation are its deterministic ``predict`` (the mean).
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def evaluate_d3rlpy(algo, env_args: dict, keys: list[str], episodes: int, seed: 
 
 
 def run_d3rlpy(path: str, algo_name: str, steps: int, seed: int = 0, episodes: int = 20,
-               batch_size: int = 256) -> dict:
+               batch_size: int = 256, reward_shift: float = 0.0, settings: dict | None = None) -> dict:
     """Train d3rlpy's ``algo_name`` for ``steps`` gradient steps on the file, evaluate it; one record."""
     import torch
 
@@ -166,14 +166,14 @@ def run_d3rlpy(path: str, algo_name: str, steps: int, seed: int = 0, episodes: i
 
     start = time.perf_counter()
     dataset, arrays = to_mdp_dataset(path)
-    algo = make_algo(algo_name, seed, batch_size)
+    algo = make_algo(algo_name, seed, batch_size, reward_shift, settings)
     t0 = time.perf_counter()
     algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps, show_progress=False, save_interval=10**9,
              logger_adapter=NoopAdapterFactory())
     train_s = time.perf_counter() - t0
     result = evaluate_d3rlpy(algo, arrays["env_args"], arrays["keys"], episodes)
     return {"impl": "d3rlpy", "algo": algo_name, "head": "gaussian", "data": str(path), "steps": steps,
-            "seed": seed, "train_s": train_s, "wall_s": time.perf_counter() - start, **result}
+            "seed": seed, "reward_shift": reward_shift, "settings": settings or {}, "train_s": train_s, "wall_s": time.perf_counter() - start, **result}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,12 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--reward-shift", type=float, default=0.0, help="add this to every reward (antmaze: -1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of d3rlpy's algorithm config, e.g. expectile=0.9 or weight_temp=10")
     args = p.parse_args(argv)
     missing = d3rlpy_missing()
     if missing:
         print(missing, file=sys.stderr)
         return 2
-    rec = run_d3rlpy(args.data, args.algo, args.steps, args.seed, args.episodes, args.batch_size)
+    from imitate.config import parse_key_values
+
+    settings = parse_key_values(args.set, "--set", as_json=True)
+    rec = run_d3rlpy(args.data, args.algo, args.steps, args.seed, args.episodes, args.batch_size,
+                     args.reward_shift, settings)
     print(json.dumps({k: v for k, v in rec.items() if k != "returns"}))
     return 0
 
