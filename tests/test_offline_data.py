@@ -250,3 +250,8 @@ def test_the_card_command_remakes_the_shipped_file(tmp_path, capsys, name):
     shipped = demo_file_info(ROOT / "datasets" / f"{name}.hdf5")
     assert demo_file_info(tmp_path / "remade.hdf5")["content_sha256"] == shipped["content_sha256"]
     assert shipped["content_sha256"] in card and str(shipped["transitions"]) in card
+    import hashlib
+
+    data = ROOT / "datasets" / f"{name}.hdf5"
+    assert f"size: {data.stat().st_size} bytes" in card and data.stat().st_size < 2.2e6
+    assert f"sha256: {hashlib.sha256(data.read_bytes()).hexdigest()}" in card
