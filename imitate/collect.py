@@ -156,11 +156,11 @@ def rollout_expert(env, expert, seed: int, source: str | None = None,
     model_file = sim.model_xml() if hasattr(sim, "model_xml") else None
     done = False
     while not done:
-        if states is not None:
-            states.append(sim.sim_state())
         action = np.asarray(expert.act(obs), dtype=np.float32).reshape(-1)
         if getattr(expert, "finished", False) and steps["actions"]:
             break  # the expert's part is over: truncated here
+        if states is not None:
+            states.append(sim.sim_state())
         if actor is not None:
             action = actor(action)
         next_obs, reward, terminated, truncated, info = env.step(to_env_action(env.action_space, action))
