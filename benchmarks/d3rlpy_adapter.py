@@ -112,17 +112,22 @@ def quiet_d3rlpy() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def make_algo(name: str, seed: int, batch_size: int = 256):
-    """d3rlpy's algorithm ``name`` with its default settings (Gaussian actor), on CPU."""
+def make_algo(name: str, seed: int, batch_size: int = 256, reward_shift: float = 0.0,
+              settings: dict | None = None):
+    """d3rlpy's algorithm ``name`` with its default settings (Gaussian actor), on CPU; ``reward_shift``
+    adds a constant to every reward (d3rlpy's ``ConstantShiftRewardScaler``; antmaze's usual -1) and
+    ``settings`` overrides fields of its config (e.g. ``{"expectile": 0.9, "weight_temp": 10.0}``)."""
     import d3rlpy
 
     quiet_d3rlpy()
-
     d3rlpy.seed(seed)
     configs = {"iql": d3rlpy.algos.IQLConfig, "awac": d3rlpy.algos.AWACConfig, "cql": d3rlpy.algos.CQLConfig}
     if name not in configs:
         raise ValueError(f"--algo {name!r}: d3rlpy's algorithms here are {list(configs)}")
-    return configs[name](batch_size=batch_size).create(device="cpu:0")
+    kwargs = {"batch_size": batch_size, **(settings or {})}
+    if reward_shift:
+        kwargs["reward_scaler"] = d3rlpy.preprocessing.ConstantShiftRewardScaler(shift=reward_shift)
+    return configs[name](**kwargs).create(device="cpu:0")
 
 
 def evaluate_d3rlpy(algo, env_args: dict, keys: list[str], episodes: int, seed: int = 10000) -> dict:
