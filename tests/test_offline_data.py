@@ -66,6 +66,21 @@ def test_stitch_maze_moves_slides_along_the_wall_and_rewards_only_the_goal():
     assert env.spec.max_episode_steps == 150
 
 
+def test_stitch_maze_max_speed_scales_the_moves_and_the_expert_follows():
+    env = make_env(STITCH_MAZE_ID, {"max_speed": 0.8})
+    obs, _ = env.reset(seed=0)
+    start = obs["agent_pos"].astype(np.float64)
+    obs, *_ = env.step(np.array([1.0, 0.0], np.float32))
+    assert obs["agent_pos"][0] == pytest.approx(start[0] + 0.08, abs=1e-6)
+    assert StitchMazeExpert(env_kwargs={"max_speed": 0.8}).geometry.max_speed == 0.8
+    with pytest.raises(ValueError, match="max_speed"):
+        StitchMazeExpert(env_kwargs={"speed": 0.8})
+    from imitate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_speed"):
+        make_env(STITCH_MAZE_ID, {"max_speed": -1})
+
+
 def test_stitch_demos_never_go_from_start_to_goal_but_the_pieces_chain(tmp_path):
     path = tmp_path / "stitch.hdf5"
     res = collect(STITCH_MAZE_ID, 60, path, seed=0, progress=False)

@@ -105,6 +105,9 @@ class StitchMazeEnv(gym.Env):
     (``max_episode_steps`` at registration, 150; the shortest way takes about 95 steps at the expert's
     speed) truncates it.
 
+    ``max_speed`` (default 0.4) scales every move: 0.8 halves the number of steps of every way (a
+    shorter horizon for value propagation; the expert follows it through ``env_kwargs``).
+
     ``reset(options={"start": "middle"})`` starts the agent in the middle region instead of the start
     (the expert's middle_to_goal and some wander pieces do; evaluation never does).
 
@@ -115,11 +118,13 @@ class StitchMazeEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     RENDER_SIZE = 128
 
-    def __init__(self, render_mode: str | None = None):
+    def __init__(self, max_speed: float = 0.4, render_mode: str | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"StitchMaze: render_mode={render_mode!r} is not supported; "
                              f"use None or one of {self.metadata['render_modes']}")
-        self.geometry = StitchMazeGeometry()
+        if not 0 < float(max_speed) <= 2.0:
+            raise ValueError(f"StitchMaze: max_speed={max_speed} must lie in (0, 2]")
+        self.geometry = StitchMazeGeometry(max_speed=float(max_speed))
         self.render_mode = render_mode
         half = self.geometry.arena_half
         self.observation_space = gym.spaces.Dict(
@@ -190,7 +195,8 @@ class StitchMazeExpert:
         piece_probs: probability of each piece in ``STITCH_PIECES`` order (default 0.4, 0.2, 0.4).
         noise: standard deviation of the action noise per axis (default 0.1).
         linger_steps: [low, high] steps spent lingering in the middle after start_to_middle arrives.
-        env_kwargs: the kwargs given to ``gym.make`` (StitchMaze-v0 takes none besides render_mode).
+        env_kwargs: the kwargs given to ``gym.make`` (StitchMaze-v0's ``max_speed``), so that expert and
+            environment share one geometry.
         seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
     """
 
@@ -205,9 +211,10 @@ class StitchMazeExpert:
     def __init__(self, piece_probs: list[float] | None = None, noise: float = 0.1,
                  linger_steps: list[int] | None = None, env_kwargs: dict | None = None, seed: int | None = None):
         env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k != "render_mode"}
-        if env_kwargs:
-            raise ValueError(f"StitchMazeExpert: env_kwargs {sorted(env_kwargs)} are not StitchMaze-v0 "
-                             "arguments (it takes none)")
+        unknown = sorted(set(env_kwargs) - {"max_speed"})
+        if unknown:
+            raise ValueError(f"StitchMazeExpert: env_kwargs {unknown} are not StitchMaze-v0 arguments "
+                             "(known: ['max_speed'])")
         probs = np.asarray([0.4, 0.2, 0.4] if piece_probs is None else piece_probs, dtype=np.float64)
         if probs.shape != (len(STITCH_PIECES),) or np.any(probs < 0) or not np.isclose(probs.sum(), 1.0):
             raise ValueError(f"StitchMazeExpert: piece_probs={piece_probs} must hold {len(STITCH_PIECES)} "
@@ -217,7 +224,7 @@ class StitchMazeExpert:
         linger = list(linger_steps) if linger_steps is not None else [20, 40]
         if len(linger) != 2 or not 0 <= linger[0] <= linger[1]:
             raise ValueError(f"StitchMazeExpert: linger_steps={linger_steps} must be [low, high], 0 <= low <= high")
-        self.geometry = StitchMazeGeometry()
+        self.geometry = StitchMazeGeometry(max_speed=float(env_kwargs.get("max_speed", 0.4)))
         self.piece_probs = probs
         self.noise = float(noise)
         self.linger_steps = (int(linger[0]), int(linger[1]))
