@@ -1,6 +1,6 @@
 """The ``imitate`` command. Each sub-command parses its flags, calls one library function, prints.
 
-    imitate collect TASK --episodes N --out FILE [--seed S] [--overwrite]
+    imitate collect TASK --episodes N --out FILE [--seed S] [--overwrite] [--mix expert:0.2,noisy:0.5,random:0.3]
     imitate data info FILE [--json]
     imitate train --data FILE --head NAME --out RUN_DIR [--steps N] [--set key=value ...] [--resume]
     imitate eval RUN_DIR [--episodes N] [--video PATH] [--seed S] [--env ENV_ID]
@@ -41,10 +41,14 @@ def _cmd_collect(args) -> int:
     res = collect(args.task, args.episodes, args.out, seed=args.seed, overwrite=args.overwrite,
                   env_kwargs=parse_key_values(args.env_kw, "--env-kw", as_json=True) or None,
                   expert_kwargs=parse_key_values(args.expert_kw, "--expert-kw", as_json=True) or None,
-                  valid_fraction=args.valid_fraction, progress=not args.quiet)
-    print(json.dumps({"file": res.path, "episodes": res.episodes, "transitions": res.transitions,
-                      "success_rate": res.success_rate, "mean_return": round(res.mean_return, 4),
-                      "mode_shares": res.mode_shares}))
+                  valid_fraction=args.valid_fraction, progress=not args.quiet, mix=args.mix,
+                  noisy_std=args.noisy_std)
+    summary = {"file": res.path, "episodes": res.episodes, "transitions": res.transitions,
+               "success_rate": res.success_rate, "mean_return": round(res.mean_return, 4),
+               "mode_shares": res.mode_shares}
+    if res.quality_counts is not None:
+        summary["quality_counts"] = res.quality_counts
+    print(json.dumps(summary))
     return 0
 
 

@@ -49,6 +49,14 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
     p.add_argument("--expert-kw", action="append", metavar="KEY=VALUE", help="expert keyword argument, e.g. p_left=0.7")
     p.add_argument("--valid-fraction", type=float, default=0.1, help="share of demos in the 'valid' filter key")
+    p.add_argument("--mix", metavar="SOURCE:SHARE,...",
+                   help="a mixed-quality file: shares of episodes from the sources expert (the scripted expert), "
+                        "noisy (its actions plus Gaussian noise, see --noisy-std) and random (uniform actions), "
+                        "e.g. expert:0.2,noisy:0.5,random:0.3; each demo's attrs record its 'quality', and the "
+                        "file has a filter key quality_<source> per source")
+    p.add_argument("--noisy-std", type=float, default=1.0,
+                   help="with --mix: the noisy source's noise standard deviation, as a fraction of each action "
+                        "dimension's half-range (default 1.0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("data", help="inspect demonstration files")

@@ -7,6 +7,7 @@ Importing this package registers these tasks with gymnasium (each has a scripted
     imitate/ReacherModes-v0   MuJoCo two-link Reacher, elbow-up or elbow-down (2 modes)
     imitate/BlockPush-v0      push two blocks into two zones, any order and assignment (4 modes)
     imitate/GridWorld-v0      a tabular grid world with known dynamics and reward (MaxEnt IRL)
+    imitate/StitchMaze-v0     a U-shaped maze whose demonstrations cover only pieces of the way (offline RL)
 
 and, when the optional package is installed (each with its expert):
 
@@ -46,6 +47,7 @@ from imitate.envs.experts import (
 from imitate.envs.forked_path import ROUTE_NAMES, ForkedPathEnv, ForkedPathGeometry
 from imitate.envs.reacher_modes import REACHER_MODES, ReacherModesEnv, ReacherModesExpert, ReacherModesGeometry
 from imitate.envs.robosuite_env import env_from_args
+from imitate.envs.stitch_maze import STITCH_PIECES, StitchMazeEnv, StitchMazeExpert
 
 FORKED_PATH_ID = "imitate/ForkedPath-v0"
 FORKED_PATH3_ID = "imitate/ForkedPath3-v0"
@@ -53,6 +55,8 @@ REACHER_MODES_ID = "imitate/ReacherModes-v0"
 BLOCK_PUSH_ID = "imitate/BlockPush-v0"
 
 GRIDWORLD_ID = "imitate/GridWorld-v0"
+STITCH_MAZE_ID = "imitate/StitchMaze-v0"
+EXPERTS[STITCH_MAZE_ID] = StitchMazeExpert
 _TASKS = {
     FORKED_PATH_ID: dict(entry_point="imitate.envs.forked_path:ForkedPathEnv", max_episode_steps=120),
     FORKED_PATH3_ID: dict(entry_point="imitate.envs.forked_path:ForkedPathEnv", max_episode_steps=120,
@@ -60,6 +64,7 @@ _TASKS = {
     REACHER_MODES_ID: dict(entry_point="imitate.envs.reacher_modes:ReacherModesEnv", max_episode_steps=50),
     BLOCK_PUSH_ID: dict(entry_point="imitate.envs.block_push:BlockPushEnv", max_episode_steps=200),
     GRIDWORLD_ID: dict(entry_point="imitate.envs.gridworld:GridWorldEnv", max_episode_steps=50),
+    STITCH_MAZE_ID: dict(entry_point="imitate.envs.stitch_maze:StitchMazeEnv", max_episode_steps=150),
 }
 for _id, _spec in _TASKS.items():
     if _id not in gymnasium.registry:
@@ -146,6 +151,8 @@ __all__ = [
     "REACHER_MODES",
     "REACHER_MODES_ID",
     "ROUTE_NAMES",
+    "STITCH_MAZE_ID",
+    "STITCH_PIECES",
     "BlockPushEnv",
     "BlockPushExpert",
     "BlockPushGeometry",
@@ -158,6 +165,8 @@ __all__ = [
     "ReacherModesEnv",
     "ReacherModesExpert",
     "ReacherModesGeometry",
+    "StitchMazeEnv",
+    "StitchMazeExpert",
     "UnknownEnvError",
     "env_from_args",
     "expert_view",

@@ -1,0 +1,273 @@
+"""Offline RL side by side on the same demo files and budget: BC (every head), imitate's IQL/AWAC/CQL
+(every head), d3rlpy's IQL/AWAC/CQL (Gaussian actor).
+
+    python benchmarks/offline_rl.py --data datasets/stitch_maze.hdf5 --out runs/offline_rl \\
+        [--methods bc,offline,d3rlpy] [--heads all|a,b] [--algos iql,awac,cql] [--seeds 0,1,2] \\
+        [--steps 5000] [--episodes 20] [--set algo.KEY=V ...] [--quick]
+    python benchmarks/offline_rl.py --table runs/offline_rl      # the table again from results.jsonl
+
+Every run is one record in OUT/results.jsonl (a run already there is skipped when rerun) and the
+table, OUT/table.md, is rewritten after each run. Per (file, method, algorithm, head): the median over
+seeds of the success rate, of the normalized return and of the wall time, and the mean mode shares
+of the successful episodes.
+
+- ``bc``: ``imitate train --data F --head H --steps N --seed S --eval-episodes 0`` (its defaults otherwise:
+  batch 256, observation history 2, action chunks of 16 executed 8 at a time) then
+  ``imitate eval RUN --episodes E``.
+- ``offline``: ``imitate offline --algo A --data F --head H --steps N`` (+ ``--seed S`` when the command
+  takes it, + the ``--set`` values) then ``imitate eval``. When the command is missing the script
+  stops with a message saying so before any run (leave ``offline`` out of ``--methods``).
+- ``d3rlpy``: `benchmarks/d3rlpy_adapter.py` (its IQL / AWAC / CQL, d3rlpy's defaults, Gaussian
+  actor, the same number of gradient steps, evaluated with imitate's success and return measure).
+
+Normalized return = (R - R_random) / (R_expert - R_random), with R_expert and R_random the mean
+returns of the file's demos whose ``quality`` attr is ``expert`` and ``random`` (files made with
+``imitate collect --mix``); without both it is left empty. Evaluation: E episodes, seeds 10000..
+(``imitate eval``'s). Wall time: the whole run (training, its start-up and the evaluation); ``train_s``
+(training alone, for imitate the ``imitate train``/``offline`` process, start-up included; for d3rlpy
+its ``fit``) has its own column. Runs go one at a time, single-threaded torch.
+
+``--quick``: steps 200, seed 0, 5 episodes, heads gaussian and gmm, IQL only: a check that every
+path runs, not a measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+    [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+IMITATE = [sys.executable, "-m", "imitate"]
+QUICK = {"steps": 200, "seeds": "0", "episodes": 5, "heads": "gaussian,gmm", "algos": "iql"}
+
+
+class BenchmarkError(SystemExit):
+    """Stops the benchmark with a message (exit status 2)."""
+
+    def __init__(self, message: str):
+        print(f"offline_rl: {message}", file=sys.stderr)
+        super().__init__(2)
+
+
+def all_heads() -> list[str]:
+    from policy_heads import load_heads
+    from policy_heads.base import registered_heads
+
+    load_heads()
+    return list(registered_heads())
+
+
+def offline_command_help() -> tuple[str | None, str]:
+    """(``imitate offline --help``, or None when this checkout has no working ``imitate offline``; the
+    last line of its error output)."""
+    proc = subprocess.run(IMITATE + ["offline", "--help"], capture_output=True, text=True, env=ENV)
+    err = (proc.stderr.strip().splitlines() or [""])[-1]
+    return (proc.stdout if proc.returncode == 0 else None), err
+
+
+def references(path: str) -> dict:
+    """Mean return of the file's demos per ``quality`` attr (expert / noisy / random), and counts."""
+    import h5py
+    import numpy as np
+
+    returns: dict[str, list[float]] = {}
+    with h5py.File(path, "r") as f:
+        for name in f["data"]:
+            attrs = f["data"][name].attrs
+            if "quality" in attrs:
+                rew = np.asarray(f["data"][name]["rewards"], dtype=np.float64)
+                returns.setdefault(str(attrs["quality"]), []).append(float(rew.sum()))
+    return {k: {"mean_return": float(np.mean(v)), "episodes": len(v)} for k, v in returns.items()}
+
+
+def normalized(ret: float, refs: dict) -> float | None:
+    if "expert" not in refs or "random" not in refs:
+        return None
+    lo, hi = refs["random"]["mean_return"], refs["expert"]["mean_return"]
+    return (ret - lo) / (hi - lo) if hi != lo else None
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(f"no JSON line in output:\n{text[-2000:]}")
+
+
+def _run(cmd: list[str], what: str) -> tuple[dict, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({' '.join(cmd)}):\n{(proc.stderr or proc.stdout)[-3000:]}")
+    return _last_json(proc.stdout), time.perf_counter() - start
+
+
+def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int, seed: int, episodes: int,
+                run_dir: Path, sets: list[str], takes_seed: bool) -> dict:
+    if method == "bc":
+        cmd = IMITATE + ["train", "--data", data, "--head", head, "--out", str(run_dir), "--steps", str(steps),
+                         "--seed", str(seed), "--eval-episodes", "0", "--quiet"]
+    else:
+        cmd = IMITATE + ["offline", "--algo", algo, "--data", data, "--head", head, "--out", str(run_dir),
+                         "--steps", str(steps)] + (["--seed", str(seed)] if takes_seed else [])
+        for s in sets:
+            cmd += ["--set", s]
+    train_out, train_s = _run(cmd, f"{method} {algo or ''} {head}")
+    ev, eval_s = _run(IMITATE + ["eval", str(run_dir), "--episodes", str(episodes), "--quiet"], "imitate eval")
+    return {"train_s": train_s, "wall_s": train_s + eval_s, "success_rate": ev.get("success_rate"),
+            "mean_return": ev["mean_return"], "mode_shares": ev.get("mode_shares", {}), "train": train_out}
+
+
+def plan(args) -> list[dict]:
+    heads = all_heads() if args.heads == "all" else [h.strip() for h in args.heads.split(",") if h.strip()]
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - {"bc", "offline", "d3rlpy"})
+    if unknown:
+        raise BenchmarkError(f"--methods: unknown {unknown}; choose from bc, offline, d3rlpy")
+    runs = []
+    for data in args.data:
+        for seed in seeds:
+            if "bc" in methods:
+                runs += [{"data": data, "method": "bc", "algo": "bc", "head": h, "seed": seed} for h in heads]
+            if "offline" in methods:
+                runs += [{"data": data, "method": "offline", "algo": a, "head": h, "seed": seed}
+                         for a in algos for h in heads]
+            if "d3rlpy" in methods:
+                runs += [{"data": data, "method": "d3rlpy", "algo": a, "head": "gaussian", "seed": seed} for a in algos]
+    return runs
+
+
+def run_key(run: dict, steps: int, episodes: int) -> str:
+    return f"{Path(run['data']).name}|{run['method']}|{run['algo']}|{run['head']}|s{run['seed']}|n{steps}|e{episodes}"
+
+
+def read_results(out: Path) -> list[dict]:
+    path = out / "results.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _fmt(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    text = f"{med:.2f}"
+    if len(values) > 1:
+        text += f" ({min(values):.2f}-{max(values):.2f})"
+    return text
+
+
+def table(records: list[dict]) -> str:
+    """The markdown table: one row per (file, method, algorithm, head)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((Path(r["data"]).name, r["method"], r["algo"], r["head"], r["steps"]), []).append(r)
+    lines = ["| file | method | algo | head | steps | seeds | success | normalized return | mean return | "
+             "train s | wall s | mode shares |",
+             "|---|---|---|---|---:|---:|---|---|---|---|---|---|"]
+    for (data, method, algo, head, steps), rs in sorted(groups.items()):
+        modes: dict[str, float] = {}
+        for r in rs:
+            for m, share in (r.get("mode_shares") or {}).items():
+                modes[m] = modes.get(m, 0.0) + share / len(rs)
+        mode_text = ", ".join(f"{m} {v:.2f}" for m, v in sorted(modes.items())) or "-"
+        lines.append(f"| {data} | {method} | {algo} | {head} | {steps} | {len(rs)} | "
+                     f"{_fmt([r.get('success_rate') for r in rs])} | {_fmt([r.get('normalized_return') for r in rs])} | "
+                     f"{_fmt([r.get('mean_return') for r in rs])} | {_fmt([r.get('train_s') for r in rs])} | "
+                     f"{_fmt([r.get('wall_s') for r in rs])} | {mode_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--data", action="append", default=[], help="a demo file (repeat for several)")
+    p.add_argument("--out", required=True, help="output folder: results.jsonl, table.md, runs/")
+    p.add_argument("--methods", default="bc,offline,d3rlpy", help="any of bc, offline, d3rlpy")
+    p.add_argument("--heads", default="all", help="heads for BC and imitate offline (all, or a,b,...)")
+    p.add_argument("--algos", default="iql,awac,cql", help="offline algorithms (imitate's and d3rlpy's)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, default=5000, help="gradient steps of every run")
+    p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per run")
+    p.add_argument("--set", action="append", default=[], help="passed to imitate offline (algo.KEY=V, head.KEY=V)")
+    p.add_argument("--quick", action="store_true", help="a tiny version: " + json.dumps(QUICK))
+    p.add_argument("--table", action="store_true", help="only rewrite OUT/table.md from OUT/results.jsonl")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.table:
+        (out / "table.md").write_text(table(read_results(out)))
+        print((out / "table.md").read_text())
+        return 0
+    if not args.data:
+        raise BenchmarkError("--data FILE is required (repeat it for several files)")
+    for data in args.data:
+        if not Path(data).exists():
+            raise BenchmarkError(f"--data {data}: no such file")
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    runs = plan(args)
+    takes_seed = False
+    if any(r["method"] == "offline" for r in runs):
+        helptext, err = offline_command_help()
+        if helptext is None:
+            raise BenchmarkError("`imitate offline` is not available in this checkout (issue 17's offline "
+                                 f"algorithms; `imitate offline --help` said: {err}); run with --methods "
+                                 "bc,d3rlpy until it is")
+        takes_seed = "--seed" in helptext
+    if any(r["method"] == "d3rlpy" for r in runs):
+        from d3rlpy_adapter import d3rlpy_missing
+
+        missing = d3rlpy_missing()
+        if missing:
+            raise BenchmarkError(f"{missing} (or leave d3rlpy out of --methods)")
+    out.mkdir(parents=True, exist_ok=True)
+    done = {r["key"] for r in read_results(out)}
+    refs = {data: references(data) for data in args.data}
+    for i, run in enumerate(runs):
+        key = run_key(run, args.steps, args.episodes)
+        if key in done:
+            continue
+        print(f"[{i + 1}/{len(runs)}] {key}", flush=True)
+        if run["method"] == "d3rlpy":
+            from d3rlpy_adapter import run_d3rlpy
+
+            res = run_d3rlpy(run["data"], run["algo"], args.steps, run["seed"], args.episodes)
+            res = {k: res[k] for k in ("train_s", "wall_s", "success_rate", "mean_return", "mode_shares")}
+        else:
+            run_dir = out / "runs" / key.replace("|", "_")
+            if run_dir.exists():
+                import shutil
+
+                shutil.rmtree(run_dir)
+            res = run_imitate(run["method"], run["data"], run["head"], run["algo"] if run["method"] == "offline" else None,
+                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed)
+            res.pop("train", None)
+        record = {"key": key, **run, "steps": args.steps, "episodes": args.episodes, **res,
+                  "normalized_return": normalized(res["mean_return"], refs[run["data"]])}
+        with open(out / "results.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps({k: record[k] for k in ("success_rate", "mean_return", "normalized_return", "wall_s")}),
+              flush=True)
+        (out / "table.md").write_text(table(read_results(out)))
+    print((out / "table.md").read_text() if (out / "table.md").exists() else "(no runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
