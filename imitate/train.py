@@ -101,18 +101,25 @@ class Run:
     step: int = 0
 
 
-def _check(cfg: TrainConfig, world_size: int) -> None:
+def check_run_flags(cfg, data_is: str, counts: tuple[str, ...]) -> None:
+    """The flags every trainer of a run directory checks alike: ``--data`` (described as ``data_is``),
+    ``--out``, ``--head``, and the ``counts`` that must be at least 1."""
     if not cfg.data:
-        raise ConfigError("--data is required: the demonstration file to train on")
+        raise ConfigError(f"--data is required: {data_is}")
     if not cfg.out:
         raise ConfigError("--out is required: the run directory to create")
     from policy_heads import available_heads
 
     if cfg.head not in available_heads():
         raise ConfigError(f"--head {cfg.head!r} is unknown; available heads: {', '.join(available_heads())}")
-    for name in ("steps", "batch_size", "obs_horizon", "action_horizon", "n_act", "log_every", "max_bad_grad_steps"):
+    for name in counts:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(cfg, name)})")
+
+
+def _check(cfg: TrainConfig, world_size: int) -> None:
+    check_run_flags(cfg, "the demonstration file to train on",
+                    ("steps", "batch_size", "obs_horizon", "action_horizon", "n_act", "log_every", "max_bad_grad_steps"))
     if cfg.n_act > cfg.action_horizon:
         raise ConfigError(f"--n-act {cfg.n_act} exceeds --action-horizon {cfg.action_horizon}")
     if cfg.precision not in ("fp32", "bf16"):

@@ -126,19 +126,12 @@ def offline_config_from_train(train: dict[str, Any], algo: str) -> OfflineConfig
 
 
 def _check(cfg: OfflineConfig, algo: OfflineAlgoConfig) -> None:
-    from policy_heads import available_heads
+    from imitate.train import check_run_flags
 
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(f"--algo {cfg.algo!r}: choose one of {', '.join(ALGORITHMS)}")
-    if not cfg.data:
-        raise ConfigError("--data is required: the demonstration file (with rewards) to learn from")
-    if not cfg.out:
-        raise ConfigError("--out is required: the run directory to create")
-    if cfg.head not in available_heads():
-        raise ConfigError(f"--head {cfg.head!r} is unknown; available heads: {', '.join(available_heads())}")
-    for name in ("steps", "batch_size", "obs_horizon", "action_horizon", "n_act", "log_every", "ckpt_every"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(cfg, name)})")
+    check_run_flags(cfg, "the demonstration file (with rewards) to learn from",
+                    ("steps", "batch_size", "obs_horizon", "action_horizon", "n_act", "log_every", "ckpt_every"))
     if cfg.online_steps < 0:
         raise ConfigError(f"--online-steps must be >= 0 (got {cfg.online_steps})")
     if cfg.n_act > cfg.action_horizon:

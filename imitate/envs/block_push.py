@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space
+from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space, observe
 
 BLOCK_NAMES = ("A", "B")
 TARGET_NAMES = ("1", "2")
@@ -177,11 +177,7 @@ class BlockPushEnv(gym.Env):
         }
 
     def _obs(self) -> dict[str, np.ndarray]:
-        if self.obs_mode == "state":
-            return self.state_obs()
-        obs = {} if self.obs_mode == "image" else self.state_obs()
-        obs[IMAGE_KEY] = self.observation_image()
-        return obs
+        return observe(self.obs_mode, self.state_obs, self.observation_image)
 
     def observation_image(self) -> np.ndarray:
         """The ``image`` observation now: (image_size, image_size, 3) uint8, top-down, y up: the

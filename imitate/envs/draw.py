@@ -40,6 +40,15 @@ def check_view(task: str, obs_mode: str, image_size: int) -> tuple[str, int]:
     return obs_mode, size
 
 
+def observe(obs_mode: str, state_obs, image) -> dict[str, np.ndarray]:
+    """An observation as ``obs_mode`` says: the state dict (``state_obs()``), the ``image`` alone, or both."""
+    if obs_mode == "state":
+        return state_obs()
+    obs = {} if obs_mode == "image" else state_obs()
+    obs[IMAGE_KEY] = image()
+    return obs
+
+
 def image_space(size: int):
     """The gymnasium Box of an (size, size, 3) uint8 image."""
     import gymnasium as gym

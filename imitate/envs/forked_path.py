@@ -22,7 +22,7 @@ from functools import cached_property
 import gymnasium as gym
 import numpy as np
 
-from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space
+from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space, observe
 
 #: Route names for each supported number of passages, left to right.
 ROUTE_NAMES = {
@@ -189,11 +189,7 @@ class ForkedPathEnv(gym.Env):
         }
 
     def _obs(self) -> dict[str, np.ndarray]:
-        if self.obs_mode == "state":
-            return self.state_obs()
-        obs = {} if self.obs_mode == "image" else self.state_obs()
-        obs[IMAGE_KEY] = self.observation_image()
-        return obs
+        return observe(self.obs_mode, self.state_obs, self.observation_image)
 
     def _draw_background(self) -> np.ndarray:
         canvas, colours = self._canvas, self.IMAGE_COLOURS
