@@ -42,7 +42,7 @@ def _cmd_collect(args) -> int:
                   env_kwargs=parse_key_values(args.env_kw, "--env-kw", as_json=True) or None,
                   expert_kwargs=parse_key_values(args.expert_kw, "--expert-kw", as_json=True) or None,
                   valid_fraction=args.valid_fraction, progress=not args.quiet, mix=args.mix,
-                  noisy_std=args.noisy_std)
+                  noisy_std=args.noisy_std, image_compression=args.image_compression)
     summary = {"file": res.path, "episodes": res.episodes, "transitions": res.transitions,
                "success_rate": res.success_rate, "mean_return": round(res.mean_return, 4),
                "mode_shares": res.mode_shares}

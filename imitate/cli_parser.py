@@ -49,6 +49,9 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--env-kw", action="append", metavar="KEY=VALUE", help="environment keyword argument")
     p.add_argument("--expert-kw", action="append", metavar="KEY=VALUE", help="expert keyword argument, e.g. p_left=0.7")
     p.add_argument("--valid-fraction", type=float, default=0.1, help="share of demos in the 'valid' filter key")
+    p.add_argument("--image-compression", default="gzip", metavar="NAME",
+                   help="compression of camera keys: gzip (level 4; gzip-1 .. gzip-9), lzf (faster to read lazily, "
+                        "larger) or none (default gzip)")
     p.add_argument("--mix", metavar="SOURCE:SHARE,...",
                    help="a mixed-quality file: shares of episodes from the sources expert (the scripted expert), "
                         "noisy (its actions plus Gaussian noise, see --noisy-std) and random (uniform actions), "

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from imitate.data.episode import Episode
-from imitate.data.hdf5 import make_env_args, write_demo_file
+from imitate.data.hdf5 import image_compression_filter, make_env_args, write_demo_file
 
 
 def obs_to_dict(obs: Any) -> dict[str, np.ndarray]:
@@ -195,7 +195,7 @@ def rollout_expert(env, expert, seed: int, source: str | None = None,
 def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, overwrite: bool = False,
             env_kwargs: dict[str, Any] | None = None, expert_kwargs: dict[str, Any] | None = None,
             valid_fraction: float = 0.1, progress: bool = True, mix: str | dict[str, float] | None = None,
-            noisy_std: float = DEFAULT_NOISY_STD) -> CollectResult:
+            noisy_std: float = DEFAULT_NOISY_STD, image_compression: str = "gzip") -> CollectResult:
     """Roll out the task's scripted expert for ``episodes`` seeded episodes and write them to ``out``.
 
     Episode i is reset with seed ``seed + i``. The file's env_args name ``task`` and ``env_kwargs`` so
@@ -208,11 +208,13 @@ def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, ove
     ``mix`` (a `parse_mix` spec or its dict) draws each episode's source per `mix_plan`; the noisy
     source's noise is ``noisy_std`` (`DEFAULT_NOISY_STD`). The file then holds a filter key
     ``quality_<source>`` per source present (e.g. ``--filter-key quality_expert`` trains on the expert
-    episodes alone).
+    episodes alone). Camera keys are written compressed with ``image_compression`` (see
+    `imitate.data.hdf5.write_demo_file`).
     """
     from imitate.envs import make_env, make_expert
     from imitate.errors import ImitateError
 
+    image_compression_filter(image_compression)  # a bad name is refused before any episode runs
     if episodes < 1:
         raise ImitateError(f"--episodes must be at least 1 (got {episodes})")
     if os.path.exists(out) and not overwrite:
@@ -237,7 +239,7 @@ def collect(task: str, episodes: int, out: str | os.PathLike, seed: int = 0, ove
         filter_keys = {f"quality_{k}": [ep.name for ep in eps if ep.attrs["quality"] == k]
                        for k in MIX_SOURCES if k in plan}
     write_demo_file(out, eps, env_args, overwrite=overwrite, valid_fraction=valid_fraction, seed=seed,
-                    filter_keys=filter_keys)
+                    filter_keys=filter_keys, image_compression=image_compression)
     successes = [ep.attrs["is_success"] for ep in eps if "is_success" in ep.attrs]
     routes = [ep.attrs["route"] for ep in eps if "route" in ep.attrs]
     shares = {r: routes.count(r) / len(routes) for r in sorted(set(routes))}

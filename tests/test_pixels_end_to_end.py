@@ -91,3 +91,16 @@ def test_offline_rl_learns_from_pixels_with_critics_that_see_the_frames(pixel_fi
         names = list(f.keys())
     assert any("trunk" in n or "conv" in n for n in names), names[:10]
     assert load_policy(run).obs_keys == ["image"]
+
+
+def test_collect_chooses_the_compression_of_camera_keys_and_refuses_an_unknown_one(tmp_path, capsys):
+    from imitate.cli import main
+
+    out = tmp_path / "lzf.hdf5"
+    assert main(["collect", TASK, "--episodes", "2", "--out", str(out), "--env-kw", "obs_mode=image",
+                 "--env-kw", "image_size=16", "--image-compression", "lzf", "--quiet"]) == 0
+    with h5py.File(out, "r") as f:
+        assert f["data/demo_0/obs/image"].compression == "lzf"
+    assert main(["collect", TASK, "--episodes", "2", "--out", str(tmp_path / "bad.hdf5"),
+                 "--image-compression", "zstd", "--quiet"]) != 0
+    assert "zstd" in capsys.readouterr().err and not (tmp_path / "bad.hdf5").exists()
