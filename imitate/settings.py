@@ -389,6 +389,9 @@ class OfflineAlgoConfig:
     """Hidden widths of each critic's MLP (after its own observation encoder)."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this before any use."""
+    reward_shift: float = 0.0
+    """Added to every (scaled) reward before any use: -1 turns a sparse 0/1 goal reward into a cost per step
+    (the IQL paper's antmaze setting), so one step closer to the goal is worth about one unit of advantage."""
     expectile: float = 0.7
     """IQL: the expectile tau of V's regression on Q (0.5: the mean; towards 1: the best actions)."""
     beta: float = -1.0

@@ -70,9 +70,9 @@ class TransitionSampler(WindowSampler):
     """
 
     def __init__(self, store, obs_horizon: int, action_horizon: int, batch_size: int, n_act: int, gamma: float,
-                 reward_scale: float = 1.0, **kwargs):
+                 reward_scale: float = 1.0, reward_shift: float = 0.0, **kwargs):
         super().__init__(store, obs_horizon, action_horizon, batch_size, with_next=False, **kwargs)
-        self.n_act, self.gamma, self.reward_scale = n_act, gamma, reward_scale
+        self.n_act, self.gamma, self.reward_scale, self.reward_shift = n_act, gamma, reward_scale, reward_shift
 
     def gather(self, windows: np.ndarray) -> Transitions:
         batch = super().gather(windows)
@@ -86,7 +86,7 @@ class TransitionSampler(WindowSampler):
         rewards = np.asarray(store.get_windows("rewards", rows), np.float64).reshape(len(t), n)
         dones = np.asarray(store.get_windows("dones", rows)).reshape(len(t), n).astype(bool)
         discounts = self.gamma ** np.arange(n)
-        reward = (rewards * discounts * real).sum(1) * self.reward_scale
+        reward = ((rewards * self.reward_scale + self.reward_shift) * discounts * real).sum(1)
         terminal = (dones & real).any(1)
         k = real.sum(1)
         discount = np.where(terminal, 0.0, self.gamma ** k)
@@ -232,7 +232,8 @@ def _assemble(cfg, algo_cfg, out, device, store, policy: Policy, task) -> Offlin
     critics = Critics(policy.spec, algo_cfg.n_q, algo_cfg.critic_hidden, cfg.n_act, algorithm_cls.needs_value).to(device)
     algorithm = algorithm_cls(policy, critics, cfg, algo_cfg)
     sampler = TransitionSampler(store, cfg.obs_horizon, cfg.action_horizon, cfg.batch_size, cfg.n_act,
-                                algo_cfg.gamma, algo_cfg.reward_scale, obs_keys=policy.obs_keys, seed=cfg.seed)
+                                algo_cfg.gamma, algo_cfg.reward_scale, algo_cfg.reward_shift, obs_keys=policy.obs_keys,
+                                seed=cfg.seed)
     return OfflineRun(cfg, algo_cfg, out, device, store, policy, ema, critics, algorithm, sampler, *task)
 
 
@@ -463,10 +464,11 @@ class OnlineBuffer:
         self.action[i], self.reward[i], self.terminal[i] = action, reward, terminal
         self.size += 1
 
-    def sample(self, n: int, rng: np.random.Generator, gamma: float, reward_scale: float) -> Transitions:
+    def sample(self, n: int, rng: np.random.Generator, gamma: float, reward_scale: float,
+               reward_shift: float = 0.0) -> Transitions:
         idx = rng.integers(0, self.size, n)
         return Transitions({k: v[idx][:, None] for k, v in self.obs.items()}, self.action[idx][:, None],
-                           np.ones((n, 1), bool), self.reward[idx] * reward_scale,
+                           np.ones((n, 1), bool), self.reward[idx] * reward_scale + reward_shift,
                            np.where(self.terminal[idx], 0.0, gamma).astype(np.float32),
                            {k: v[idx][:, None] for k, v in self.next_obs.items()})
 
@@ -491,7 +493,7 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
     generator = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
     n_online = int(round(cfg.batch_size * algo.online_ratio))
     offline_sampler = TransitionSampler(run.store, 1, 1, cfg.batch_size - n_online, 1, algo.gamma, algo.reward_scale,
-                                        obs_keys=run.policy.obs_keys, seed=cfg.seed + 1) if n_online < cfg.batch_size else None
+                                        algo.reward_shift, obs_keys=run.policy.obs_keys, seed=cfg.seed + 1) if n_online < cfg.batch_size else None
     episode, returns, ret = 0, [], 0.0
     obs, _ = env.reset(seed=cfg.seed + 20_000)
     run.policy.reset()
@@ -513,7 +515,8 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
             if offline_sampler is not None:
                 parts.append(transitions_to_torch(offline_sampler.sample(), run.device))
             if n_online:
-                parts.append(transitions_to_torch(buffer.sample(n_online, rng, algo.gamma, algo.reward_scale), run.device))
+                parts.append(transitions_to_torch(buffer.sample(n_online, rng, algo.gamma, algo.reward_scale,
+                                                                         algo.reward_shift), run.device))
             _one_step(run, parts[0] if len(parts) == 1 else _concat(*parts), log)
             if (run.step - cfg.steps) % cfg.log_every == 0 or run.step == cfg.steps + cfg.online_steps:
                 log.flush({"env_steps": run.step - cfg.steps,
