@@ -3,7 +3,7 @@
 
     python benchmarks/offline_rl.py --data datasets/stitch_maze.hdf5 --out runs/offline_rl \\
         [--methods bc,offline,d3rlpy] [--heads all|a,b] [--algos iql,awac,cql] [--seeds 0,1,2] \\
-        [--steps 5000] [--episodes 20] [--set algo.KEY=V ...] [--quick]
+        [--steps 5000] [--episodes 20] [--set algo.KEY=V ...] [--flags "--action-horizon 8 --n-act 4"] [--quick]
     python benchmarks/offline_rl.py --table runs/offline_rl      # the table again from results.jsonl
 
 Every run is one record in OUT/results.jsonl (a run already there is skipped when rerun) and the
@@ -19,6 +19,11 @@ of the successful episodes.
   stops with a message saying so before any run (leave ``offline`` out of ``--methods``).
 - ``d3rlpy``: `benchmarks/d3rlpy_adapter.py` (its IQL / AWAC / CQL, d3rlpy's defaults, Gaussian
   actor, the same number of gradient steps, evaluated with imitate's success and return measure).
+  The settings both libraries have are passed on: ``algo.reward_shift`` (d3rlpy's constant-shift reward
+  scaler), and for IQL ``algo.expectile`` and ``algo.beta`` (d3rlpy's ``expectile``, ``weight_temp``).
+
+``--set`` and ``--flags`` (further flags of ``imitate offline``, e.g. its horizons) are part of each
+run's key: rerunning with other values adds rows, never mixes them.
 
 Normalized return = (R - R_random) / (R_expert - R_random), with R_expert and R_random the mean
 returns of the file's demos whose ``quality`` attr is ``expert`` and ``random`` (files made with
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -114,7 +120,7 @@ def _run(cmd: list[str], what: str) -> tuple[dict, float]:
 
 
 def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int, seed: int, episodes: int,
-                run_dir: Path, sets: list[str], takes_seed: bool) -> dict:
+                run_dir: Path, sets: list[str], takes_seed: bool, flags: list[str] = ()) -> dict:
     if method == "bc":
         cmd = IMITATE + ["train", "--data", data, "--head", head, "--out", str(run_dir), "--steps", str(steps),
                          "--seed", str(seed), "--eval-episodes", "0", "--quiet"]
@@ -123,6 +129,7 @@ def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int,
                          "--steps", str(steps)] + (["--seed", str(seed)] if takes_seed else [])
         for s in sets:
             cmd += ["--set", s]
+        cmd += list(flags)
     train_out, train_s = _run(cmd, f"{method} {algo or ''} {head}")
     ev, eval_s = _run(IMITATE + ["eval", str(run_dir), "--episodes", str(episodes), "--quiet"], "imitate eval")
     return {"train_s": train_s, "wall_s": train_s + eval_s, "success_rate": ev.get("success_rate"),
@@ -150,8 +157,27 @@ def plan(args) -> list[dict]:
     return runs
 
 
-def run_key(run: dict, steps: int, episodes: int) -> str:
-    return f"{Path(run['data']).name}|{run['method']}|{run['algo']}|{run['head']}|s{run['seed']}|n{steps}|e{episodes}"
+def run_key(run: dict, steps: int, episodes: int, variant: str = "") -> str:
+    key = f"{Path(run['data']).name}|{run['method']}|{run['algo']}|{run['head']}|s{run['seed']}|n{steps}|e{episodes}"
+    return key + (f"|{variant}" if variant and run["method"] != "bc" else "")
+
+
+def variant_of(sets: list[str], flags: list[str]) -> str:
+    """The settings that make a run differ from the defaults, as one short string (part of its key)."""
+    return " ".join([*flags, *sorted(sets)])
+
+
+def d3rlpy_settings(algo: str, sets: list[str]) -> tuple[float, dict]:
+    """(reward shift, d3rlpy config fields) for the ``--set algo.*`` values both libraries have."""
+    values = dict(s.split("=", 1) for s in sets if s.startswith("algo."))
+    shift = float(values.get("algo.reward_shift", 0.0))
+    fields = {}
+    if algo == "iql":
+        if "algo.expectile" in values:
+            fields["expectile"] = float(values["algo.expectile"])
+        if "algo.beta" in values:
+            fields["weight_temp"] = float(values["algo.beta"])
+    return shift, fields
 
 
 def read_results(out: Path) -> list[dict]:
@@ -176,17 +202,18 @@ def table(records: list[dict]) -> str:
     """The markdown table: one row per (file, method, algorithm, head)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((Path(r["data"]).name, r["method"], r["algo"], r["head"], r["steps"]), []).append(r)
-    lines = ["| file | method | algo | head | steps | seeds | success | normalized return | mean return | "
+        groups.setdefault((Path(r["data"]).name, r["method"], r["algo"], r["head"], r["steps"], r.get("variant", "")),
+                          []).append(r)
+    lines = ["| file | method | algo | head | settings | steps | seeds | success | normalized return | mean return | "
              "train s | wall s | mode shares |",
-             "|---|---|---|---|---:|---:|---|---|---|---|---|---|"]
-    for (data, method, algo, head, steps), rs in sorted(groups.items()):
+             "|---|---|---|---|---|---:|---:|---|---|---|---|---|---|"]
+    for (data, method, algo, head, steps, variant), rs in sorted(groups.items()):
         modes: dict[str, float] = {}
         for r in rs:
             for m, share in (r.get("mode_shares") or {}).items():
                 modes[m] = modes.get(m, 0.0) + share / len(rs)
         mode_text = ", ".join(f"{m} {v:.2f}" for m, v in sorted(modes.items())) or "-"
-        lines.append(f"| {data} | {method} | {algo} | {head} | {steps} | {len(rs)} | "
+        lines.append(f"| {data} | {method} | {algo} | {head} | {variant or '-'} | {steps} | {len(rs)} | "
                      f"{_fmt([r.get('success_rate') for r in rs])} | {_fmt([r.get('normalized_return') for r in rs])} | "
                      f"{_fmt([r.get('mean_return') for r in rs])} | {_fmt([r.get('train_s') for r in rs])} | "
                      f"{_fmt([r.get('wall_s') for r in rs])} | {mode_text} |")
@@ -205,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5000, help="gradient steps of every run")
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per run")
     p.add_argument("--set", action="append", default=[], help="passed to imitate offline (algo.KEY=V, head.KEY=V)")
+    p.add_argument("--flags", default="", help='further flags of imitate offline, e.g. "--obs-horizon 2 --n-act 8"')
     p.add_argument("--quick", action="store_true", help="a tiny version: " + json.dumps(QUICK))
     p.add_argument("--table", action="store_true", help="only rewrite OUT/table.md from OUT/results.jsonl")
     args = p.parse_args(argv)
@@ -222,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in QUICK.items():
             setattr(args, k, v)
     runs = plan(args)
+    flags = shlex.split(args.flags)
+    variant = variant_of(args.set, flags)
     takes_seed = False
     if any(r["method"] == "offline" for r in runs):
         helptext, err = offline_command_help()
@@ -240,14 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["key"] for r in read_results(out)}
     refs = {data: references(data) for data in args.data}
     for i, run in enumerate(runs):
-        key = run_key(run, args.steps, args.episodes)
+        key = run_key(run, args.steps, args.episodes, variant)
         if key in done:
             continue
         print(f"[{i + 1}/{len(runs)}] {key}", flush=True)
         if run["method"] == "d3rlpy":
             from d3rlpy_adapter import run_d3rlpy
 
-            res = run_d3rlpy(run["data"], run["algo"], args.steps, run["seed"], args.episodes)
+            shift, fields = d3rlpy_settings(run["algo"], args.set)
+            res = run_d3rlpy(run["data"], run["algo"], args.steps, run["seed"], args.episodes, reward_shift=shift,
+                             settings=fields)
             res = {k: res[k] for k in ("train_s", "wall_s", "success_rate", "mean_return", "mode_shares")}
         else:
             run_dir = out / "runs" / key.replace("|", "_")
@@ -256,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 shutil.rmtree(run_dir)
             res = run_imitate(run["method"], run["data"], run["head"], run["algo"] if run["method"] == "offline" else None,
-                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed)
+                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed, flags)
             res.pop("train", None)
-        record = {"key": key, **run, "steps": args.steps, "episodes": args.episodes, **res,
+        record = {"key": key, **run, "steps": args.steps, "episodes": args.episodes,
+                  "variant": variant if run["method"] != "bc" else "", **res,
                   "normalized_return": normalized(res["mean_return"], refs[run["data"]])}
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -344,12 +344,13 @@ class OfflineConfig:
     """Clip each network's gradient norm to this value (0: no clipping)."""
     ema_decay: float = 0.999
     """Largest decay of the actor's weight average (what is saved, evaluated and exported)."""
-    obs_horizon: int = 1
-    """To: observation steps the policy and the critics see."""
-    action_horizon: int = 1
-    """Ta: actions the policy predicts per chunk."""
-    n_act: int = 1
-    """Actions executed from each chunk (1..Ta); the critics score these executed actions as one decision."""
+    obs_horizon: int = 2
+    """To: observation steps the policy and the critics see (BC's default)."""
+    action_horizon: int = 16
+    """Ta: actions the policy predicts per chunk (BC's default)."""
+    n_act: int = 8
+    """Actions executed from each chunk (1..Ta); the critics score these executed actions as one decision
+    (n_act-step backups: the value travels n_act steps per update)."""
     obs_keys: tuple[str, ...] = ()
     """Observation keys to use (empty: every key of the file)."""
     obs_norm: str = "meanstd"

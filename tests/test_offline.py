@@ -235,7 +235,7 @@ def test_head_without_weighted_loss_is_refused_naming_head_and_algorithm(tmp_pat
 def test_bad_settings_name_the_flag(tmp_path):
     data = _pendulum_like(tmp_path / "d.hdf5")
     cases = [({"algo": "bcq"}, "--algo 'bcq'"), ({"algo": "cql", "online_steps": 5}, "--algo cql has no online"),
-             ({"online_steps": 5, "action_horizon": 2}, "--online-steps needs --obs-horizon 1"),
+             ({"online_steps": 5, "action_horizon": 2, "n_act": 2}, "--online-steps needs --obs-horizon 1"),
              ({"n_act": 3, "action_horizon": 2}, "--n-act 3 exceeds")]
     for overrides, message in cases:
         with pytest.raises(ImitateError, match=message):
@@ -257,7 +257,8 @@ def _spec_json():
 
 
 def test_online_continuation_mixes_offline_and_online_transitions(pendulum_file, tmp_path):
-    final = _run(pendulum_file, tmp_path / "online", "awac", "gaussian", steps=4, online_steps=210)
+    final = _run(pendulum_file, tmp_path / "online", "awac", "gaussian", steps=4, online_steps=210, obs_horizon=1,
+                 action_horizon=1, n_act=1)
     assert final["step"] == 214 and final["online_episodes"] == 1
     lines = [json.loads(line) for line in (tmp_path / "online" / "metrics.jsonl").read_text().splitlines()]
     online = [r for r in lines if "env_steps" in r]
