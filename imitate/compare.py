@@ -65,7 +65,7 @@ class CompareConfig:
     """predict_chunk calls at batch 1 whose median is the reported latency."""
     algo: str = "bc"
     """How every head is trained: bc (behaviour cloning), or iql, awac or cql (offline RL on the file's
-    rewards, `imitate offline` with its default algorithm settings; cql: deterministic and gaussian only)."""
+    rewards, `imitate offline`; its settings by ``--set algo.KEY=VALUE``; cql: deterministic and gaussian only)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**COMPARE_TRAIN))
     """The BC settings of every run (its data, out, head and seed are set per run)."""
 
@@ -102,6 +102,20 @@ def _check_algo(algo: str, heads: list[str]) -> None:
         raise ConfigError(f"--algo cql trains an actor through its sampled action: heads "
                           f"{sorted(set(heads) - set(CQL_ACTOR_HEADS))} have no reparameterized sample; "
                           f"choose --heads from {', '.join(CQL_ACTOR_HEADS)}")
+
+
+def _algo_settings(settings: dict[str, Any], algo: str) -> dict[str, Any]:
+    """Takes the ``algo.KEY`` entries out of ``settings`` and returns them ({KEY: value}), checked against
+    `OfflineAlgoConfig`; they need an offline ``--algo``."""
+    from imitate.config import apply_overrides
+    from imitate.settings import OfflineAlgoConfig
+
+    found = {k.partition(".")[2]: settings.pop(k) for k in list(settings) if k.startswith("algo.")}
+    if found and algo == "bc":
+        raise ConfigError(f"--set {', '.join('algo.' + k for k in found)}: algorithm settings need --algo iql, awac "
+                          f"or cql (BC has none)")
+    apply_overrides(OfflineAlgoConfig(), found, "algo")
+    return found
 
 
 def parse_heads(text: str) -> list[str]:
@@ -178,7 +192,9 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
         raise ConfigError("imitate compare needs --data FILE and --out DIR")
     heads = parse_heads(cfg.heads)
     _check_algo(cfg.algo, heads)
-    head_settings, encoder_settings = split_settings(dict(settings or {}), heads, _trains_on_cpu(tr.device), tr.sizing,
+    settings = dict(settings or {})
+    algo_settings = _algo_settings(settings, cfg.algo)
+    head_settings, encoder_settings = split_settings(settings, heads, _trains_on_cpu(tr.device), tr.sizing,
                                                      tr.action_horizon)
     store = load_demo_file(cfg.data)
     out_dir = Path(cfg.out)
@@ -192,7 +208,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
              "train": asdict(dataclasses.replace(tr, data=str(Path(cfg.data).resolve()), head=head, seed=seed,
                                                  out=str(out_dir / "runs" / head / f"seed{seed}"))),
              "head_config": head_settings[head], "encoder_config": encoder_settings, "env_id": env_id,
-             "env_kwargs": env_kwargs or {}, "measure": measure, "algo": cfg.algo}
+             "env_kwargs": env_kwargs or {}, "measure": measure, "algo": cfg.algo, "algo_settings": algo_settings}
             for seed in range(cfg.seeds) for head in heads]
     jobs.sort(key=lambda j: -step_cost(j["head"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -209,7 +225,8 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
             write_json(Path(job["run_dir"]) / "compare.json", {k: v for k, v in runs[key].items() if k != "_cached"})
 
     baseline = distribution_metrics(np.repeat(qs.reference.mean(1, keepdims=True), cfg.samples, axis=1), qs)
-    flat = {**{k: v for k, v in asdict(tr).items() if k not in PER_RUN}, **{k: v for k, v in asdict(cfg).items() if k != "train"}}
+    flat = {**{k: v for k, v in asdict(tr).items() if k not in PER_RUN}, **{k: v for k, v in asdict(cfg).items() if k != "train"},
+            **({"algo_settings": algo_settings} if algo_settings else {})}
     results = summarize(flat, heads, head_settings, encoder_settings, store, env_id, runs, baseline)
     reference = _reference(qs, plot_queries)
     env = _drawable_env(env_id, env_kwargs) if cfg.episodes else None

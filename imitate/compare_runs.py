@@ -164,6 +164,11 @@ def _training_state(run_dir: Path, job: dict) -> str:
         differ.append("algo")
     if saved["data"]["path"] != job["train"]["data"]:
         differ.append("data")
+    if job.get("algo_settings"):
+        from imitate.settings import OfflineAlgoConfig
+
+        asked_algo = to_dict(apply_overrides(OfflineAlgoConfig(), job["algo_settings"], "algo"))
+        differ += [f"algo.{k}" for k in job["algo_settings"] if (saved.get("algo_settings") or {}).get(k) != asked_algo[k]]
     asked = config_to_dict(config_from_dict(get_head_class(job["head"]), job["head_config"]))
     differ += [f"{job['head']}.{k}" for k in job["head_config"] if saved["policy"]["head_config"].get(k) != asked[k]]
     enc = to_dict(apply_overrides(EncoderConfig(), job["encoder_config"], "encoder"))
@@ -192,7 +197,7 @@ def run_one(job: dict) -> dict:
         if job.get("algo", "bc") != "bc":
             from imitate.algos.offline import offline_config_from_train, train_offline
 
-            train_offline(offline_config_from_train(job["train"], job["algo"]), None, job["head_config"],
+            train_offline(offline_config_from_train(job["train"], job["algo"]), job.get("algo_settings"), job["head_config"],
                           job["encoder_config"], progress=job.get("progress", False))
         else:
             train(TrainConfig(**{**job["train"], "obs_keys": tuple(job["train"]["obs_keys"])}), job["head_config"],

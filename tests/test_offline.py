@@ -275,13 +275,24 @@ def test_compare_ranks_heads_under_an_offline_algorithm(pendulum_file, tmp_path)
     tiny = dict(steps=4, seeds=1, episodes=1, batch_size=16, action_horizon=2, n_act=2, queries=4, samples=4,
                 neighbours=2, latency_calls=2, jobs=1)
     out = tmp_path / "cmp"
-    res = compare(str(pendulum_file), str(out), heads="gaussian,gmm", settings=settings, progress=False, algo="iql",
-                  **tiny)
+    res = compare(str(pendulum_file), str(out), heads="gaussian,gmm", settings={**settings, "algo.expectile": "0.9",
+                  "algo.reward_shift": "-1"}, progress=False, algo="iql", **tiny)
     for head in ("gaussian", "gmm"):
         run = out / "runs" / head / "seed0"
-        assert json.loads((run / "config.json").read_text())["algo"] == "iql"
+        saved = json.loads((run / "config.json").read_text())
+        assert saved["algo"] == "iql"
+        assert saved["algo_settings"]["expectile"] == 0.9 and saved["algo_settings"]["reward_shift"] == -1.0
         assert (run / "critics.safetensors").is_file()
         assert res["heads"][head]["summary"]["params"]["mean"] > 0
+    with pytest.raises(ImitateError, match=r"trained with other settings \(algo.expectile\)"):
+        compare(str(pendulum_file), str(out), heads="gaussian,gmm", settings={**settings, "algo.expectile": "0.8",
+                "algo.reward_shift": "-1"}, progress=False, algo="iql", **tiny)
+    with pytest.raises(ImitateError, match="algo.beta: algorithm settings need --algo"):
+        compare(str(pendulum_file), str(tmp_path / "bc"), heads="gaussian", settings={"algo.beta": "3"},
+                progress=False, **tiny)
+    with pytest.raises(ImitateError, match="algo"):
+        compare(str(pendulum_file), str(tmp_path / "bad"), heads="gaussian", settings={"algo.expectile": "x"},
+                progress=False, algo="iql", **tiny)
     with pytest.raises(ImitateError, match="trained with other settings.*algo"):   # the same out, another algorithm
         compare(str(pendulum_file), str(out), heads="gaussian", settings={"encoder.feature_dim": "8",
                 "encoder.hidden_dims": "16", "gaussian.hidden_dims": "16"}, progress=False, algo="awac", **tiny)
