@@ -1,0 +1,201 @@
+"""Demonstration datasets in other formats than robomimic's HDF5: which format a path is, and its source.
+
+A **source** describes a dataset from its metadata and yields its episodes one at a time as validated
+`imitate.data.episode.Episode` objects (``demo_0 .. demo_{E-1}`` in dataset order, ``source=`` the
+dataset path, so every error names path, demo and key). Sources are duck-typed:
+
+    format: str            "lerobot-v3", "zarr", "minari"
+    path: str
+    n_episodes: int
+    lengths: list[int]     steps per episode, from metadata
+    env_args: dict | None  robomimic env_args, or None
+    filter_keys: dict      mask name -> demo names
+    notes: list[str]       one line per derived or filled field
+    next_obs_derived: bool (optional, default False) the format has no next observation: the
+                           episodes' ``next_obs`` is obs row t + 1, the last row repeated, and the
+                           store derives it instead (unknown at each episode's last step)
+    episodes() -> Iterator[Episode]
+
+Formats (`detect_format`):
+
+    robomimic  an HDF5 file                                          (imitate.data.scan, reader)
+    lerobot    a folder with meta/info.json (LeRobot v3)             (imitate.data.lerobot)
+    zarr       a .zarr folder or .zarr.zip (Diffusion Policy's ReplayBuffer) (imitate.data.zarr_source)
+    minari     a folder with data/main_data.hdf5 + data/metadata.json (imitate.data.minari_source)
+
+`imitate.data.reader.load_demo_file` reads any of them into an `EpisodeStore`: in memory, or lazily
+through a decoded cache (`decoded_cache_path`): the episodes written once as a robomimic file under
+``$IMITATE_CACHE`` (default ``~/.cache/imitate/decoded``), never into the dataset itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from imitate.errors import ConfigError, DemoFileError, ImitateError
+
+#: The formats `detect_format` names and ``--format`` accepts (besides ``auto``).
+FORMATS = ("robomimic", "lerobot", "zarr", "minari")
+#: Other spellings ``--format`` accepts.
+FORMAT_ALIASES = {"hdf5": "robomimic", "lerobot-v3": "lerobot", "lerobot_v3": "lerobot", "zarr-zip": "zarr"}
+#: The extra that installs the optional readers' packages.
+FORMATS_EXTRA = "pip install 'imitate-policies[formats]'"
+#: Bump when the decoded cache's content changes for the same dataset (old caches are then unused).
+CACHE_VERSION = 1
+#: Image compression of the decoded cache (see formats-bench: lzf reads faster than gzip and is
+#: about as fast as none at half the size or less on rendered frames).
+CACHE_IMAGE_COMPRESSION = "lzf"
+
+
+def optional_import(module: str, what: str):
+    """Import an optional package, or raise an ImitateError naming it and the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImitateError(f"{what} needs the Python package '{module.split('.')[0]}', which is not installed "
+                           f"({e}); install the formats extra: {FORMATS_EXTRA}") from None
+
+
+def normalize_format(format: str | None) -> str | None:
+    """A ``--format`` value as one of `FORMATS`, or None for ``auto`` / empty; anything else is a ConfigError."""
+    if format is None:
+        return None
+    key = str(format).strip().lower()
+    if key in ("", "auto"):
+        return None
+    key = FORMAT_ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise ConfigError(f"--format {format!r}: choose auto, {', '.join(FORMATS)}")
+    return key
+
+
+def _is_zarr_path(p: Path) -> bool:
+    name = p.name.lower()
+    if p.is_file():
+        return name.endswith(".zarr.zip")
+    return p.is_dir() and (name.endswith(".zarr") or (p / ".zgroup").exists() or (p / "zarr.json").exists())
+
+
+def _is_minari_dir(p: Path) -> bool:
+    return p.is_dir() and (p / "data" / "main_data.hdf5").is_file() and (p / "data" / "metadata.json").is_file()
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Which format a path holds: ``robomimic`` (an HDF5 file), ``lerobot`` (a folder with
+    meta/info.json), ``zarr`` (a ``.zarr`` folder or ``.zarr.zip`` file), ``minari`` (a folder with
+    data/main_data.hdf5 and data/metadata.json; also that main_data.hdf5 itself, or its data folder).
+
+    Raises:
+        DemoFileError: the path is missing or none of these, with what was looked for.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DemoFileError(f"{p}: no such file or folder")
+    if p.is_file():
+        if _is_zarr_path(p):
+            return "zarr"
+        if p.name == "main_data.hdf5" and (p.parent / "metadata.json").is_file():
+            return "minari"
+        import h5py
+
+        try:
+            if h5py.is_hdf5(p):
+                return "robomimic"
+        except OSError as e:
+            raise DemoFileError(f"{p}: cannot be read ({e})") from None
+    else:
+        if (p / "meta" / "info.json").is_file():
+            return "lerobot"
+        if _is_minari_dir(p):
+            return "minari"
+        if p.name == "data" and (p / "main_data.hdf5").is_file() and (p / "metadata.json").is_file():
+            return "minari"
+        if _is_zarr_path(p):
+            return "zarr"
+    raise DemoFileError(
+        f"{p}: not a demonstration dataset imitate knows. Looked for: an HDF5 file (robomimic layout), a "
+        f"LeRobot folder (meta/info.json), a Diffusion Policy zarr (a .zarr folder or .zarr.zip file with "
+        f"data/ and meta/episode_ends), a Minari folder (data/main_data.hdf5 + data/metadata.json); "
+        f"--format forces one")
+
+
+def resolve_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The format to read ``path`` as: ``format`` (a ``--format`` value) unless it is auto, else detected."""
+    return normalize_format(format) or detect_format(path)
+
+
+def open_source(path: str | os.PathLike, format: str | None = None, obs_keys: Sequence[str] | None = None):
+    """The source of a dataset in a format other than robomimic (see the module docstring).
+
+    Args:
+        path: the dataset (folder or file).
+        format: ``lerobot``, ``zarr``, ``minari`` or None/``auto`` (detected).
+        obs_keys: observation keys to read (default: all the dataset has).
+
+    Raises:
+        DemoFileError: missing or malformed metadata, naming the path and key; ImitateError: an
+            optional package is missing (naming the extra), or the path is a robomimic file (read it with
+            `imitate.data.load_demo_file`).
+    """
+    fmt = resolve_format(path, format)
+    keys = list(obs_keys) if obs_keys else None
+    if fmt == "zarr":
+        from imitate.data.zarr_source import ZarrSource
+
+        return ZarrSource(path, obs_keys=keys)
+    if fmt == "minari":
+        from imitate.data.minari_source import MinariSource
+
+        return MinariSource(path, obs_keys=keys)
+    if fmt == "lerobot":
+        try:
+            lerobot = importlib.import_module("imitate.data.lerobot")
+        except ModuleNotFoundError as e:
+            if e.name in ("imitate.data.lerobot", "imitate.data.video"):
+                raise ImitateError(f"{path}: reading LeRobot datasets needs imitate.data.lerobot, which this "
+                                   f"installation of imitate does not have") from None
+            raise ImitateError(f"{path}: reading LeRobot datasets needs the Python package '{e.name}', which is "
+                               f"not installed; install the formats extra: {FORMATS_EXTRA}") from None
+        return lerobot.LeRobotSource(path, obs_keys=keys)
+    raise ImitateError(f"{path}: a robomimic HDF5 file is read by imitate.data.load_demo_file, not as a source")
+
+
+# -- the decoded cache -------------------------------------------------------------------------------
+def cache_root() -> Path:
+    """Where decoded caches are written: ``$IMITATE_CACHE`` or ``~/.cache/imitate/decoded``."""
+    env = os.environ.get("IMITATE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "imitate" / "decoded"
+
+
+def dataset_fingerprint(path: str | os.PathLike) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime in ns) of every file of a dataset (a folder's files, sorted; or the file)."""
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return [(p.name, st.st_size, st.st_mtime_ns)]
+    out = []
+    for root, dirs, files in os.walk(p):
+        dirs.sort()
+        for name in sorted(files):
+            f = Path(root) / name
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            out.append((str(f.relative_to(p)), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def decoded_cache_path(path: str | os.PathLike, format: str, obs_keys: Sequence[str] | None = None) -> Path:
+    """The decoded cache file of a dataset: named by a hash of its absolute path, the size and mtime of
+    every file in it, the observation keys read and `CACHE_VERSION`; a changed dataset gets a new one."""
+    key: dict[str, Any] = {"path": str(Path(path).resolve()), "format": format, "version": CACHE_VERSION,
+                           "obs_keys": list(obs_keys) if obs_keys else None,
+                           "files": dataset_fingerprint(path)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    name = Path(path).name.replace(".", "_") or "dataset"
+    return cache_root() / f"{name}-{format}-{digest}.hdf5"
