@@ -154,7 +154,7 @@ def _sigterm_interrupts():
 
 
 def _load_data(cfg: TrainConfig):
-    store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None, lazy=cfg.lazy)
+    store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None, lazy=cfg.lazy, format=cfg.data_format)
     train_eps = store.episodes_in("train") if "train" in store.filter_keys else None
     valid_eps = store.episodes_in("valid") if "valid" in store.filter_keys else None
     return store, train_eps, valid_eps

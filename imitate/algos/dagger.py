@@ -303,7 +303,7 @@ def dagger(cfg: DaggerConfig, progress: bool = True, on_round: Callable[[dict], 
             write_demo_file(data, named, env_args, overwrite=True, valid_fraction=0.0, seed=cfg.seed)
             run_dir = out / f"round_{r}"
             steps = cfg.train.steps if r == 0 else cfg.steps_per_round
-            tcfg = dataclasses.replace(cfg.train, data=str(data), out=str(run_dir), steps=steps, seed=cfg.seed + r,
+            tcfg = dataclasses.replace(cfg.train, data=str(data), data_format="auto", out=str(run_dir), steps=steps, seed=cfg.seed + r,
                                        warmup_steps=min(200, cfg.train.steps // 10) if r == 0 else 0, val_every=0,
                                        log_every=min(50, steps), ckpt_every=steps, init=previous)
             final = train(tcfg, head if r == 0 else None, encoder if r == 0 else None, progress=progress)
@@ -336,7 +336,7 @@ def _initial_episodes(cfg: DaggerConfig, env, env_kwargs: dict, expert_kwargs: d
     from imitate.envs import make_env, make_expert
 
     if cfg.initial_data:
-        store = load_demo_file(cfg.initial_data)
+        store = load_demo_file(cfg.initial_data, format=cfg.train.data_format)
         if store.n_episodes < cfg.initial_demos:
             raise ConfigError(f"--initial-data {cfg.initial_data} holds {store.n_episodes} demos; "
                               f"--initial-demos asks for {cfg.initial_demos}")

@@ -163,15 +163,15 @@ def load_source(path: str | os.PathLike, format: str | None = None, obs_keys: Se
     return store
 
 
-def _checked_episodes(source, path):
+def _checked_episodes(source, path, progress: bool = True):
     """The source's episodes, each checked against the episode count and lengths of its metadata, with
-    a progress bar on a terminal."""
+    a progress bar on a terminal (unless not ``progress``)."""
     from tqdm import tqdm
 
     lengths = [int(n) for n in source.lengths]
     n = 0
     bar = tqdm(total=int(sum(lengths)), unit="step", desc=f"reading {os.path.basename(str(path).rstrip('/'))}",
-               disable=None, leave=False)
+               disable=None if progress else True, leave=False)
     try:
         for ep in source.episodes():
             if n >= len(lengths):

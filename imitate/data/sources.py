@@ -199,3 +199,114 @@ def decoded_cache_path(path: str | os.PathLike, format: str, obs_keys: Sequence[
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     name = Path(path).name.replace(".", "_") or "dataset"
     return cache_root() / f"{name}-{format}-{digest}.hdf5"
+
+
+# -- conversion ------------------------------------------------------------------------------------
+def _robomimic_episodes(path: str, obs_keys: Sequence[str] | None):
+    """A robomimic file as a source-like object: its episodes read one at a time from a lazy store."""
+    import numpy as np
+
+    from imitate.data.episode import Episode
+    from imitate.data.reader import load_demo_file
+
+    store = load_demo_file(path, obs_keys=obs_keys, lazy=True, cache_blocks=2, format="robomimic")
+
+    def episodes():
+        try:
+            for i in range(store.n_episodes):
+                if not store.next_obs_derived:
+                    yield store.episode(i)
+                    continue
+                rows = np.arange(store.episode_starts[i], store.episode_ends[i])
+                obs = {k: store.get(f"obs/{k}", rows) for k in store.obs_keys}
+                yield Episode(obs=obs, next_obs={k: np.concatenate([v[1:], v[-1:]]) for k, v in obs.items()},
+                              actions=store.get("actions", rows), rewards=store.get("rewards", rows),
+                              dones=store.get("dones", rows), attrs=store.demo_attrs[i], name=store.demo_names[i],
+                              source=store.source)
+        finally:
+            store.close()
+
+    return store, episodes
+
+
+def convert_dataset(src: str | os.PathLike, dst: str | os.PathLike, format_out: str = "robomimic",
+                    format: str | None = None, obs_keys: Sequence[str] | None = None, overwrite: bool = False,
+                    image_compression: str = "gzip", fps: float = 0.0, video_codec: str = "h264",
+                    valid_fraction: float = 0.1, progress: bool = True) -> dict[str, Any]:
+    """Write a dataset of any readable format as a robomimic HDF5 file, or as a LeRobot v3 dataset.
+
+    Every episode is read through its source and validated on the way (`imitate.data.episode.Episode`);
+    the output is written atomically (a temporary name moved into place) and an existing ``dst`` is
+    refused unless ``overwrite``. robomimic output: where the source has no next observation
+    (``next_obs_derived``) none is stored, so readers derive it as from the source; a seeded
+    ``valid_fraction`` of the episodes forms the ``valid`` filter key (``train`` the rest) unless the
+    source has filter keys of its own. LeRobot output: `imitate.data.lerobot.write_lerobot_dataset`
+    (videos in ``video_codec``, ``fps`` frames per second: default the env_args' ``control_freq`` or 10).
+
+    Returns:
+        a summary: src, dst, formats, episodes, transitions, notes.
+    """
+    from imitate.data.reader import _checked_episodes, _format_of
+
+    fmt_in = _format_of(src, format)
+    if format_out not in ("robomimic", "lerobot"):
+        raise ConfigError(f"--format-out {format_out!r}: choose robomimic or lerobot")
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise ImitateError(f"{dst} already exists; pass --overwrite to replace it")
+    if Path(src).resolve() == dst.resolve():
+        raise ImitateError(f"{dst}: the output would replace its own input")
+    if fmt_in == "robomimic":
+        store, make = _robomimic_episodes(str(src), obs_keys)
+        meta = {"env_args": store.env_args, "filter_keys": store.filter_keys, "derived": store.next_obs_derived,
+                "lengths": [int(n) for n in store.episode_lengths], "notes": []}
+        episodes = make()
+    else:
+        source = open_source(src, fmt_in, obs_keys)
+        meta = {"env_args": source.env_args, "filter_keys": source.filter_keys,
+                "derived": bool(getattr(source, "next_obs_derived", False)),
+                "lengths": [int(n) for n in source.lengths], "notes": list(source.notes)}
+        episodes = _checked_episodes(source, src, progress)
+    if format_out == "robomimic":
+        from imitate.data.hdf5 import write_demo_file
+        from imitate.data.scan import scan_demo_file
+
+        own = dict(meta["filter_keys"] or {})
+        write_demo_file(dst, episodes, meta["env_args"], overwrite=overwrite,
+                        valid_fraction=0.0 if own else valid_fraction, filter_keys=own,
+                        image_compression=image_compression, store_next_obs=not meta["derived"])
+        scan_demo_file(dst)  # the written file read back from its metadata
+    else:
+        try:
+            from imitate.data.lerobot import write_lerobot_dataset
+        except ModuleNotFoundError as e:
+            if e.name in ("imitate.data.lerobot", "imitate.data.video"):
+                raise ImitateError("writing LeRobot datasets needs imitate.data.lerobot, which this installation "
+                                   "of imitate does not have") from None
+            raise ImitateError(f"writing LeRobot datasets needs the Python package '{e.name}', which is not "
+                               f"installed; install the formats extra: {FORMATS_EXTRA}") from None
+        env_kwargs = (meta["env_args"] or {}).get("env_kwargs") or {}
+        rate = float(fps) or float(env_kwargs.get("control_freq") or 0) or 10.0
+        _replace_folder(dst, overwrite, lambda target: write_lerobot_dataset(
+            target, episodes, meta["env_args"], fps=rate, video_codec=video_codec,
+            filter_keys=meta["filter_keys"] or None))
+    return {"src": str(src), "dst": str(dst), "format_in": fmt_in, "format_out": format_out,
+            "episodes": len(meta["lengths"]), "transitions": int(sum(meta["lengths"])), "notes": meta["notes"]}
+
+
+def _replace_folder(dst: Path, overwrite: bool, write) -> None:
+    """``write(target)`` a new folder at ``dst``; with ``overwrite`` an existing ``dst`` is swapped out only
+    once the new one is complete (written beside it under a temporary name)."""
+    import shutil
+
+    if not dst.exists():
+        write(dst)
+        return
+    if not overwrite:
+        raise ImitateError(f"{dst} already exists; pass --overwrite to replace it")
+    fresh = dst.parent / f".{dst.name}.new-{os.getpid()}"
+    old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+    write(fresh)
+    os.replace(dst, old)
+    os.replace(fresh, dst)
+    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
