@@ -229,6 +229,8 @@ def _env_args(metadata: dict) -> tuple[dict[str, Any] | None, str]:
         return None, "env: the metadata has no env_spec (rollouts need --env)"
     import gymnasium as gym
 
+    import imitate.envs  # noqa: F401  (registers imitate's own ids)
+
     try:
         gym.spec(env_id)
     except Exception:  # gymnasium's NameNotFound, NamespaceNotFound, VersionNotFound ...
