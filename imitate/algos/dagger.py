@@ -340,7 +340,9 @@ def _initial_episodes(cfg: DaggerConfig, env, env_kwargs: dict, expert_kwargs: d
         if store.n_episodes < cfg.initial_demos:
             raise ConfigError(f"--initial-data {cfg.initial_data} holds {store.n_episodes} demos; "
                               f"--initial-demos asks for {cfg.initial_demos}")
-        demos = [store.episode(i) for i in range(cfg.initial_demos)]
+        from imitate.data.sources import store_episode  # a dataset without next_obs: the last row repeated
+
+        demos = [store_episode(store, i) for i in range(cfg.initial_demos)]
     else:
         demo_env = make_env(cfg.task, {**env_kwargs, **cfg.demo_env_kwargs}) if cfg.demo_env_kwargs else env
         demo_expert = make_expert(cfg.task, **expert_kwargs)

@@ -202,11 +202,26 @@ def decoded_cache_path(path: str | os.PathLike, format: str, obs_keys: Sequence[
 
 
 # -- conversion ------------------------------------------------------------------------------------
-def _robomimic_episodes(path: str, obs_keys: Sequence[str] | None):
-    """A robomimic file as a source-like object: its episodes read one at a time from a lazy store."""
+def store_episode(store, i: int):
+    """Episode ``i`` of a store as an `Episode`; where the store derives ``next_obs`` (its source had
+    none) the episode's last ``next_obs`` row repeats its last observation, as the sources fill it
+    (`EpisodeStore.episode` refuses to read that unknown row)."""
     import numpy as np
 
     from imitate.data.episode import Episode
+
+    if not store.next_obs_derived:
+        return store.episode(i)
+    rows = np.arange(store.episode_starts[i], store.episode_ends[i])
+    obs = {k: store.get(f"obs/{k}", rows) for k in store.obs_keys}
+    return Episode(obs=obs, next_obs={k: np.concatenate([v[1:], v[-1:]]) for k, v in obs.items()},
+                   actions=store.get("actions", rows), rewards=store.get("rewards", rows),
+                   dones=store.get("dones", rows), attrs=store.demo_attrs[i], name=store.demo_names[i],
+                   source=store.source)
+
+
+def _robomimic_episodes(path: str, obs_keys: Sequence[str] | None):
+    """A robomimic file as a source-like object: its episodes read one at a time from a lazy store."""
     from imitate.data.reader import load_demo_file
 
     store = load_demo_file(path, obs_keys=obs_keys, lazy=True, cache_blocks=2, format="robomimic")
@@ -214,15 +229,7 @@ def _robomimic_episodes(path: str, obs_keys: Sequence[str] | None):
     def episodes():
         try:
             for i in range(store.n_episodes):
-                if not store.next_obs_derived:
-                    yield store.episode(i)
-                    continue
-                rows = np.arange(store.episode_starts[i], store.episode_ends[i])
-                obs = {k: store.get(f"obs/{k}", rows) for k in store.obs_keys}
-                yield Episode(obs=obs, next_obs={k: np.concatenate([v[1:], v[-1:]]) for k, v in obs.items()},
-                              actions=store.get("actions", rows), rewards=store.get("rewards", rows),
-                              dones=store.get("dones", rows), attrs=store.demo_attrs[i], name=store.demo_names[i],
-                              source=store.source)
+                yield store_episode(store, i)
         finally:
             store.close()
 
