@@ -178,7 +178,7 @@ def test_a_missing_zarr_package_names_the_extra(tmp_path, monkeypatch):
 
 def test_detect_format_says_what_it_looked_for(tmp_path):
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ImitateError, match=r"plain: not a demonstration dataset.*meta/info.json.*\.zarr.*main_data"):
+    with pytest.raises(ImitateError, match=r"plain: is a directory, but not a dataset imitate knows.*meta/info.json.*\.zarr.*main_data"):
         detect_format(tmp_path / "plain")
     with pytest.raises(ImitateError, match="no such file or folder"):
         detect_format(tmp_path / "missing.zarr")

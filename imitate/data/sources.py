@@ -116,8 +116,9 @@ def detect_format(path: str | os.PathLike) -> str:
             return "minari"
         if _is_zarr_path(p):
             return "zarr"
+    what = "is a directory, but not a dataset imitate knows" if p.is_dir() else "is not a dataset imitate knows"
     raise DemoFileError(
-        f"{p}: not a demonstration dataset imitate knows. Looked for: an HDF5 file (robomimic layout), a "
+        f"{p}: {what}. Looked for: an HDF5 file (robomimic layout), a "
         f"LeRobot folder (meta/info.json), a Diffusion Policy zarr (a .zarr folder or .zarr.zip file with "
         f"data/ and meta/episode_ends), a Minari folder (data/main_data.hdf5 + data/metadata.json); "
         f"--format forces one")
