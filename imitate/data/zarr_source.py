@@ -18,6 +18,7 @@ imagecodecs codec that was not registered) is a DemoFileError naming it.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -173,8 +174,10 @@ class ZarrSource:
     def _error(self, e: Exception, key: str) -> DemoFileError:
         codec = getattr(e, "codec_id", None)
         if codec is None and "codec" in str(e).lower():
-            codec = str(e)
+            found = re.search(r"codec not available:\s*'+([^']+)'", str(e))
+            codec = found.group(1) if found else str(e)
         if codec is not None:
+            codec = str(codec).strip("'\"")
             return DemoFileError(f"{self.path}: {key} is compressed with codec {codec!r}, which zarr cannot "
                                  f"open here (a package that registers it, e.g. imagecodecs, is needed; "
                                  f"the codecs zarr opens by default work)")
