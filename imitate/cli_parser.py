@@ -90,7 +90,7 @@ def _add_data_commands(sub) -> None:
                    help="robomimic output: compression of camera keys, gzip (gzip-1 .. gzip-9), lzf or none "
                         "(default gzip)")
     q.add_argument("--fps", type=float, default=0.0,
-                   help="lerobot output: frames per second (default: the file's env_args control frequency, or 10)")
+                   help="lerobot output: frames per second (default 0: the writer's choice, the env_args' control_freq or 10)")
     q.add_argument("--video-codec", default="h264", choices=["h264", "av1"],
                    help="lerobot output: codec of the camera videos (default h264: fast to encode)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing DST")

@@ -249,7 +249,7 @@ def convert_dataset(src: str | os.PathLike, dst: str | os.PathLike, format_out: 
     (``next_obs_derived``) none is stored, so readers derive it as from the source; a seeded
     ``valid_fraction`` of the episodes forms the ``valid`` filter key (``train`` the rest) unless the
     source has filter keys of its own. LeRobot output: `imitate.data.lerobot.write_lerobot_dataset`
-    (videos in ``video_codec``, ``fps`` frames per second: default the env_args' ``control_freq`` or 10).
+    (videos in ``video_codec``; ``fps`` frames per second, 0 for the writer's default).
 
     Returns:
         a summary: src, dst, formats, episodes, transitions, notes.
@@ -293,10 +293,8 @@ def convert_dataset(src: str | os.PathLike, dst: str | os.PathLike, format_out: 
                                    "of imitate does not have") from None
             raise ImitateError(f"writing LeRobot datasets needs the Python package '{e.name}', which is not "
                                f"installed; install the formats extra: {FORMATS_EXTRA}") from None
-        env_kwargs = (meta["env_args"] or {}).get("env_kwargs") or {}
-        rate = float(fps) or float(env_kwargs.get("control_freq") or 0) or 10.0
         _replace_folder(dst, overwrite, lambda target: write_lerobot_dataset(
-            target, episodes, meta["env_args"], fps=rate, video_codec=video_codec,
+            target, episodes, meta["env_args"], fps=float(fps) or None, video_codec=video_codec,
             filter_keys=meta["filter_keys"] or None))
     return {"src": str(src), "dst": str(dst), "format_in": fmt_in, "format_out": format_out,
             "episodes": len(meta["lengths"]), "transitions": int(sum(meta["lengths"])), "notes": meta["notes"]}
