@@ -192,3 +192,20 @@ def test_data_info_and_convert_run_without_torch(robomimic_files, tmp_path):
                          env={**__import__("os").environ, "IMITATE_CACHE": str(tmp_path / "c")})
     assert res.returncode == 0, res.stderr[-3000:]
     assert "TORCH False" in res.stdout and (tmp_path / "o.hdf5").is_file()
+
+
+def test_convert_to_lerobot_and_back_keeps_the_values(robomimic_files, tmp_path, capsys):
+    pytest.importorskip("imitate.data.lerobot", reason="imitate.data.lerobot (LeRobot reader and writer) is not in "
+                                                       "this tree")
+    src, out = robomimic_files["fp"], tmp_path / "fp_lerobot"
+    assert main(["data", "convert", str(src), str(out), "--format-out", "lerobot", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["format_out"] == "lerobot" and (out / "meta" / "info.json").is_file()
+    assert main(["data", "convert", str(src), str(out), "--format-out", "lerobot", "--quiet"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["data", "convert", str(src), str(out), "--format-out", "lerobot", "--overwrite", "--quiet"]) == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == ["fp_lerobot"]  # nothing left beside it
+    assert main(["data", "convert", str(out), str(tmp_path / "back.hdf5"), "--quiet"]) == 0
+    back, original = load_demo_file(tmp_path / "back.hdf5"), load_demo_file(src)
+    rows = np.arange(len(original))
+    for key in original.keys:
+        np.testing.assert_array_equal(back.get(key, rows), original.get(key, rows))
