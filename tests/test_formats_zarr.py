@@ -184,3 +184,20 @@ def test_detect_format_says_what_it_looked_for(tmp_path):
         detect_format(tmp_path / "missing.zarr")
     with pytest.raises(ImitateError, match="--format 'parquet'"):
         load_demo_file(tmp_path / "plain", format="parquet")
+
+
+def test_train_from_pixels_on_a_zarr_gives_the_same_run_in_memory_and_lazily(tmp_path, capsys):
+    from imitate.cli import main
+
+    path = write_replay_buffer(tmp_path / "imgs.zarr", episodes_arrays(3, image=(24, 24, 3), seed=8))
+    losses = []
+    for lazy in ("false", "true"):
+        assert main(["train", "--data", str(path), "--out", str(tmp_path / f"run_{lazy}"), "--head", "deterministic",
+                     "--steps", "2", "--batch-size", "4", "--eval-episodes", "0", "--val-every", "0",
+                     "--action-horizon", "4", "--n-act", "2", "--quiet", "--lazy", lazy, "--set", "hidden_dims=8",
+                     "--set", "encoder.feature_dim=8", "--set", "encoder.conv_channels=4",
+                     "--set", "encoder.image_feature_dim=4"]) == 0
+        losses.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train_loss"])
+        spec = json.loads((tmp_path / f"run_{lazy}" / "config.json").read_text())["policy"]
+        assert "img" in json.dumps(spec)
+    assert losses[0] == losses[1]
