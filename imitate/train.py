@@ -108,6 +108,9 @@ def check_run_flags(cfg, data_is: str, counts: tuple[str, ...]) -> None:
         raise ConfigError(f"--data is required: {data_is}")
     if not cfg.out:
         raise ConfigError("--out is required: the run directory to create")
+    from imitate.data.sources import normalize_format
+
+    normalize_format(getattr(cfg, "data_format", None))  # an unknown --format, before anything is written
     from policy_heads import available_heads
 
     if cfg.head not in available_heads():

@@ -201,3 +201,15 @@ def test_train_from_pixels_on_a_zarr_gives_the_same_run_in_memory_and_lazily(tmp
         spec = json.loads((tmp_path / f"run_{lazy}" / "config.json").read_text())["policy"]
         assert "img" in json.dumps(spec)
     assert losses[0] == losses[1]
+
+
+def test_an_unknown_format_flag_is_refused_before_a_run_directory_is_made(tmp_path, capsys):
+    from imitate.cli import main
+
+    path = write_replay_buffer(tmp_path / "x.zarr", episodes_arrays(2, image=None, seed=9))
+    for command in (["train", "--data"], ["offline", "--data"], ["gail", "--data"], ["airl", "--data"],
+                    ["compare", "--data"], ["dagger", "--initial-data"]):
+        assert main([*command, str(path), "--format", "parquet", "--head" if command[0] != "compare" else "--heads",
+                     "gaussian", "--out", str(tmp_path / "run"), "--quiet"]) == 1
+        assert "--format 'parquet': choose auto, robomimic, lerobot, zarr, minari" in capsys.readouterr().err
+        assert not (tmp_path / "run").exists()

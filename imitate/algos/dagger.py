@@ -245,6 +245,9 @@ def _check(cfg: DaggerConfig) -> None:
         raise ConfigError("--out is required: the directory to create")
     if cfg.gate not in GATES:
         raise ConfigError(f"--gate {cfg.gate!r}: choose one of {', '.join(GATES)}")
+    from imitate.data.sources import normalize_format
+
+    normalize_format(cfg.train.data_format)  # an unknown --format (of --initial-data), before the directory is made
     for name, value in (("initial_demos", cfg.initial_demos), ("steps", cfg.train.steps),
                         ("steps_per_round", cfg.steps_per_round), ("eval_episodes", cfg.train.eval_episodes),
                         ("gate_patience", cfg.gate_patience)):
