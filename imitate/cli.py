@@ -1,7 +1,8 @@
 """The ``imitate`` command. Each sub-command parses its flags, calls one library function, prints.
 
     imitate collect TASK --episodes N --out FILE [--seed S] [--overwrite] [--mix expert:0.2,noisy:0.5,random:0.3]
-    imitate data info FILE [--json]
+    imitate data info PATH [--format auto|robomimic|lerobot|zarr|minari] [--json]
+    imitate data convert SRC DST [--format-out robomimic|lerobot] [--format ...] [--overwrite]
     imitate train --data FILE --head NAME --out RUN_DIR [--steps N] [--set key=value ...] [--resume]
     imitate eval RUN_DIR [--episodes N] [--video PATH] [--seed S] [--env ENV_ID]
     imitate compare --data FILE --out DIR [--heads all|a,b,...] [--steps N] [--seeds K] [--episodes E]
@@ -53,10 +54,24 @@ def _cmd_collect(args) -> int:
 
 
 def _cmd_data_info(args) -> int:
+    if args.data_command == "convert":
+        return _cmd_data_convert(args)
     from imitate.data.info import demo_file_info, format_info
 
-    info = demo_file_info(args.file)
+    info = demo_file_info(args.file, format=args.data_format)
     print(json.dumps(info) if args.json else format_info(info))
+    return 0
+
+
+def _cmd_data_convert(args) -> int:
+    from imitate.data.hdf5 import image_compression_filter
+    from imitate.data.sources import convert_dataset
+
+    image_compression_filter(args.image_compression)  # an unknown name is refused before anything is read
+    keys = [k.strip() for k in args.obs_keys.split(",") if k.strip()] or None
+    print(json.dumps(convert_dataset(args.src, args.dst, args.format_out, format=args.data_format, obs_keys=keys,
+                                     overwrite=args.overwrite, image_compression=args.image_compression,
+                                     fps=args.fps, video_codec=args.video_codec, progress=not args.quiet)))
     return 0
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 
 DEFAULT_TASK = "imitate/ForkedPath-v0"
+#: Settings fields whose flag has a second, shorter spelling.
+FLAG_ALIASES = {"data_format": ("--format",)}
+#: What ``--format`` accepts where demonstrations are read.
+FORMAT_CHOICES = "auto, robomimic, lerobot, zarr, minari"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,11 +66,35 @@ def _add_data_commands(sub) -> None:
                         "dimension's half-range (default 1.0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("data", help="inspect demonstration files")
+    p = sub.add_parser("data", help="inspect and convert demonstration files")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     q = data_sub.add_parser("info", help="validate a file fully and print its summary (exit 1 if invalid)")
-    q.add_argument("file")
+    q.add_argument("file", help="a robomimic HDF5 file, or a LeRobot, zarr or Minari dataset")
+    q.add_argument("--format", dest="data_format", default="auto", metavar="NAME",
+                   help=f"format of FILE: {FORMAT_CHOICES} (default auto: detected)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
+    q = data_sub.add_parser("convert", help="write a dataset of any readable format as robomimic HDF5, or a "
+                                            "robomimic file as a LeRobot v3 dataset",
+                            description="Read SRC (robomimic HDF5, LeRobot, zarr or Minari), validating every "
+                                        "episode, and write DST atomically: a robomimic HDF5 file (--format-out "
+                                        "robomimic, the default) or a LeRobot v3 dataset folder (--format-out lerobot).")
+    q.add_argument("src", help="the dataset to read")
+    q.add_argument("dst", help="the file (robomimic) or folder (lerobot) to write; refused if it exists "
+                               "unless --overwrite")
+    q.add_argument("--format", dest="data_format", default="auto", metavar="NAME",
+                   help=f"format of SRC: {FORMAT_CHOICES} (default auto: detected)")
+    q.add_argument("--format-out", default="robomimic", choices=["robomimic", "lerobot"],
+                   help="what to write (default robomimic)")
+    q.add_argument("--obs-keys", default="", metavar="A,B,...", help="observation keys to keep (default: all)")
+    q.add_argument("--image-compression", default="gzip", metavar="NAME",
+                   help="robomimic output: compression of camera keys, gzip (gzip-1 .. gzip-9), lzf or none "
+                        "(default gzip)")
+    q.add_argument("--fps", type=float, default=0.0,
+                   help="lerobot output: frames per second (default 0: the writer's choice, the env_args' control_freq or 10)")
+    q.add_argument("--video-codec", default="h264", choices=["h264", "av1"],
+                   help="lerobot output: codec of the camera videos (default h264: fast to encode)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("teleop", help="drive a 2-D task by hand in a pygame window and record demonstrations")
     p.add_argument("task", nargs="?", default=DEFAULT_TASK, help=f"task id (default {DEFAULT_TASK})")
@@ -228,7 +256,7 @@ def _add_config_flags(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ..
         flag = "--" + f.name.replace("_", "-")
         metavar = {int: "N", float: "X", str: "VALUE", bool: "true|false"}.get(kind, "A,B,...")
         default = getattr(defaults, f.name) if defaults is not None else f.default
-        p.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
+        p.add_argument(flag, *FLAG_ALIASES.get(f.name, ()), dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
                        help=f"{docs[f.name]} (default: {default!r})")
 
 

@@ -196,7 +196,7 @@ def compare(data: str, out: str, *, settings: dict[str, Any] | None = None, prog
     algo_settings = _algo_settings(settings, cfg.algo)
     head_settings, encoder_settings = split_settings(settings, heads, _trains_on_cpu(tr.device), tr.sizing,
                                                      tr.action_horizon)
-    store = load_demo_file(cfg.data)
+    store = load_demo_file(cfg.data, format=tr.data_format)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     env_id, env_kwargs = task_of(store.env_args) if cfg.episodes else (None, None)

@@ -222,8 +222,8 @@ def _measure(run_dir: Path, job: dict) -> dict[str, Any]:
 
     m, tr = job["measure"], job["train"]
     policy = load_policy(run_dir)
-    qs = query_set(load_demo_file(tr["data"]), tr["obs_horizon"], tr["action_horizon"], tr["n_act"], m["queries"],
-                   m["neighbours"])
+    store = load_demo_file(tr["data"], format=tr.get("data_format"))
+    qs = query_set(store, tr["obs_horizon"], tr["action_horizon"], tr["n_act"], m["queries"], m["neighbours"])
     samples = sample_policy(policy, qs, m["samples"], seed=job["seed"])
     out: dict[str, Any] = {**distribution_metrics(samples, qs),
                            "params": int(sum(p.numel() for p in policy.parameters())),

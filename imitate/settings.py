@@ -22,7 +22,10 @@ class TrainConfig:
     """Settings of a behaviour-cloning run (head and encoder settings go through ``--set``)."""
 
     data: str = ""
-    """Demonstration file (robomimic HDF5 layout)."""
+    """Demonstrations: a robomimic HDF5 file, or a LeRobot, zarr or Minari dataset (--format)."""
+    data_format: str = "auto"
+    """Format of --data (--format): auto (an HDF5 file is robomimic's layout; a folder is LeRobot, zarr or
+    Minari, as detected), robomimic, lerobot, zarr or minari."""
     out: str = ""
     """Run directory to create (config.json, model.safetensors, train_state.safetensors, logs)."""
     head: str = "diffusion"
@@ -228,7 +231,11 @@ class AdversarialConfig:
     """Settings of a GAIL or AIRL run (PPO settings: ``--set ppo.key=value``; head: ``--set head.key=value``)."""
 
     data: str = ""
-    """Expert demonstration file (robomimic HDF5; next_obs is read from it)."""
+    """Expert demonstrations (robomimic HDF5, or a LeRobot, zarr or Minari dataset: --format); next_obs is read
+    from them, or derived from the next row where the format has none."""
+    data_format: str = "auto"
+    """Format of --data (--format): auto (an HDF5 file is robomimic's layout; a folder is LeRobot, zarr or
+    Minari, as detected), robomimic, lerobot, zarr or minari."""
     out: str = ""
     """Run directory to create."""
     env: str = ""
@@ -322,7 +329,10 @@ class OfflineConfig:
     algo: str = "iql"
     """Algorithm: iql, awac or cql."""
     data: str = ""
-    """Demonstration file with rewards and dones (robomimic HDF5 layout)."""
+    """Demonstrations with rewards and dones (robomimic HDF5, or a LeRobot, zarr or Minari dataset: --format)."""
+    data_format: str = "auto"
+    """Format of --data (--format): auto (an HDF5 file is robomimic's layout; a folder is LeRobot, zarr or
+    Minari, as detected), robomimic, lerobot, zarr or minari."""
     out: str = ""
     """Run directory to create (an ordinary run: config.json, model.safetensors; plus critics.safetensors)."""
     head: str = "gaussian"

@@ -108,6 +108,9 @@ def check_run_flags(cfg, data_is: str, counts: tuple[str, ...]) -> None:
         raise ConfigError(f"--data is required: {data_is}")
     if not cfg.out:
         raise ConfigError("--out is required: the run directory to create")
+    from imitate.data.sources import normalize_format
+
+    normalize_format(getattr(cfg, "data_format", None))  # an unknown --format, before anything is written
     from policy_heads import available_heads
 
     if cfg.head not in available_heads():
@@ -154,7 +157,7 @@ def _sigterm_interrupts():
 
 
 def _load_data(cfg: TrainConfig):
-    store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None, lazy=cfg.lazy)
+    store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None, lazy=cfg.lazy, format=cfg.data_format)
     train_eps = store.episodes_in("train") if "train" in store.filter_keys else None
     valid_eps = store.episodes_in("valid") if "valid" in store.filter_keys else None
     return store, train_eps, valid_eps

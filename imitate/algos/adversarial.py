@@ -40,13 +40,13 @@ from imitate.errors import ConfigError, ImitateError
 from imitate.settings import AdversarialConfig
 
 # -- data -----------------------------------------------------------------------------------------
-def load_expert(path: str) -> tuple[dict[str, torch.Tensor], Any]:
+def load_expert(path: str, format: str | None = None) -> tuple[dict[str, torch.Tensor], Any]:
     """Transitions of a demo file as raw tensors obs (E, D), actions (E, A), next_obs (E, D),
     terminated (E,), and the store (for env_args and returns). Where the file has no next_obs it is
     the next row of the same demo, and each demo's last step (no known successor) is left out."""
     from imitate.data import load_demo_file
 
-    store = load_demo_file(path)
+    store = load_demo_file(path, format=format)
     if store.obs_keys != ["state"]:
         raise ImitateError(f"{path}: GAIL/AIRL read flat observations 'obs/state'; the file has obs keys {store.obs_keys}")
     rows = np.flatnonzero(store.next_obs_known())   # a file without next_obs: each demo's last step has no successor
@@ -156,7 +156,7 @@ def run_adversarial(cfg: AdversarialConfig, algo: str, make_disc, ppo_overrides:
         raise ConfigError(f"imitate {algo}: --data FILE and --out DIR are required")
     if cfg.steps < 1:
         raise ConfigError(f"--steps must be at least 1 (got {cfg.steps})")
-    expert, store = load_expert(cfg.data)
+    expert, store = load_expert(cfg.data, cfg.data_format)
     env_id, env_kwargs, obs_space, action_space = _task(cfg, store, tuple(expert["obs"].shape[1:]))
     torch.manual_seed(cfg.seed)
     policy = make_generator(cfg, int(obs_space.shape[0]), action_space, store, head_config)

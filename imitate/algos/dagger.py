@@ -245,6 +245,9 @@ def _check(cfg: DaggerConfig) -> None:
         raise ConfigError("--out is required: the directory to create")
     if cfg.gate not in GATES:
         raise ConfigError(f"--gate {cfg.gate!r}: choose one of {', '.join(GATES)}")
+    from imitate.data.sources import normalize_format
+
+    normalize_format(cfg.train.data_format)  # an unknown --format (of --initial-data), before the directory is made
     for name, value in (("initial_demos", cfg.initial_demos), ("steps", cfg.train.steps),
                         ("steps_per_round", cfg.steps_per_round), ("eval_episodes", cfg.train.eval_episodes),
                         ("gate_patience", cfg.gate_patience)):
@@ -303,7 +306,7 @@ def dagger(cfg: DaggerConfig, progress: bool = True, on_round: Callable[[dict], 
             write_demo_file(data, named, env_args, overwrite=True, valid_fraction=0.0, seed=cfg.seed)
             run_dir = out / f"round_{r}"
             steps = cfg.train.steps if r == 0 else cfg.steps_per_round
-            tcfg = dataclasses.replace(cfg.train, data=str(data), out=str(run_dir), steps=steps, seed=cfg.seed + r,
+            tcfg = dataclasses.replace(cfg.train, data=str(data), data_format="auto", out=str(run_dir), steps=steps, seed=cfg.seed + r,
                                        warmup_steps=min(200, cfg.train.steps // 10) if r == 0 else 0, val_every=0,
                                        log_every=min(50, steps), ckpt_every=steps, init=previous)
             final = train(tcfg, head if r == 0 else None, encoder if r == 0 else None, progress=progress)
@@ -336,11 +339,13 @@ def _initial_episodes(cfg: DaggerConfig, env, env_kwargs: dict, expert_kwargs: d
     from imitate.envs import make_env, make_expert
 
     if cfg.initial_data:
-        store = load_demo_file(cfg.initial_data)
+        store = load_demo_file(cfg.initial_data, format=cfg.train.data_format)
         if store.n_episodes < cfg.initial_demos:
             raise ConfigError(f"--initial-data {cfg.initial_data} holds {store.n_episodes} demos; "
                               f"--initial-demos asks for {cfg.initial_demos}")
-        demos = [store.episode(i) for i in range(cfg.initial_demos)]
+        from imitate.data.sources import store_episode  # a dataset without next_obs: the last row repeated
+
+        demos = [store_episode(store, i) for i in range(cfg.initial_demos)]
     else:
         demo_env = make_env(cfg.task, {**env_kwargs, **cfg.demo_env_kwargs}) if cfg.demo_env_kwargs else env
         demo_expert = make_expert(cfg.task, **expert_kwargs)

@@ -153,7 +153,7 @@ def _check(cfg: OfflineConfig, algo: OfflineAlgoConfig) -> None:
 def _load_data(cfg: OfflineConfig):
     """The file's store, its rewards checked: a file without rewards, or whose rewards are all zero, is refused."""
     try:
-        store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None)
+        store = load_demo_file(cfg.data, obs_keys=list(cfg.obs_keys) or None, format=cfg.data_format)
     except DemoFileError as e:
         if "'rewards'" in str(e) or "'dones'" in str(e):
             raise DemoFileError(f"{e}\n{cfg.data}: offline RL learns from the rewards and dones of every step; "

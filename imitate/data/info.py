@@ -2,6 +2,10 @@
 
 Image keys (uint8 (H, W, C)) are listed with their resolution and the bytes their datasets take on
 disk (compressed) against their raw size, over ``obs`` and ``next_obs`` of every demo.
+
+Datasets in other formats (LeRobot, zarr, Minari: `imitate.data.sources`) are checked by reading every
+episode through their source into the decoded cache (`imitate.data.reader.load_source`), and their
+summary adds the format, the notes on derived or filled fields and the cache file.
 """
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import numpy as np
 
 from imitate.data.checks import is_image
 from imitate.data.scan import H5_ERRORS, open_demo_file, scan_demo_file
-from imitate.data.reader import load_demo_file
+from imitate.data.reader import _format_of, load_demo_file
+from imitate.data.sources import dataset_fingerprint
 
 
 def content_digest(store) -> str:
@@ -31,10 +36,17 @@ def content_digest(store) -> str:
     return h.hexdigest()
 
 
-def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Validate a file fully (structure and every value) and describe it as a JSON-able dict."""
-    layout = scan_demo_file(path)
-    store = load_demo_file(path, lazy=True, cache_blocks=2)
+def demo_file_info(path: str | os.PathLike, format: str | None = None) -> dict[str, Any]:
+    """Validate a file fully (structure and every value) and describe it as a JSON-able dict.
+
+    ``format``: as `load_demo_file`'s (None or ``auto``: detected)."""
+    fmt = _format_of(path, format)
+    if fmt == "robomimic":
+        layout = scan_demo_file(path)
+        store = load_demo_file(path, lazy=True, cache_blocks=2, format=fmt)
+    else:
+        store = load_demo_file(path, lazy=True, cache_blocks=2, format=fmt)
+        layout = scan_demo_file(store.decoded_cache)
     lengths = layout.lengths
     lo = np.full(store.shape("actions"), np.inf)
     hi = -lo
@@ -51,14 +63,17 @@ def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
             attrs[name] = {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
     info = {
         "file": str(path),
-        "bytes": os.path.getsize(path),
+        "format": store.format if fmt != "robomimic" else fmt,
+        "bytes": (os.path.getsize(path) if fmt == "robomimic" else sum(n for _, n, _ in dataset_fingerprint(path))),
         "demos": len(layout.demo_names),
         "transitions": int(lengths.sum()),
         "length": {"min": int(lengths.min()), "mean": float(lengths.mean()), "max": int(lengths.max())},
         "env_args": layout.env_args,
         "obs": {k: {"shape": list(layout.shapes[f"obs/{k}"]), "dtype": _dtype(layout, f"obs/{k}")}
                 for k in layout.obs_keys},
-        "images": image_storage(layout),
+        "images": (image_storage(layout) if fmt == "robomimic" else
+                   {k: {"resolution": "x".join(str(n) for n in layout.shapes[f"obs/{k}"])} for k in layout.obs_keys
+                    if is_image(layout.shapes[f"obs/{k}"], layout.dtypes[f"obs/{k}"])}),
         "next_obs": "derived from obs" if layout.next_obs_derived else "stored",
         "actions": {"dim": int(store.action_dim), "dtype": _dtype(layout, "actions"),
                     "min": lo.round(6).tolist(), "max": hi.round(6).tolist()},
@@ -67,6 +82,9 @@ def demo_file_info(path: str | os.PathLike) -> dict[str, Any]:
         "demo_attrs": attrs,
         "content_sha256": content_digest(store),
     }
+    if fmt != "robomimic":
+        info["notes"] = list(store.notes)
+        info["decoded_cache"] = store.decoded_cache
     store.close()
     return info
 
@@ -114,6 +132,7 @@ def format_info(info: dict[str, Any]) -> str:
     ln = info["length"]
     lines = [
         f"file         {info['file']} ({info['bytes'] / 1e6:.2f} MB)",
+        f"format       {info.get('format', 'robomimic')}",
         f"demos        {info['demos']}   transitions {info['transitions']}   "
         f"length min/mean/max {ln['min']}/{ln['mean']:.1f}/{ln['max']}",
     ]
@@ -124,7 +143,9 @@ def format_info(info: dict[str, Any]) -> str:
     width = max(len(k) for k in info["obs"])
     images = info.get("images", {})
     for k, v in info["obs"].items():
-        if k in images:
+        if k in images and "bytes_on_disk" not in images[k]:
+            lines.append(f"  {k:<{width}}  image {images[k]['resolution']} {v['dtype']}")
+        elif k in images:
             im = images[k]
             ratio = im["bytes_raw"] / im["bytes_on_disk"] if im["bytes_on_disk"] else float("inf")
             lines.append(f"  {k:<{width}}  image {im['resolution']} {v['dtype']}   on disk "
@@ -144,5 +165,9 @@ def format_info(info: dict[str, Any]) -> str:
             lines.append(f"{name:<12} mean {v['mean']:.3f} (min {v['min']:.3f}, max {v['max']:.3f})")
         else:
             lines.append(f"{name:<12} " + ", ".join(f"{k} {n}" for k, n in v.items()))
+    for note in info.get("notes", []):
+        lines.append(f"note         {note}")
+    if info.get("decoded_cache"):
+        lines.append(f"decoded      {info['decoded_cache']} (the episodes as a robomimic file, read by --lazy true)")
     lines.append(f"content      sha256 {info['content_sha256'][:16]}...   valid: yes")
     return "\n".join(lines)
