@@ -99,6 +99,8 @@ class VideoWriter:
             self.pix_fmt = "yuv420p"
         else:
             self.pix_fmt = "yuv444p"
+        if self.encoder == "libsvtav1":
+            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration to stderr unless told not to
         self._container = av.open(str(self.path), mode="w")
         try:
             options = {"crf": str(DEFAULT_CRF.get(self.encoder, 23) if crf is None else crf), "g": str(gop)}
