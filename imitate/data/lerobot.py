@@ -485,14 +485,20 @@ class LeRobotSource:
 
 
 # -- writing ---------------------------------------------------------------------------------------
+#: Frames an episode contributes to the statistics of an image feature (evenly spaced), as LeRobot samples them.
+IMAGE_STAT_FRAMES = 16
+
+
 class _Stats:
-    """Running min, max, mean, std and count of one feature (per element; per channel for images)."""
+    """Running min, max, mean, std and count of one feature (per element; per channel for images,
+    from `IMAGE_STAT_FRAMES` frames an episode)."""
 
     def __init__(self, image: bool):
         self.image, self.n, self.sum, self.sq, self.min, self.max = image, 0, 0.0, 0.0, None, None
 
     def add(self, x: np.ndarray) -> None:
-        if self.image:  # (T, H, W, C) uint8 -> per channel in [0, 1]
+        if self.image:  # (T, H, W, C) uint8 -> per channel in [0, 1], from up to IMAGE_STAT_FRAMES frames
+            x = x[np.unique(np.linspace(0, len(x) - 1, IMAGE_STAT_FRAMES).round().astype(int))]
             x = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
         else:
             x = x.reshape(len(x), -1).astype(np.float64)

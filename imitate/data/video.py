@@ -66,6 +66,17 @@ def pick_encoder(codec: str) -> str:
     raise ImitateError(f"this PyAV build (av {av.__version__}) has no {key} encoder (tried {', '.join(ENCODERS[key])})")
 
 
+def _reformatter():
+    """One pixel-format converter kept for every frame of a stream: PyAV's ``frame.to_ndarray(format=)``
+    sets up a new converter per frame, which costs more than decoding a small frame (96x96: several
+    times slower, measured in benchmarks/formats_throughput.py). None where this PyAV has no such class."""
+    try:
+        from av.video.reformatter import VideoReformatter
+    except ImportError:
+        return None
+    return VideoReformatter()
+
+
 def _fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001 * 1000)
 
@@ -115,6 +126,7 @@ class VideoWriter:
             raise ImitateError(f"{path}: the {self.encoder} encoder refused {self.shape[1]}x{self.shape[0]} "
                                f"{self.pix_fmt} at {fps} fps ({e})") from None
         self._format = "gray" if channels == 1 else "rgb24"
+        self._reformatter = _reformatter()
 
     def write(self, frames: np.ndarray) -> None:
         """Append frames (T, H, W, C) uint8."""
@@ -124,6 +136,8 @@ class VideoWriter:
             raise ImitateError(f"{self.path}: frames must be uint8 {self.shape}, got {frames.dtype} {frames.shape[1:]}")
         for image in frames:
             frame = av.VideoFrame.from_ndarray(image[..., 0] if self._format == "gray" else image, format=self._format)
+            if self._reformatter is not None and self.pix_fmt != self._format:
+                frame = self._reformatter.reformat(frame, format=self.pix_fmt)
             frame.pts = self.n_frames
             self.n_frames += 1
             for packet in self._stream.encode(frame):
@@ -177,6 +191,7 @@ class VideoReader:
         self.time_base = self._stream.time_base
         self._format = "gray" if channels == 1 else "rgb24"
         self.channels = channels
+        self._reformatter = _reformatter()
         self._frames = None          # the decoder's frame iterator
         self._pos = 0.0              # the time of the last frame decoded
         self.frames_decoded = 0
@@ -217,7 +232,10 @@ class VideoReader:
         self.frames_decoded += 1
         t = float(frame.pts * self.time_base) if frame.pts is not None else float(frame.time)
         self._pos = t
-        image = frame.to_ndarray(format=self._format)
+        if self._reformatter is not None:
+            image = self._reformatter.reformat(frame, format=self._format).to_ndarray()
+        else:
+            image = frame.to_ndarray(format=self._format)
         return t, image[..., None] if image.ndim == 2 else image
 
     def read(self, times: Sequence[float], fps: float | None = None) -> np.ndarray:
