@@ -309,10 +309,57 @@ def test_missing_info_json(tmp_path):
         LeRobotSource(root)
 
 
-def test_version_2_is_refused_naming_the_version(tmp_path):
-    root, _ = make_v3(tmp_path / "d", version="v2.1")
-    with pytest.raises(DemoFileError, match=r"info.json: LeRobot dataset version v2.1 found; imitate reads LeRobot v3"):
+def test_other_versions_are_refused_naming_the_version(tmp_path):
+    root, _ = make_v3(tmp_path / "d", version="v1.6")
+    with pytest.raises(DemoFileError, match=r"info.json: LeRobot dataset version v1.6 found; imitate reads LeRobot v3.x and v2.x"):
         LeRobotSource(root)
+
+
+def make_v2(root, lengths=(9, 5, 12)):
+    """A LeRobot v2.1 dataset written by hand: one parquet and one mp4 per episode, meta/episodes.jsonl."""
+    rng = np.random.default_rng(7)
+    truth = {"state": [], "action": [], "image": []}
+    index = 0
+    for e, n in enumerate(lengths):
+        state, action, images = (rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 2)).astype(np.float32),
+                                 frames(rng, n, 64))
+        for k, v in zip(("state", "action", "image"), (state, action, images)):
+            truth[k].append(v)
+        path = root / f"data/chunk-000/episode_{e:06d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({
+            "observation.state": pa.array(list(state), pa.list_(pa.float32(), 3)),
+            "action": pa.array(list(action), pa.list_(pa.float32(), 2)),
+            "next.reward": pa.array(np.arange(n, dtype=np.float32)),
+            "timestamp": pa.array((np.arange(n) / FPS).astype(np.float32)),
+            "frame_index": pa.array(np.arange(n)), "episode_index": pa.array(np.full(n, e)),
+            "index": pa.array(np.arange(index, index + n)), "task_index": pa.array(np.zeros(n, np.int64))}), path)
+        _encode(root / f"videos/chunk-000/observation.images.top/episode_{e:06d}.mp4", images)
+        index += n
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    (root / "meta/episodes.jsonl").write_text("".join(
+        json.dumps({"episode_index": e, "tasks": ["push"], "length": n}) + "\n" for e, n in enumerate(lengths)))
+    info = {"codebase_version": "v2.1", "fps": FPS, "total_episodes": len(lengths), "total_frames": index,
+            "chunks_size": 1000, "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+            "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+            "features": {"observation.state": {"dtype": "float32", "shape": [3], "names": None},
+                         "observation.images.top": {"dtype": "video", "shape": [64, 64, 3],
+                                                    "names": ["height", "width", "channels"]},
+                         "action": {"dtype": "float32", "shape": [2], "names": None},
+                         "next.reward": {"dtype": "float32", "shape": [1], "names": None}}}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    return root, truth
+
+
+def test_version_2_dataset_reads(tmp_path):
+    root, truth = make_v2(tmp_path / "v2")
+    source = LeRobotSource(root)
+    assert source.format == "lerobot-v2" and source.lengths == [9, 5, 12]
+    assert not any(n.startswith("rewards:") for n in source.notes)
+    for i, ep in enumerate(source.episodes()):
+        assert np.array_equal(ep.obs["state"], truth["state"][i]) and np.array_equal(ep.actions, truth["action"][i])
+        assert np.array_equal(ep.rewards, np.arange(len(ep), dtype=np.float32)) and ep.attrs == {"task": "push"}
+        assert psnr(ep.obs["top_image"], truth["image"][i]) >= MIN_PSNR
 
 
 def test_episode_index_out_of_range(tmp_path):

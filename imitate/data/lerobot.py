@@ -36,8 +36,9 @@ observation key names, env_args, filter keys, demo attributes; the final observa
 is one more frame after the episode's range in each video (never inside a range LeRobot reads) and
 ``final/<feature>`` columns of the episode table. LeRobot's own readers ignore all of that.
 
-Older layouts (v2.x: one parquet and one mp4 per episode, meta/episodes.jsonl) are refused with a
-message naming the version found. pyarrow and PyAV are optional dependencies (the ``formats``
+LeRobot v2.x datasets (meta/episodes.jsonl, one parquet and one mp4 per episode, paths templated by
+``episode_chunk`` and ``episode_index``) are read too; other versions are refused with a message
+naming the version found. pyarrow and PyAV are optional dependencies (the ``formats``
 extra); a missing one is an `ImitateError` naming the extra.
 """
 from __future__ import annotations
@@ -102,7 +103,8 @@ def feature_of(obs_key: str, image: bool) -> str:
 
 # -- reading ---------------------------------------------------------------------------------------
 def read_info(root: Path) -> dict[str, Any]:
-    """meta/info.json of a LeRobot dataset, checked to be v3; a DemoFileError naming the file otherwise."""
+    """meta/info.json of a LeRobot dataset, checked to be v3.x or v2.x (``_major`` set to 3 or 2); a
+    DemoFileError naming the file otherwise."""
     path = root / INFO_PATH
     if not path.is_file():
         raise DemoFileError(f"{root}: not a LeRobot dataset: missing {INFO_PATH}")
@@ -116,11 +118,11 @@ def read_info(root: Path) -> dict[str, Any]:
     match = re.fullmatch(r"v?(\d+)(?:\.(\d+))?.*", version)
     if match is None:
         raise DemoFileError(f"{path}: codebase_version is {version or 'missing'!r}; expected a LeRobot version such as 'v3.0'")
-    if int(match.group(1)) != 3:
+    if int(match.group(1)) not in (2, 3):
         raise DemoFileError(
-            f"{path}: LeRobot dataset version {version} found; imitate reads LeRobot v3.x datasets only "
-            f"(v2.x keeps one parquet and one video per episode). Convert it with LeRobot's "
-            f"convert_dataset_v21_to_v30 script, then read the result.")
+            f"{path}: LeRobot dataset version {version} found; imitate reads LeRobot v3.x and v2.x datasets. "
+            f"Convert it with LeRobot's conversion scripts (to v3.0), then read the result.")
+    info["_major"] = int(match.group(1))
     for key, kind in (("fps", (int, float)), ("features", dict), ("data_path", str)):
         if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
             raise DemoFileError(f"{path}: {key!r} is {'missing' if key not in info else repr(info[key])[:60]}")
@@ -155,7 +157,7 @@ class LeRobotSource:
     validated `Episode` named ``demo_<i>``.
 
     Attributes:
-        format: ``"lerobot-v3"``.
+        format: ``"lerobot-v3"`` (``"lerobot-v2"`` for v2.x datasets).
         path: the dataset folder.
         n_episodes, lengths: episodes and their steps, from the episode table.
         env_args: robomimic env_args from meta/imitate.json (datasets imitate wrote), else None.
@@ -167,7 +169,7 @@ class LeRobotSource:
         next_obs_derived: True where the last step's next observation is a filled repeat.
     """
 
-    format = "lerobot-v3"
+    format = "lerobot-v3"  # "lerobot-v2" for a v2.x dataset
 
     def __init__(self, path: str | os.PathLike, obs_keys: Sequence[str] | None = None):
         self.root = Path(path)
@@ -202,7 +204,9 @@ class LeRobotSource:
             shape, dtype = self.specs[feature]
             if dtype in ("video", "image") and shape[-1] not in (1, 3):
                 raise DemoFileError(f"{where}: {feature} has {shape[-1]} channels; expected 1 or 3")
-        self._table = self._read_episode_table()
+        self.format = f"lerobot-v{info['_major']}"
+        self._table = self._read_episode_table() if info["_major"] == 3 else self._read_v2_episode_table()
+        self._check_table(self._table)
         self.n_episodes = len(self._table["episode_index"])
         self.lengths = [int(n) for n in self._table["length"]]
         self.env_args = self.meta.get("env_args")
@@ -261,11 +265,44 @@ class LeRobotSource:
                     columns.setdefault(c, []).append(col.to_numpy())
         out: dict[str, Any] = {c: np.concatenate(v) if c in required else v for c, v in columns.items()}
         order = np.argsort(out["episode_index"], kind="stable")
-        out = {c: (v[order] if isinstance(v, np.ndarray) else [v[i] for i in order]) for c, v in out.items()}
+        return {c: (v[order] if isinstance(v, np.ndarray) else [v[i] for i in order]) for c, v in out.items()}
+
+    def _read_v2_episode_table(self) -> dict[str, np.ndarray | list]:
+        """LeRobot v2.x: meta/episodes.jsonl (episode_index, tasks, length), one data file and one video
+        per episode (``episode_chunk`` = episode_index // chunks_size), each video from time 0."""
+        path = self.root / "meta" / "episodes.jsonl"
+        if not path.is_file():
+            raise DemoFileError(f"{self.root}: missing the episode list meta/episodes.jsonl (LeRobot v2.x)")
+        rows = []
+        try:
+            for n, line in enumerate(path.read_text().splitlines()):
+                if line.strip():
+                    rows.append(json.loads(line))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DemoFileError(f"{path}: not JSON lines ({e})") from None
+        for n, row in enumerate(rows):
+            if not isinstance(row, dict) or not isinstance(row.get("episode_index"), int) or not isinstance(row.get("length"), int):
+                raise DemoFileError(f"{path}: line {n + 1} needs integer 'episode_index' and 'length', found {row!r:.80}")
+        rows.sort(key=lambda r: r["episode_index"])
+        chunks = int(self.info.get("chunks_size") or CHUNKS_SIZE)
+        index = np.array([r["episode_index"] for r in rows], np.int64)
+        length = np.array([r["length"] for r in rows], np.int64)
+        ends = np.cumsum(length)
+        out: dict[str, Any] = {"episode_index": index, "length": length, "dataset_from_index": ends - length,
+                               "dataset_to_index": ends, "data/chunk_index": index // chunks, "data/file_index": index,
+                               "tasks": [r.get("tasks") or [] for r in rows]}
+        for f in self.video_keys:
+            out.update({f"videos/{f}/chunk_index": index // chunks, f"videos/{f}/file_index": index,
+                        f"videos/{f}/from_timestamp": np.zeros(len(rows))})
+        return out
+
+    def _check_table(self, out: dict[str, Any]) -> None:
+        """The episode table numbers its episodes 0 .. E-1, as meta/info.json counts them, with lengths
+        that agree with their row ranges."""
         index = out["episode_index"]
         total = self.info.get("total_episodes")
         n = len(index)
-        where = f"{self.root}/meta/episodes"
+        where = f"{self.root}/meta/{'episodes' if self.info['_major'] == 3 else 'episodes.jsonl'}"
         if n == 0:
             raise DemoFileError(f"{where}: the episode table has no rows")
         bad = [int(e) for e in index if e < 0 or (isinstance(total, int) and e >= total)]
@@ -285,12 +322,12 @@ class LeRobotSource:
             if length <= 0 or span != length:
                 raise DemoFileError(f"{where}: episode {i} has length {length} but dataset_from_index .. "
                                     f"dataset_to_index spans {span} frames")
-        return out
 
     # -- reading episodes ------------------------------------------------------------------------
     def _episode_file(self, template: str, chunk: int, file: int, **kw) -> Path:
         try:
-            return self.root / template.format(chunk_index=chunk, file_index=file, **kw)
+            return self.root / template.format(chunk_index=chunk, file_index=file, episode_chunk=chunk,
+                                               episode_index=file, **kw)
         except (KeyError, IndexError, ValueError) as e:
             raise DemoFileError(f"{self.root / INFO_PATH}: cannot fill the path template {template!r} ({e})") from None
 
