@@ -154,6 +154,17 @@ def test_writer_is_atomic_and_refuses_an_existing_folder(tmp_path, eps, dataset)
     assert not (tmp_path / "half").exists() and not list(tmp_path.glob(".half.*"))
 
 
+def test_fps_defaults_to_the_control_rate_of_env_args(tmp_path):
+    rng = np.random.default_rng(3)
+    eps = [episode(rng, 5, "demo_0", image=False)]
+    root = write_lerobot_dataset(tmp_path / "a", eps, make_env_args("Lift", {"control_freq": 20}))
+    assert json.loads((root / "meta/info.json").read_text())["fps"] == 20
+    root = write_lerobot_dataset(tmp_path / "b", eps, None)
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["fps"] == 10 and info["video_path"] is None
+    assert_same(eps, list(LeRobotSource(root).episodes()))
+
+
 def test_writer_refuses_next_obs_that_is_not_the_next_obs(tmp_path):
     rng = np.random.default_rng(1)
     ep = episode(rng, 6, "demo_0", image=False)

@@ -72,6 +72,8 @@ CODEBASE_VERSION = "v3.0"
 #: Columns every LeRobot data file has besides the features.
 INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 CHUNKS_SIZE = 1000
+#: Frames per second written when neither the caller nor env_args gives a rate.
+DEFAULT_FPS = 10
 
 
 def import_pyarrow():
@@ -575,7 +577,7 @@ def _pandas_index_metadata(index: str, columns: list[tuple[str, str, str]]) -> d
 
 
 def write_lerobot_dataset(dst: str | os.PathLike, episodes: Iterable[Episode], env_args: dict[str, Any] | None = None,
-                          *, fps: float = 10, video_codec: str = "h264", crf: int | None = None, gop: int = 2,
+                          *, fps: float | None = None, video_codec: str = "h264", crf: int | None = None, gop: int = 2,
                           filter_keys: dict[str, Sequence[str]] | None = None, robot_type: str | None = None,
                           data_file_mb: float = 100.0, progress: Callable[[int, int], None] | None = None) -> Path:
     """Write episodes as a LeRobot v3 dataset folder, atomically.
@@ -594,7 +596,8 @@ def write_lerobot_dataset(dst: str | os.PathLike, episodes: Iterable[Episode], e
         dst: the dataset folder to create.
         episodes: the demonstrations (any iterable; `Episode` objects).
         env_args: robomimic env_args, kept in meta/imitate.json.
-        fps: frames per second of the dataset (LeRobot times frames by it).
+        fps: frames per second of the dataset (LeRobot times frames by it); default: env_args'
+            ``env_kwargs.control_freq`` (robosuite's control rate) where it is a number, else `DEFAULT_FPS`.
         video_codec: ``h264`` (default: fastest to write and read) or ``av1`` (smaller).
         crf, gop: the encoder's quality and keyframe interval (`VideoWriter`).
         filter_keys: mask name -> demo names, kept in meta/imitate.json.
@@ -606,6 +609,9 @@ def write_lerobot_dataset(dst: str | os.PathLike, episodes: Iterable[Episode], e
     dst = Path(dst)
     if dst.exists():
         raise ImitateError(f"{dst} already exists; a LeRobot dataset is written only to a new folder")
+    if fps is None:
+        freq = ((env_args or {}).get("env_kwargs") or {}).get("control_freq")
+        fps = freq if isinstance(freq, (int, float)) and not isinstance(freq, bool) and freq > 0 else DEFAULT_FPS
     if fps <= 0:
         raise ImitateError(f"fps (--fps) is {fps}; expected a positive number")
     dst.parent.mkdir(parents=True, exist_ok=True)
