@@ -453,6 +453,11 @@ def test_video_reader_times(tmp_path):
         assert psnr(late, images[30:35]) > psnr(late, images[31:36]) + 3  # the frames asked for, not neighbours
         with pytest.raises(DemoFileError, match=r"v.mp4: no frame at t=0.4333s"):
             r.read([6.5 / FPS])
+    with VideoReader(path) as r:
+        every = r.read(np.arange(40) / FPS)  # front to back
+    with VideoReader(path) as r:  # windows in random order: each seeks, and gets the same frames
+        for t in np.random.default_rng(3).permutation(np.arange(1, 40))[:15]:
+            assert np.array_equal(r.read([(t - 1) / FPS, t / FPS]), every[t - 1:t + 1]), t
 
 
 # -- robomimic HDF5 -> LeRobot -> robomimic HDF5 ------------------------------------------------

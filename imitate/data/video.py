@@ -254,12 +254,20 @@ class VideoReader:
         if not rate:
             raise DemoFileError(f"{self.path}: the video stream has no frame rate; pass fps")
         tol = TIME_TOLERANCE / rate
-        if self._frames is None or times[0] < self._pos - tol or times[0] - self._pos > SEEK_AHEAD:
-            self._seek(max(0.0, times[0] - 0.5 / rate))
+        seek = self._frames is None or times[0] < self._pos - tol or times[0] - self._pos > SEEK_AHEAD
+        back = 0.5 / rate
+        if seek:
+            self._seek(max(0.0, times[0] - back))
         out, last_seen = [], None
         for target in times:
             while True:
                 item = self._next()
+                if seek and not out and item is not None and item[0] > times[0] + tol and times[0] - back > 0:
+                    # the seek landed past the first time asked for (a keyframe index by decoding time,
+                    # B-frames): seek further back and decode forward from there
+                    back = back * 4 if back < 4.0 else float("inf")
+                    self._seek(max(0.0, times[0] - back))
+                    continue
                 if item is None:
                     shown = f"t={last_seen:.4f}s" if last_seen is not None else "none"
                     raise DemoFileError(
