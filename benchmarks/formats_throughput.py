@@ -210,37 +210,45 @@ def cmd_convert(args) -> None:
     root = Path(args.dir) / "convert"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    src = root / "src.hdf5"
+    src = Path(args.dir) / f"convert-src-{args.demos}x{args.length}.hdf5"  # kept between runs
     cameras = {"agentview_image": 84, "robot0_eye_in_hand_image": 84}
-    t0 = time.perf_counter()
-    write_demo_file(src, episodes(args.demos * args.length, args.length, cameras, action_dim=7),
-                    make_env_args("Lift", {}))
     frames_total = args.demos * args.length
-    print(f"source: {args.demos} demos x {args.length} steps, 2 cameras 84x84 + state; robomimic HDF5 (gzip images, "
-          f"next_obs stored) {du(src) / 1e6:.1f} MB, written in {time.perf_counter() - t0:.1f} s", flush=True)
+    if not src.exists():
+        t0 = time.perf_counter()
+        write_demo_file(src, episodes(frames_total, args.length, cameras, action_dim=7), make_env_args("Lift", {}))
+        print(f"source written in {time.perf_counter() - t0:.1f} s")
+    print(f"source: {args.demos} demos x {args.length} steps, 2 cameras 84x84 + 5-D state, 7-D actions; robomimic "
+          f"HDF5 (gzip images, next_obs stored) {du(src) / 1e6:.1f} MB", flush=True)
     for codec in args.codecs:
         for run in range(args.passes):
             dst, back = root / f"lerobot-{codec}-{run}", root / f"back-{codec}-{run}.hdf5"
+            t = {}
             t0 = time.perf_counter()
             store = load_demo_file(src)
+            t["hdf5 read"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             write_lerobot_dataset(dst, (store.episode(i) for i in range(store.n_episodes)), store.env_args, fps=20,
                                   video_codec=codec, filter_keys=store.filter_keys)
-            t_out = time.perf_counter() - t0
+            t["lerobot write"] = time.perf_counter() - t0
             del store
+            t0 = time.perf_counter()
+            for _ in LeRobotSource(dst).episodes():
+                pass
+            t["lerobot read"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             source = LeRobotSource(dst)
             write_demo_file(back, source.episodes(), source.env_args, filter_keys=source.filter_keys, valid_fraction=0)
-            t_back = time.perf_counter() - t0
+            t["lerobot read + hdf5 write"] = time.perf_counter() - t0
             a, b = load_demo_file(src), load_demo_file(back)
             rows = np.arange(len(a))
             exact = all(np.array_equal(a.get(k, rows), b.get(k, rows)) for k in a.keys
                         if not (k.startswith(("obs/", "next_obs/")) and a.is_image(k)))
             values = {k: psnr(a.get(f"obs/{k}", rows), b.get(f"obs/{k}", rows)) for k in cameras}
             videos = du(dst / "videos")
-            print(f"{codec} run {run}: HDF5 -> LeRobot {t_out:.1f} s ({frames_total / t_out:.0f} steps/s), "
-                  f"LeRobot -> HDF5 {t_back:.1f} s ({frames_total / t_back:.0f} steps/s); LeRobot {du(dst) / 1e6:.1f} MB "
-                  f"(videos {videos / 1e6:.1f} MB), back {du(back) / 1e6:.1f} MB; low-dim bit-identical: {exact}; "
-                  f"PSNR " + ", ".join(f"{k} {v:.1f} dB" for k, v in values.items()), flush=True)
+            print(f"{codec} run {run}: " + ", ".join(f"{k} {v:.1f} s ({frames_total / v:.0f} steps/s)" for k, v in t.items())
+                  + f"; LeRobot {du(dst) / 1e6:.1f} MB (videos {videos / 1e6:.1f} MB), back {du(back) / 1e6:.1f} MB; "
+                  f"low-dim bit-identical: {exact}; PSNR " + ", ".join(f"{k} {v:.1f} dB" for k, v in values.items()),
+                  flush=True)
             del a, b
             shutil.rmtree(dst)
             back.unlink()
