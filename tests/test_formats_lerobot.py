@@ -120,6 +120,15 @@ def test_obs_keys_select_and_unknown_key_is_named(dataset):
         LeRobotSource(dataset, obs_keys=["camera"])
 
 
+def test_imitate_metadata_naming_unknown_demos(dataset):
+    meta = json.loads((dataset / "meta/imitate.json").read_text())
+    meta["filter_keys"]["valid"] = ["demo_9"]
+    (dataset / "meta/imitate.json").write_text(json.dumps(meta))
+    with pytest.raises(DemoFileError, match=r"imitate.json: filter key 'valid' names demos the dataset does not have: "
+                                            r"\['demo_9'\]"):
+        LeRobotSource(dataset)
+
+
 def test_av1_reads_back(tmp_path, eps, record_property):
     try:
         pick_encoder("av1")

@@ -152,7 +152,7 @@ def _shape_of(feature: str, spec: Any, where: str) -> tuple[tuple[int, ...], str
 
 
 class LeRobotSource:
-    """A LeRobot v3 dataset folder as a source of imitate episodes (see the module docstring).
+    """A LeRobot dataset folder (v3, or v2.x) as a source of imitate episodes (see the module docstring).
 
     Construction reads and checks the metadata only (meta/info.json, the episode table); `episodes`
     reads the data files and decodes the videos, one episode at a time, in episode order, each a
@@ -213,6 +213,12 @@ class LeRobotSource:
         self.lengths = [int(n) for n in self._table["length"]]
         self.env_args = self.meta.get("env_args")
         self.filter_keys = {k: list(v) for k, v in (self.meta.get("filter_keys") or {}).items()}
+        names = {f"demo_{i}" for i in range(self.n_episodes)}
+        for mask, members in self.filter_keys.items():
+            unknown = [m for m in members if m not in names]
+            if unknown:
+                raise DemoFileError(f"{self.root / IMITATE_PATH}: filter key {mask!r} names demos the dataset does "
+                                    f"not have: {unknown[:5]} (it has demo_0 .. demo_{self.n_episodes - 1})")
         self.final_frame = bool(self.meta.get("final_observation"))
         self.has_final = self.final_frame and all(
             self.specs[f][1] == "video" or f"final/{f}" in self._table for f in available.values())
