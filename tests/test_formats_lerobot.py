@@ -467,6 +467,9 @@ def test_video_reader_times(tmp_path):
     with VideoReader(path) as r:  # windows in random order: each seeks, and gets the same frames
         for t in np.random.default_rng(3).permutation(np.arange(1, 40))[:15]:
             assert np.array_equal(r.read([(t - 1) / FPS, t / FPS]), every[t - 1:t + 1]), t
+        for t in range(1, 6):  # overlapping windows one step apart: the shared frame is not decoded again
+            assert np.array_equal(r.read([(t - 1) / FPS, t / FPS]), every[t - 1:t + 1]), t
+        assert np.array_equal(r.read([5 / FPS]), every[5:6])
 
 
 # -- robomimic HDF5 -> LeRobot -> robomimic HDF5 ------------------------------------------------

@@ -194,6 +194,7 @@ class VideoReader:
         self._reformatter = _reformatter()
         self._frames = None          # the decoder's frame iterator
         self._pos = 0.0              # the time of the last frame decoded
+        self._held: tuple[float, np.ndarray] | None = None  # the last frame returned by read
         self.frames_decoded = 0
 
     def close(self) -> None:
@@ -218,7 +219,7 @@ class VideoReader:
         except av.error.FFmpegError as e:
             raise DemoFileError(f"{self.path}: cannot seek to t={time:.4f}s ({e})") from None
         self._frames = self._container.decode(self._stream)
-        self._pos = 0.0
+        self._pos, self._held = 0.0, None
 
     def _next(self) -> tuple[float, np.ndarray] | None:
         """The next decoded frame as (time, image), or None at the end of the file."""
@@ -254,12 +255,16 @@ class VideoReader:
         if not rate:
             raise DemoFileError(f"{self.path}: the video stream has no frame rate; pass fps")
         tol = TIME_TOLERANCE / rate
-        seek = self._frames is None or times[0] < self._pos - tol or times[0] - self._pos > SEEK_AHEAD
+        held = self._held is not None and abs(self._held[0] - times[0]) <= tol  # the last frame returned, again
+        seek = (self._frames is None or (not held and times[0] < self._pos + tol)
+                or times[0] - self._pos > SEEK_AHEAD)
         back = 0.5 / rate
         if seek:
             self._seek(max(0.0, times[0] - back))
         out, last_seen = [], None
-        for target in times:
+        if held and not seek:
+            out.append(self._held[1])
+        for target in times[len(out):]:
             while True:
                 item = self._next()
                 if seek and not out and item is not None and item[0] > times[0] + tol and times[0] - back > 0:
@@ -281,6 +286,7 @@ class VideoReader:
                     raise DemoFileError(f"{self.path}: no frame at t={target:.4f}s (the next frame is at "
                                         f"t={t:.4f}s; frame rate {rate:g})")
                 out.append(image)
+                self._held = (t, image)
                 break
         if out[0].shape[-1] != self.channels:
             raise DemoFileError(f"{self.path}: decoded frames have {out[0].shape[-1]} channels, expected {self.channels}")
