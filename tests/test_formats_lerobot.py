@@ -174,6 +174,17 @@ def test_fps_defaults_to_the_control_rate_of_env_args(tmp_path):
     assert_same(eps, list(LeRobotSource(root).episodes()))
 
 
+def test_without_final_observation_next_obs_is_derived_and_flagged(tmp_path, eps):
+    root = write_lerobot_dataset(tmp_path / "nofinal", eps[:2], None, final_observation=False)
+    source = LeRobotSource(root)
+    assert source.next_obs_derived and any(n.startswith("next_obs:") and "flagged" in n for n in source.notes)
+    for a, b in zip(eps[:2], source.episodes()):
+        assert np.array_equal(b.obs["state"], a.obs["state"])
+        assert np.array_equal(b.next_obs["state"][:-1], a.next_obs["state"][:-1])
+        assert np.array_equal(b.next_obs["state"][-1], a.obs["state"][-1])  # the flagged repeat
+        assert b.obs["agentview_image"].shape == a.obs["agentview_image"].shape
+
+
 def test_writer_refuses_next_obs_that_is_not_the_next_obs(tmp_path):
     rng = np.random.default_rng(1)
     ep = episode(rng, 6, "demo_0", image=False)

@@ -585,7 +585,8 @@ def _pandas_index_metadata(index: str, columns: list[tuple[str, str, str]]) -> d
 def write_lerobot_dataset(dst: str | os.PathLike, episodes: Iterable[Episode], env_args: dict[str, Any] | None = None,
                           *, fps: float | None = None, video_codec: str = "h264", crf: int | None = None, gop: int = 2,
                           filter_keys: dict[str, Sequence[str]] | None = None, robot_type: str | None = None,
-                          data_file_mb: float = 100.0, progress: Callable[[int, int], None] | None = None) -> Path:
+                          data_file_mb: float = 100.0, final_observation: bool = True,
+                          progress: Callable[[int, int], None] | None = None) -> Path:
     """Write episodes as a LeRobot v3 dataset folder, atomically.
 
     The dataset is written into a temporary folder beside ``dst`` and renamed into place when
@@ -609,6 +610,9 @@ def write_lerobot_dataset(dst: str | os.PathLike, episodes: Iterable[Episode], e
         filter_keys: mask name -> demo names, kept in meta/imitate.json.
         robot_type: LeRobot's robot_type entry.
         data_file_mb: a new data (and video) file is begun past this many MB of frame data.
+        final_observation: keep each episode's final observation (``next_obs`` at its last step);
+            False where it is unknown (episodes read from a file without next_obs), so that readers
+            derive and flag it rather than take a filled value for a real one.
         progress: called with (episodes written, frames written) after each episode.
     """
     pa, pq = import_pyarrow()
@@ -624,7 +628,7 @@ def write_lerobot_dataset(dst: str | os.PathLike, episodes: Iterable[Episode], e
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     try:
         _write(tmp, dst, episodes, env_args, fps, video_codec, crf, gop, filter_keys, robot_type, data_file_mb,
-               progress, pa, pq)
+               final_observation, progress, pa, pq)
         if dst.exists():
             raise ImitateError(f"{dst} already exists; a LeRobot dataset is written only to a new folder")
         os.chmod(tmp, 0o777 & ~_umask())
@@ -642,7 +646,7 @@ def _umask() -> int:
 
 
 def _write(root: Path, dst: Path, episodes: Iterable[Episode], env_args, fps, video_codec, crf, gop, filter_keys,
-           robot_type, data_file_mb, progress, pa, pq) -> None:
+           robot_type, data_file_mb, final_observation, progress, pa, pq) -> None:
     layout = None            # set from the first episode
     features: dict[str, dict[str, Any]] = {}
     stats: dict[str, _Stats] = {}
@@ -737,13 +741,14 @@ def _write(root: Path, dst: Path, episodes: Iterable[Episode], env_args, fps, vi
                     w = video_writers[feature]
                     start = w.n_frames / fps
                     w.write(value)
-                    w.write(ep.next_obs[key][-1:])  # the final observation, after the episode's range
+                    if final_observation:
+                        w.write(ep.next_obs[key][-1:])  # the final observation, after the episode's range
                     video_info[feature] = w.info()
                     row.update({f"videos/{feature}/chunk_index": chunk, f"videos/{feature}/file_index": file,
                                 f"videos/{feature}/from_timestamp": start,
                                 f"videos/{feature}/to_timestamp": start + length / fps})
                     stats.setdefault(feature, _Stats(True)).add(value)
-                else:
+                elif final_observation:
                     row[f"final/{feature}"] = ep.next_obs[key][-1].reshape(-1).tolist()
             for f, v in {**base, **columns}.items():
                 stats.setdefault(f, _Stats(False)).add(v)
@@ -799,7 +804,7 @@ def _write(root: Path, dst: Path, episodes: Iterable[Episode], env_args, fps, vi
             raise ImitateError(f"{dst}: filter key {mask!r} names unknown demos {unknown[:5]}")
         masks[mask] = list(members)
     meta = {"format": IMITATE_FORMAT, "obs_keys": {feature: key for key, (feature, _, _, _) in layout.items()},
-            "env_args": env_args, "filter_keys": masks, "attrs": attrs, "final_observation": True}
+            "env_args": env_args, "filter_keys": masks, "attrs": attrs, "final_observation": bool(final_observation)}
     try:
         (root / IMITATE_PATH).write_text(json.dumps(meta, indent=1))
     except TypeError as e:
