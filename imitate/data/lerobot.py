@@ -375,7 +375,10 @@ class LeRobotSource:
                     if self.specs[feature][1] == "video":
                         frames = self._frames(readers, feature, i, timestamps, extra=self.final_frame)
                         obs[key] = frames[:length]
-                        last = frames[length:] if self.final_frame else frames[-1:]
+                        if self.final_frame:  # obs and next_obs: two views of the frames, no copy
+                            next_obs[key] = frames[1:]
+                            continue
+                        last = frames[-1:]
                     else:
                         obs[key] = values[feature]
                         final = table.get(f"final/{feature}")
