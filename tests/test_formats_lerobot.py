@@ -171,6 +171,9 @@ def test_fps_defaults_to_the_control_rate_of_env_args(tmp_path):
     root = write_lerobot_dataset(tmp_path / "b", eps, None)
     info = json.loads((root / "meta/info.json").read_text())
     assert info["fps"] == 10 and info["video_path"] is None
+    root = write_lerobot_dataset(tmp_path / "c", eps, None, fps=30.0)
+    assert json.loads((root / "meta/info.json").read_text())["fps"] == 30  # an integer, as LeRobot writes it
+    assert isinstance(json.loads((root / "meta/info.json").read_text())["fps"], int)
     assert_same(eps, list(LeRobotSource(root).episodes()))
 
 

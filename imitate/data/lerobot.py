@@ -794,7 +794,7 @@ def _write(root: Path, dst: Path, episodes: Iterable[Episode], env_args, fps, vi
     has_video = any(image for _, image, _, _ in layout.values())
     info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type, "total_episodes": len(names),
             "total_frames": total, "total_tasks": len(tasks), "chunks_size": CHUNKS_SIZE,
-            "data_files_size_in_mb": data_file_mb, "video_files_size_in_mb": 500, "fps": fps,
+            "data_files_size_in_mb": data_file_mb, "video_files_size_in_mb": 500, "fps": int(fps) if float(fps).is_integer() else fps,
             "splits": {"train": f"0:{len(names)}"}, "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if has_video else None, "features": features}
     (root / INFO_PATH).write_text(json.dumps(info, indent=4))
