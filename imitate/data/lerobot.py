@@ -733,7 +733,8 @@ def _write(root: Path, dst: Path, episodes: Iterable[Episode], env_args, fps, vi
             file_bytes += row_bytes
             row = {"episode_index": i, "tasks": [str(task)], "length": length,
                    "data/chunk_index": chunk, "data/file_index": file,
-                   "dataset_from_index": total, "dataset_to_index": total + length}
+                   "dataset_from_index": total, "dataset_to_index": total + length,
+                   "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
             for key, (feature, image, shape, dtype) in layout.items():
                 value = ep.obs[key]
                 if image:
