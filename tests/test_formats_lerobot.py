@@ -335,6 +335,18 @@ def test_lerobot_dataset_reads_imitates_writer(dataset, eps):
     assert psnr(image, eps[1].obs["agentview_image"][3]) >= MIN_PSNR
 
 
+def test_a_missing_package_names_the_extra(dataset, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ImitateError, match=r"need pyarrow, which is not installed.*imitate-policies\[formats\]"):
+        LeRobotSource(dataset)
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(ImitateError, match=r"needs PyAV.*imitate-policies\[formats\]"):
+        VideoReader(dataset / "videos/observation.images.agentview/chunk-000/file-000.mp4")
+
+
 # -- malformed datasets: the message names path, episode and key ----------------------------------
 def test_missing_info_json(tmp_path):
     root, _ = make_v3(tmp_path / "d")
