@@ -67,9 +67,9 @@ def pick_encoder(codec: str) -> str:
 
 
 def _reformatter():
-    """One pixel-format converter kept for every frame of a stream: PyAV's ``frame.to_ndarray(format=)``
-    sets up a new converter per frame, which costs more than decoding a small frame (96x96: several
-    times slower, measured in benchmarks/formats_throughput.py). None where this PyAV has no such class."""
+    """One pixel-format converter kept for every frame of a stream; converting each frame on its own
+    (``frame.to_ndarray(format="rgb24")``) made reading 96x96 videos about 4x slower here (see the LeRobot
+    section of BENCHMARKS.md). None where this PyAV has no such class."""
     try:
         from av.video.reformatter import VideoReformatter
     except ImportError:
