@@ -142,6 +142,36 @@ def test_av1_reads_back(tmp_path, eps, record_property):
     print(f"AV1 PSNR: min {min(values):.1f} dB")
 
 
+@pytest.mark.parametrize("shape", [(32, 32, 1), (33, 35, 3), (33, 35, 1)])
+def test_grey_and_odd_sized_frames(tmp_path, shape):
+    """One-channel frames and odd sizes (yuv444p) read back within the codec's loss, shape kept."""
+    rng = np.random.default_rng(4)
+    written = []
+    for i, n in enumerate([12, 7]):
+        images = frames(rng, n + 1, 40)[:, :shape[0], :shape[1], :shape[2]]
+        state = rng.normal(size=(n + 1, 2)).astype(np.float32)
+        written.append(Episode(obs={"cam_image": images[:-1], "s": state[:-1]},
+                               next_obs={"cam_image": images[1:], "s": state[1:]}, actions=np.zeros((n, 1), np.float32),
+                               rewards=np.zeros(n), dones=np.zeros(n), name=f"demo_{i}"))
+    root = write_lerobot_dataset(tmp_path / "g", written, None)
+    assert json.loads((root / "meta/info.json").read_text())["features"]["observation.images.cam"]["shape"] == list(shape)
+    assert_same(written, list(LeRobotSource(root).episodes()), image_keys=("cam_image",))
+
+
+def test_av1_refuses_odd_sizes_by_name(tmp_path, eps):
+    try:
+        encoder = pick_encoder("av1")
+    except ImitateError as e:
+        pytest.skip(f"no AV1 encoder in this PyAV build: {e}")
+    if encoder != "libsvtav1":
+        pytest.skip(f"the AV1 encoder here is {encoder}, which takes odd sizes")
+    odd = Episode(obs={"cam_image": np.zeros((3, 33, 35, 3), np.uint8)}, next_obs={"cam_image": np.zeros((3, 33, 35, 3), np.uint8)},
+                  actions=np.zeros((3, 1)), rewards=np.zeros(3), dones=np.zeros(3), name="demo_0")
+    with pytest.raises(ImitateError, match=r"libsvtav1\) takes only even frame sizes; 35x33 frames need video_codec h264"):
+        write_lerobot_dataset(tmp_path / "odd", [odd], None, video_codec="av1")
+    assert not (tmp_path / "odd").exists()
+
+
 def test_several_data_and_video_files(tmp_path, eps):
     """A small file-size limit spreads the episodes over several data and video files."""
     root = write_lerobot_dataset(tmp_path / "many", eps, None, fps=10, data_file_mb=0.0005)

@@ -12,9 +12,9 @@ file and the time (a video shorter than its episode).
 file, one after the other) decode the file once, front to back; an earlier time seeks back to the
 keyframe before it. Codecs: ``h264`` (libx264 when the av wheel has it, else the first H.264 encoder
 it has) and ``av1`` (libsvtav1, else libaom-av1; decoded by libdav1d or FFmpeg's own decoder).
-Colour frames (C = 3) are stored yuv420p (the pixel format every player and LeRobot reads) when H and
-W are even, yuv444p otherwise; one-channel frames (C = 1) are stored gray (luma only) where the
-encoder takes it.
+Frames are stored yuv420p (the pixel format every player and LeRobot reads) when H and W are even,
+yuv444p otherwise (H.264 only: the AV1 encoder takes only even sizes); one-channel frames (C = 1) are
+stored as grey colour frames and read back as their first channel.
 
 PyAV (``av``) is an optional dependency: `import_av` imports it or raises an `ImitateError` naming the
 extra that installs it.
@@ -104,10 +104,11 @@ class VideoWriter:
         self.shape = (int(height), int(width), int(channels))
         self.n_frames = 0
         rate = _fraction(fps)
-        if channels == 1 and self.encoder == "libx264":
-            self.pix_fmt = "gray"
-        elif height % 2 == 0 and width % 2 == 0:
+        if height % 2 == 0 and width % 2 == 0:
             self.pix_fmt = "yuv420p"
+        elif self.encoder == "libsvtav1":
+            raise ImitateError(f"{path}: the AV1 encoder here (libsvtav1) takes only even frame sizes; "
+                               f"{width}x{height} frames need video_codec h264 (--video-codec h264)")
         else:
             self.pix_fmt = "yuv444p"
         if self.encoder == "libsvtav1":
@@ -125,7 +126,6 @@ class VideoWriter:
             self._container.close()
             raise ImitateError(f"{path}: the {self.encoder} encoder refused {self.shape[1]}x{self.shape[0]} "
                                f"{self.pix_fmt} at {fps} fps ({e})") from None
-        self._format = "gray" if channels == 1 else "rgb24"
         self._reformatter = _reformatter()
 
     def write(self, frames: np.ndarray) -> None:
@@ -135,12 +135,19 @@ class VideoWriter:
         if frames.dtype != np.uint8 or frames.shape[1:] != self.shape:
             raise ImitateError(f"{self.path}: frames must be uint8 {self.shape}, got {frames.dtype} {frames.shape[1:]}")
         for image in frames:
-            frame = av.VideoFrame.from_ndarray(image[..., 0] if self._format == "gray" else image, format=self._format)
-            if self._reformatter is not None and self.pix_fmt != self._format:
+            if image.shape[-1] == 1:  # one channel: stored as grey colour (equal R, G, B: luma only)
+                image = np.repeat(image, 3, axis=-1)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if self._reformatter is not None:
                 frame = self._reformatter.reformat(frame, format=self.pix_fmt)
             frame.pts = self.n_frames
             self.n_frames += 1
-            for packet in self._stream.encode(frame):
+            try:
+                packets = self._stream.encode(frame)
+            except av.error.FFmpegError as e:
+                raise ImitateError(f"{self.path}: the {self.encoder} encoder refused {self.shape[1]}x{self.shape[0]} "
+                                   f"{self.pix_fmt} frames ({e})") from None
+            for packet in packets:
                 self._container.mux(packet)
 
     def close(self) -> None:
@@ -173,7 +180,7 @@ class VideoReader:
 
     Args:
         path: the mp4 (or any container FFmpeg opens) file.
-        channels: 3 (rgb24, default) or 1 (gray).
+        channels: 3 (RGB, default) or 1 (the first channel of the decoded RGB frames).
     """
 
     def __init__(self, path: str | os.PathLike, channels: int = 3):
@@ -189,7 +196,6 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         self.fps = float(self._stream.average_rate or self._stream.guessed_rate or 0) or None
         self.time_base = self._stream.time_base
-        self._format = "gray" if channels == 1 else "rgb24"
         self.channels = channels
         self._reformatter = _reformatter()
         self._frames = None          # the decoder's frame iterator
@@ -234,10 +240,10 @@ class VideoReader:
         t = float(frame.pts * self.time_base) if frame.pts is not None else float(frame.time)
         self._pos = t
         if self._reformatter is not None:
-            image = self._reformatter.reformat(frame, format=self._format).to_ndarray()
+            image = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
         else:
-            image = frame.to_ndarray(format=self._format)
-        return t, image[..., None] if image.ndim == 2 else image
+            image = frame.to_ndarray(format="rgb24")
+        return t, image[..., :1] if self.channels == 1 else image
 
     def read(self, times: Sequence[float], fps: float | None = None) -> np.ndarray:
         """The frames at ``times`` (seconds, increasing), as (len(times), H, W, C) uint8.
