@@ -33,8 +33,8 @@ and by ``next_obs_derived``.
 
 Datasets written by imitate carry ``meta/imitate.json`` (format ``imitate-lerobot/1``): imitate's
 observation key names, env_args, filter keys, demo attributes; the final observation of each episode
-is one more frame after the episode's range in each video (never inside a range LeRobot reads) and
-``final/<feature>`` columns of the episode table. LeRobot's own readers ignore all of that.
+(unless written with ``final_observation=False``) is one more frame after the episode's range in each
+video (never inside a range LeRobot reads) and ``final/<feature>`` columns of the episode table. LeRobot's own readers ignore all of that.
 
 LeRobot v2.x datasets (meta/episodes.jsonl, one parquet and one mp4 per episode, paths templated by
 ``episode_chunk`` and ``episode_index``) are read too; other versions are refused with a message
