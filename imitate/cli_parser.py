@@ -92,7 +92,7 @@ def _add_data_commands(sub) -> None:
     q.add_argument("--fps", type=float, default=0.0,
                    help="lerobot output: frames per second (default 0: the writer's choice, the env_args' control_freq or 10)")
     q.add_argument("--video-codec", default="h264", choices=["h264", "av1"],
-                   help="lerobot output: codec of the camera videos (default h264: fast to encode)")
+                   help="lerobot output: codec of the camera videos (default h264, the most widely decoded; av1: smaller files)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing DST")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
 

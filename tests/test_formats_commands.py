@@ -209,3 +209,22 @@ def test_convert_to_lerobot_and_back_keeps_the_values(robomimic_files, tmp_path,
     rows = np.arange(len(original))
     for key in original.keys:
         np.testing.assert_array_equal(back.get(key, rows), original.get(key, rows))
+
+
+def test_a_file_without_next_obs_converts_to_lerobot_with_its_last_steps_still_unknown(robomimic_files, tmp_path):
+    pytest.importorskip("imitate.data.lerobot", reason="imitate.data.lerobot (LeRobot reader and writer) is not in "
+                                                       "this tree")
+    import shutil
+
+    import h5py
+
+    src = tmp_path / "nonext.hdf5"
+    shutil.copy(robomimic_files["fp"], src)
+    with h5py.File(src, "a") as f:
+        for demo in f["data"]:
+            del f["data"][demo]["next_obs"]
+    assert main(["data", "convert", str(src), str(tmp_path / "lr"), "--format-out", "lerobot", "--quiet"]) == 0
+    back = load_demo_file(tmp_path / "lr")
+    assert back.next_obs_derived
+    known = back.next_obs_known()
+    assert not known[back.episode_ends - 1].any() and known.sum() == len(back) - back.n_episodes

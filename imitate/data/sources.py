@@ -295,7 +295,7 @@ def convert_dataset(src: str | os.PathLike, dst: str | os.PathLike, format_out: 
                                f"installed; install the formats extra: {FORMATS_EXTRA}") from None
         _replace_folder(dst, overwrite, lambda target: write_lerobot_dataset(
             target, episodes, meta["env_args"], fps=float(fps) or None, video_codec=video_codec,
-            filter_keys=meta["filter_keys"] or None))
+            filter_keys=meta["filter_keys"] or None, final_observation=not meta["derived"]))
     return {"src": str(src), "dst": str(dst), "format_in": fmt_in, "format_out": format_out,
             "episodes": len(meta["lengths"]), "transitions": int(sum(meta["lengths"])), "notes": meta["notes"]}
 
