@@ -232,7 +232,7 @@ class PushTExpert:
                  distances: tuple[float, ...] = (2.0, 6.0, 15.0, 35.0, 70.0), push_steps: int = 4):
         if not 0.0 <= float(p_left) <= 1.0:
             raise ConfigError(f"PushTExpert: p_left={p_left} must lie in [0, 1]")
-        unknown = sorted(set(env_kwargs or {}) - {"obs_mode", "render_mode", "image_size", "visualization_size"})
+        unknown = sorted(set(env_kwargs or {}) - {"obs_mode", "render_mode", "image_size", "render_size"})
         if unknown:
             raise ConfigError(f"PushTExpert: env_kwargs {unknown} are not pusht/PushT arguments")
         if int(push_steps) < 1 or not distances or any(float(d) <= 0 for d in distances):
