@@ -49,6 +49,7 @@ MAX_EPISODE_STEPS = 300
 OBS_TYPES = {"state": "state", "keypoints": "environment_state_agent_pos", "pixels": "pixels",
              "pixels_agent_pos": "pixels_agent_pos"}
 ROUTES = ("left", "right")
+_ABSENT = object()
 
 
 def _version() -> str:
@@ -100,7 +101,7 @@ def import_gym_pusht():
         return sys.modules["gym_pusht.envs.pusht"]
     if importlib.util.find_spec("gym_pusht") is None:
         raise ConfigError(f"{PUSHT_ID} needs the gym-pusht package (pip install 'imitate[pusht]')")
-    lent = False
+    lent, before = False, sys.modules.get("cv2", _ABSENT)
     try:
         import cv2  # noqa: F401
     except ImportError:  # e.g. "libGL.so.1: cannot open shared object file"
@@ -112,8 +113,11 @@ def import_gym_pusht():
         raise ConfigError(f"{PUSHT_ID}: gym-pusht {_version()} does not import: {err} "
                           "(pip install 'imitate[pusht]')") from err
     finally:
-        if lent:
-            sys.modules.pop("cv2", None)
+        if lent:  # sys.modules as it was: no cv2, or whatever stood there
+            if before is _ABSENT:
+                sys.modules.pop("cv2", None)
+            else:
+                sys.modules["cv2"] = before
     return pusht
 
 
