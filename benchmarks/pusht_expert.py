@@ -10,7 +10,9 @@ and as the expert drew them, how often the two agree, mean episode length, mean 
 time per episode split into planning (``expert.act``) and simulation (``env.step``).
 
 ``collect`` times the command ``imitate collect pusht/PushT --episodes N`` (a fresh process each
-time, the file written to a temporary folder) ``--repeats`` times and reports the median wall time.
+time, the file written to a temporary folder) ``--repeats`` times and reports the median wall time
+and the median CPU time of the process (user + system: on a shared machine the wall time also
+counts the waits for a core).
 
 Needs gym-pusht (``pip install 'imitate[pusht]'``); imports no torch.
 """
@@ -95,21 +97,27 @@ def expert_rollouts(episodes: int, seed: int, progress: bool = True) -> dict:
 
 
 def collect_time(episodes: int, repeats: int) -> dict:
-    walls, outputs = [], []
+    import resource
+
+    walls, cpus, outputs = [], [], []
     for r in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "pusht.hdf5")
             cmd = [sys.executable, "-m", "imitate", "collect", TASK, "--episodes", str(episodes), "--out", out]
-            start = time.perf_counter()
+            start, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             walls.append(time.perf_counter() - start)
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime)
             if proc.returncode != 0:
                 raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
             outputs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(f"run {r + 1}/{repeats}: {walls[-1]:.1f} s, {outputs[-1]}", file=sys.stderr, flush=True)
+        print(f"run {r + 1}/{repeats}: {walls[-1]:.1f} s wall, {cpus[-1]:.1f} s CPU, {outputs[-1]}",
+              file=sys.stderr, flush=True)
     return {"what": "collect", "task": TASK, "command": f"imitate collect {TASK} --episodes {episodes} --out FILE",
             "episodes": episodes, "repeats": repeats, "wall_s": [round(w, 1) for w in walls],
-            "median_wall_s": statistics.median(walls), "success_rate": outputs[-1]["success_rate"],
+            "median_wall_s": statistics.median(walls), "cpu_s": [round(c, 1) for c in cpus],
+            "median_cpu_s": statistics.median(cpus), "success_rate": outputs[-1]["success_rate"],
             "mode_shares": outputs[-1]["mode_shares"], "transitions": outputs[-1]["transitions"]}
 
 
