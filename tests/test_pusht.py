@@ -109,6 +109,16 @@ def test_pusht_is_registered_with_its_expert_and_gym_pushts_time_limit():
 
 
 @needs_pusht
+def test_registering_imports_neither_gym_pusht_nor_its_simulator():
+    code = ("import sys, gymnasium, imitate.envs; "
+            "assert 'pusht/PushT' in gymnasium.registry; "
+            "loaded = [m for m in ('gym_pusht', 'pymunk', 'cv2', 'pygame', 'shapely') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@needs_pusht
 def test_seeded_reset_and_observation_modes():
     env = make_env(PUSHT)
     a, _ = env.reset(seed=5)
