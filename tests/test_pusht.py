@@ -244,11 +244,15 @@ def test_the_expert_labels_states_it_did_not_produce():
     obs, _ = env.reset(seed=4)
     expert = make_expert(PUSHT, seed=0)
     first = expert.act(obs)
+    plans = expert.plans
     for _ in range(3):
         obs, *_ = env.step(np.array([256.0, 256.0]))  # moved by someone else
     action = expert.act(obs)
     assert action.shape == (2,) and action.dtype == np.float32 and np.all((0 <= action) & (action <= 512))
-    assert first.shape == (2,)
+    assert first.shape == (2,) and expert.plans == plans + 1  # planned afresh from the new state
+    fresh = make_expert(PUSHT, seed=0)
+    fresh.act(obs)  # the same state, first seen: the same plan, the same label
+    assert np.allclose(fresh.act(obs), expert.act(obs))
 
 
 # -- gym-pusht without OpenCV ----------------------------------------------------------------------

@@ -21,8 +21,8 @@ The environment (`imitate.envs.pusht`) records the side the agent actually went 
 first contact as ``info["mode"]``; the expert's ``route`` is the side it drew.
 
 The agent's velocity is not in the observation: the expert replays gym-pusht's PD controller on its
-own previous action to know it, and takes it as zero when the observation is not the state that
-action led to (a state the expert did not produce, as in DAgger).
+own previous action to know it. When the observation is not the state that action led to (a state
+the expert did not produce, as in DAgger), it takes the velocity as zero and plans afresh from there.
 
 The planner needs only pymunk (installed with gym-pusht); nothing here imports gym_pusht or torch.
 """
@@ -264,8 +264,12 @@ class PushTExpert:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _velocity(self, pos: np.ndarray) -> np.ndarray:
+        """The agent's velocity: as the last action left it, or zero (and a fresh plan) for a state
+        that action did not lead to."""
         if self._expected is not None and np.allclose(self._expected[0], pos, atol=1e-6):
             return self._expected[1]
+        if self._expected is not None:  # someone else moved the agent: the plan no longer holds
+            self._queue, self._push = [], None
         return np.zeros(2)
 
     def _choose(self, agent: np.ndarray, vel: np.ndarray, pose) -> tuple | None:
