@@ -16,7 +16,6 @@ import pytest
 
 from imitate.envs import EXPERTS, make_env, make_expert
 from imitate.envs.pusht_expert import (
-    COG,
     GOAL_POSE,
     PushSim,
     PushTExpert,
@@ -297,3 +296,15 @@ def test_a_missing_gym_pusht_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(pusht.importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ConfigError, match=r"imitate\[pusht\]"):
         pusht.import_gym_pusht()
+
+
+@needs_pusht
+def test_the_expert_acts_with_the_t_against_a_wall():
+    env = make_env(PUSHT)
+    obs, _ = env.reset(options={"reset_to_state": [400.0, 400.0, 70.0, 30.0, 0.0]})  # the bar along the top wall
+    expert = make_expert(PUSHT, seed=1)
+    for _ in range(20):
+        action = expert.act(obs)
+        assert np.all(np.isfinite(action)) and np.all((0 <= action) & (action <= 512))
+        obs, *_ = env.step(action)
+    assert expert.plans >= 1

@@ -272,12 +272,14 @@ class PushTExpert:
             self._queue, self._push = [], None
         return np.zeros(2)
 
-    def _choose(self, agent: np.ndarray, vel: np.ndarray, pose) -> tuple | None:
-        """The best push from ``pose``: (start (world), targets (world), start (body), cost)."""
+    def _choose(self, agent: np.ndarray, pose, side: bool = True) -> tuple | None:
+        """The best push from ``pose``: (start (world), targets (world), start (body), cost); None when
+        no start point lies inside the walls. The first push of an episode keeps to the drawn side
+        (``side``), unless no start point there is inside the walls."""
         sim = self.sim
         cog = to_world(pose, COG)
         phi_agent = math.atan2(agent[1] - cog[1], agent[0] - cog[0])
-        first = self.pushes == 0
+        first = side and self.pushes == 0
         want = 1.0 if self.route == "left" else -1.0
         best, best_key = None, math.inf
         c, s = _rot(pose[2])
@@ -302,6 +304,8 @@ class PushTExpert:
                     key = cost + self.TRAVEL_COST * travel
                     if key < best_key:
                         best_key, best = key, (start, [end] * self.push_steps, start_b, cost)
+        if best is None and first:
+            return self._choose(agent, pose, side=False)
         return best
 
     def _blocked(self, pose, a, b) -> bool:
@@ -349,7 +353,9 @@ class PushTExpert:
         if not self._queue:
             if self._push is None:
                 self.plans += 1
-                choice = self._choose(agent, vel, pose)
+                choice = self._choose(agent, pose)
+                if choice is None:  # nothing reachable inside the walls: hold still
+                    return self._emit(agent, vel, agent)
                 self._push = choice
                 self._orbit_sign = None
             start_b = self._push[2]
