@@ -4,10 +4,11 @@ The expert reads gym-pusht's 5-D state (agent x, y, block x, y, angle) and repea
 
     plan        from the block's current pose, try every push of a fixed menu in a pymunk copy of
                 the scene (same bodies, masses, PD gains and time step as gym-pusht): a contact
-                point on the T's outline (a few per edge), a direction (the edge's inward normal,
-                or 30 degrees to either side) and a distance; keep the push that leaves the T's
-                eight corners closest to the goal's (mean squared distance) and costs the least
-                travel to its start
+                point on the T's outline (19 points, one every 22 px or so along the edges where
+                the agent fits), a direction (the edge's inward normal, or 0.5 rad to either side)
+                and a distance (5 by default): 285 pushes of 4 steps each; keep the push with
+                the least cost: the mean squared distance (px^2) from the T's eight corners after
+                it to the goal's, plus ``TRAVEL_COST`` per px the agent travels to its start
     approach    drive the agent to the push's start point (just off the edge) without touching
                 the T: straight where the segment clears the T by the agent's radius, otherwise
                 around the T on a circle about its centre of gravity
@@ -16,7 +17,8 @@ The expert reads gym-pusht's 5-D state (agent x, y, block x, y, angle) and repea
 The route is the multimodal part: at ``reset`` the expert draws a side, ``left`` or ``right`` (with
 probability ``p_left``), and its first push is chosen among contact points that lie at least
 ``MIN_SWEEP`` radians around the T on that side of the agent (seen from the agent facing the T, in
-image coordinates), reached by going around the T on that side. Later detours take the shorter way.
+image coordinates), reached by going around the T on that side (any side when no start point on
+it lies inside the walls). Later detours take the shorter way.
 The environment (`imitate.envs.pusht`) records the side the agent actually went around before its
 first contact as ``info["mode"]``; the expert's ``route`` is the side it drew.
 
