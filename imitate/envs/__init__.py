@@ -14,13 +14,14 @@ and, when the optional package is installed (each with its expert):
     metaworld/<task>          Meta-World's 50 tasks, e.g. metaworld/push-v3 (imitate[metaworld])
     robosuite/<env>           robosuite's environments, e.g. robosuite/Lift (imitate[robosuite]);
                               env_from_args() maps a robomimic file's env_args (type 1) to them
+    pusht/PushT               gym-pusht's Push-T, its expert a push planner (imitate[pusht])
 
 ForkedPath, ForkedPath3, BlockPush and ReacherModes take ``obs_mode`` ("state" default, "image",
 "state+image") and ``image_size`` (84): the ``image`` key is a top-down uint8 view drawn with NumPy
 (`imitate.envs.draw`; ReacherModes' too, from MuJoCo's body positions, not its renderer); their experts
 still label from the state (`expert_view`).
 
-Importing it imports neither MuJoCo nor torch (nor metaworld or robosuite): ReacherModes builds its
+Importing it imports neither MuJoCo nor torch (nor metaworld, robosuite or gym-pusht): ReacherModes builds its
 MuJoCo model when it is made.
 """
 from __future__ import annotations
@@ -82,6 +83,12 @@ if importlib.util.find_spec("robosuite") is not None:
     from imitate.envs.robosuite_lift import LiftExpert
 
     EXPERTS["robosuite/Lift"] = LiftExpert
+if importlib.util.find_spec("gym_pusht") is not None:
+    from imitate.envs import pusht as _pusht
+    from imitate.envs.pusht_expert import PushTExpert
+
+    _pusht.register()
+    EXPERTS[_pusht.PUSHT_ID] = PushTExpert
 
 
 def make_env(
