@@ -50,7 +50,7 @@ class BlockPushExpert:
         mode_probs: list[float] | None = None,
         seed: int | None = None,
     ):
-        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", *VIEW_KWARGS)}
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", "reward", *VIEW_KWARGS)}
         if env_kwargs:
             raise ValueError(
                 f"BlockPushExpert: env_kwargs {sorted(env_kwargs)} are not BlockPush-v0 arguments (it takes "

@@ -99,7 +99,7 @@ class ForkedPathExpert:
         seed: int | None = None,
         follow_agent: bool = False,
     ):
-        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", *VIEW_KWARGS)}
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", "reward", *VIEW_KWARGS)}
         unknown = sorted(set(env_kwargs) - {"n_routes", "gap_width", "action_noise"})
         if unknown:
             raise ValueError(
