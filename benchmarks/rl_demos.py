@@ -150,7 +150,7 @@ def table(out: Path, budget: int | None = None) -> str:
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
     bc = {"gaussian": bc_success(out, "gaussian"), "gmm": bc_success(out, "gmm")}
     rows = ["| method | seeds | success at each evaluation (env steps: median over seeds) | final (median) | "
-            "env steps to 0.9 (median) | largest drop below BC | mode shares start -> end (seed 0) | wall s (median) |",
+            "env steps to 0.9: median (per seed) | largest drop below BC | mode shares start -> end per seed | wall s (median) |",
             "|---|---|---|---|---|---|---|---|"]
     for method in METHODS:
         runs = [r for r in results if r["method"] == method]
@@ -170,21 +170,22 @@ def table(out: Path, budget: int | None = None) -> str:
         for r in runs:
             hit = next((steps for steps, s in r["points"] if s >= 0.9), None)
             reach.append(hit)
-        reach_txt = (f"{statistics.median(reach):.0f}" if all(h is not None for h in reach)
-                     else f"> {budget} ({sum(h is not None for h in reach)}/{len(reach)} seeds reach it)")
+        per_seed = ", ".join("-" if h is None else str(h) for h in reach)
+        reach_txt = (f"{statistics.median(reach):.0f} ({per_seed})" if all(h is not None for h in reach)
+                     else f"> {budget} ({per_seed}: {sum(h is not None for h in reach)}/{len(reach)} seeds reach it)")
         if method.startswith("bc"):   # against each run's own evaluation of the BC policy before training
             drops = [max(0.0, r["points"][0][1] - min(s for _, s in r["points"][1:])) for r in runs
                      if len(r["points"]) > 1]
             drop_txt = f"{max(drops):.2f} (BC {statistics.median(r['points'][0][1] for r in runs):.2f})" if drops else "-"
         else:
             drop_txt = "-"
-        seed0 = next((r for r in runs if r["seed"] == 0), runs[0])
-        start, end = seed0["shares"]
         fmt = lambda d: "-" if not d else "/".join(f"{k} {v:.2f}" for k, v in sorted(d.items()))  # noqa: E731
+        start = next((r["shares"][0] for r in runs if r["shares"][0]), None)
+        ends = "; ".join(fmt(r["shares"][1]) for r in sorted(runs, key=lambda r: r["seed"]))
         unfinished = sum(not r["finished"] for r in runs)
         rows.append(f"| {method}{' (' + str(unfinished) + ' stopped at the timeout)' if unfinished else ''} | "
                     f"{len(runs)} | {cells} | {statistics.median(finals):.2f} | {reach_txt} | {drop_txt} | "
-                    f"{fmt(start)} -> {fmt(end)} | {statistics.median(r['wall_s'] for r in runs):.0f} |")
+                    f"{fmt(start)} -> {ends} | {statistics.median(r['wall_s'] for r in runs):.0f} |")
     text = (f"BC success (evaluation episodes of the BC run): gaussian {bc['gaussian']}, gmm {bc['gmm']}\n\n"
             + "\n".join(rows) + "\n")
     (out / "table.md").write_text(text)
