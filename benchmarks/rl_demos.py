@@ -18,9 +18,10 @@ torch, at most ``--jobs`` at once, stopped after ``--timeout`` seconds, which th
   mixture head's BC run.
 - ``bc_dapg``: ``bc`` with ``--demos FILE --demo-coef 0.1 --demo-decay 0.97``.
 - ``reverse``: ``scratch`` with ``--start-states FILE --curriculum reverse``.
-- ``iql``: ``imitate offline --algo iql --data FILE --steps 2000 --online-steps IQL_ONLINE_STEPS`` with
-  half of every online batch from the demonstrations (``algo.online_ratio=0.5``, RLPD's symmetric
-  sampling), critics of 64 x 64 units; one gradient step per env step makes it far slower per env step
+- ``iql``: ``imitate offline --algo iql --data FILE --steps IQL_OFFLINE_STEPS --online-steps
+  IQL_ONLINE_STEPS`` with half of every online batch from the demonstrations (``algo.online_ratio=0.5``,
+  RLPD's symmetric sampling), critics of 64 x 64 units; ``iql_online`` the same with online batches
+  from the online transitions alone (``algo.online_ratio=1.0``: no demonstrations once online); one gradient step per env step makes it far slower per env step
   than PPO here, hence its own, smaller budget.
 
 PPO settings (all PPO runs): 8 environments x 128 steps per rollout, 5 epochs, minibatch 256; runs
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
     [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
 IMITATE = ["nice", sys.executable, "-m", "imitate"]
-METHODS = ("scratch", "bc", "bc_dapg", "reverse", "iql", "bc_gmm")
+METHODS = ("scratch", "bc", "bc_dapg", "reverse", "iql", "iql_online", "bc_gmm")
 PPO = ["--set", "ppo.n_envs=8", "--set", "ppo.n_steps=128", "--set", "ppo.epochs=5", "--set", "ppo.batch_size=256"]
 FINETUNE = ["--set", "ppo.lr=1e-4", "--set", "ppo.target_kl=0.05"]
 SMALL = ["--set", "head.hidden_dims=64,64", "--set", "encoder.hidden_dims=64", "--set", "encoder.feature_dim=64"]
@@ -106,11 +107,12 @@ def command(method: str, seed: int, args, paths: dict[str, Path], run_dir: Path)
     if method == "bc_dapg":
         return IMITATE + ["rl", "--init", str(paths["gaussian"]), "--demos", data, "--demo-coef", "0.1",
                           "--demo-decay", "0.97", *common, *FINETUNE]
-    if method == "iql":
+    if method in ("iql", "iql_online"):
+        share = "0.5" if method == "iql" else "1.0"
         return IMITATE + ["offline", "--algo", "iql", "--data", data, "--out", str(run_dir), "--head", "gaussian",
-                          "--steps", "2000", "--online-steps", str(args.iql_online_steps), "--seed", str(seed),
-                          "--log-every", "500", "--eval-episodes", str(args.episodes), "--quiet",
-                          "--set", "algo.online_ratio=0.5", "--set", "algo.critic_hidden=64,64", *SMALL]
+                          "--steps", str(args.iql_offline_steps), "--online-steps", str(args.iql_online_steps),
+                          "--seed", str(seed), "--log-every", "500", "--eval-episodes", str(args.episodes), "--quiet",
+                          "--set", f"algo.online_ratio={share}", "--set", "algo.critic_hidden=64,64", *SMALL]
     raise SystemExit(f"rl_demos: unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
@@ -122,12 +124,12 @@ def curve(method: str, run_dir: Path) -> dict:
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     final = next((x["final"] for x in lines if "final" in x), None)
     points, shares = [], []
-    if method == "iql":
+    if method.startswith("iql"):
         for x in lines:
             if "env_steps" in x and x.get("online/success") is not None:
                 points.append((x["env_steps"], x["online/success"]))
         if final and final.get("success_rate") is not None:
-            points.append((final.get("step", 0) - 2000, final["success_rate"]))
+            points.append((x_online(lines), final["success_rate"]))
             shares = [None, final.get("mode_shares")]
     else:
         for x in lines:
@@ -136,6 +138,11 @@ def curve(method: str, run_dir: Path) -> dict:
                 shares.append(x.get("eval/mode_shares"))
     return {"points": points, "finished": final is not None,
             "shares": [shares[0], shares[-1]] if shares else [None, None]}
+
+
+def x_online(lines: list[dict]) -> int:
+    """The online env steps of an offline run's log (its last record with env_steps)."""
+    return max((x["env_steps"] for x in lines if "env_steps" in x), default=0)
 
 
 def bc_success(out: Path, head: str) -> float | None:
@@ -162,7 +169,7 @@ def table(out: Path, budget: int | None = None) -> str:
             for steps, s in r["points"]:
                 at.setdefault(int(steps), []).append(s)
         grid = sorted(at)
-        if method == "iql":
+        if method.startswith("iql"):
             grid = grid[:: max(1, len(grid) // 8)] + ([grid[-1]] if grid and grid[-1] not in grid[:: max(1, len(grid) // 8)] else [])
         cells = ", ".join(f"{k}: {statistics.median(at[k]):.2f}" for k in grid)
         finals = [r["points"][-1][1] for r in runs if r["points"]]
@@ -199,6 +206,7 @@ def main() -> None:
     p.add_argument("--demos", type=int, default=5)
     p.add_argument("--steps", type=int, default=50_000)
     p.add_argument("--iql-online-steps", type=int, default=5000)
+    p.add_argument("--iql-offline-steps", type=int, default=2000)
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seeds", default="0,1,2")
@@ -223,7 +231,7 @@ def main() -> None:
         if run_dir.exists():
             subprocess.run(["rm", "-rf", str(run_dir)], check=True)
         rc, secs = run(command(method, seed, args, paths, run_dir), out / f"{method}_s{seed}.log", args.timeout)
-        record = {"method": method, "seed": seed, "steps": args.iql_online_steps if method == "iql" else args.steps,
+        record = {"method": method, "seed": seed, "steps": args.iql_online_steps if method.startswith("iql") else args.steps,
                   "rc": rc, "wall_s": round(secs, 1),
                   **curve(method, run_dir)}
         with open(out / "results.jsonl", "a") as f:
