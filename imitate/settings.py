@@ -1,4 +1,5 @@
-"""The settings of the trainer, the observation encoder, PPO and the adversarial algorithms, without torch.
+"""The settings of the trainer, the observation encoder, PPO, the adversarial algorithms, offline RL and
+demonstrations in RL, without torch.
 
 Each is a flat dataclass with a docstring under every field (`imitate.config` reads them for
 ``--help``). They live here, apart from the code that uses them, so that the command-line parser
