@@ -154,7 +154,8 @@ def _add_rl_commands(sub) -> None:
                    help="an AIRL run directory (reward.json + reward.safetensors); without it: the env's reward")
     p.add_argument("--reward-entropy", type=float, default=1.0, metavar="X",
                    help="with --reward: train on g(s) - X log pi(a|s), AIRL's maximum-entropy objective (0: g alone)")
-    p.add_argument("--head", default="gaussian", help="policy head with a log-probability (default gaussian)")
+    p.add_argument("--head", default="gaussian", help="policy head with a log-probability (default gaussian; with "
+                   "--init the BC run's head)")
     p.add_argument("--steps", type=int, default=200_000, help="environment steps")
     p.add_argument("--seed", type=int, default=0, help="seed of networks, environments and sampling")
     p.add_argument("--eval-episodes", type=int, default=20, help="seeded evaluation episodes at the end (and at "
