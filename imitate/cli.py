@@ -12,6 +12,8 @@
     imitate export RUN_DIR --format onnx|torch [--format ...] --out DIR [--overwrite]
     imitate gail|airl --data FILE --head NAME --out DIR [--env ENV_ID] [--steps N] [--init RUN_DIR] [--seed S]
     imitate rl --env ENV_ID --out DIR [--reward AIRL_RUN_DIR] [--head NAME] [--steps N] [--seed S]
+    imitate rl --init BC_RUN --out DIR [--demos FILE --demo-coef C --demo-decay D]
+               [--start-states FILE --curriculum reverse|uniform] [--env-kw reward=sparse]
     imitate irl --task imitate/GridWorld-v0 [--demos N] [--out DIR]
     imitate offline --algo iql|awac|cql --data FILE --head NAME --out RUN_DIR [--steps N] [--online-steps N]
                     [--set algo.KEY=VALUE] [--set head.KEY=VALUE] [--resume]
@@ -145,12 +147,16 @@ def _cmd_adversarial(args) -> int:
 
 def _cmd_rl(args) -> int:
     from imitate.algos.rl_loop import train_rl
-    from imitate.config import split_sets
+    from imitate.config import apply_overrides, parse_key_values, split_sets
+    from imitate.settings import RLDemoConfig
 
     sets = split_sets(args.set, ("head", "ppo"))
+    demo = apply_overrides(RLDemoConfig(), _given(args, RLDemoConfig), "imitate rl")
     _print_record({"final": train_rl(args.env, args.out, args.head, args.steps, args.reward, args.seed, sets["ppo"],
                                      sets["head"], args.expert_return, progress=not args.quiet, on_log=_print_record,
-                                     reward_entropy=args.reward_entropy)})
+                                     reward_entropy=args.reward_entropy,
+                                     env_kwargs=parse_key_values(args.env_kw, "--env-kw", as_json=True) or None,
+                                     demo=demo, eval_episodes=args.eval_episodes, log_every=args.log_every)})
     return 0
 
 

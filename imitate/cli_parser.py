@@ -161,7 +161,7 @@ def _add_bc_commands(sub) -> None:
 
 def _add_rl_commands(sub) -> None:
     from imitate.algos.maxent_irl import IRLConfig
-    from imitate.settings import AdversarialConfig
+    from imitate.settings import AdversarialConfig, RLDemoConfig
 
     for name, what in (("gail", "GAIL"), ("airl", "AIRL (also saves the recovered reward)")):
         p = sub.add_parser(name, help=f"adversarial imitation by {what} from a demo file, PPO generator",
@@ -171,22 +171,30 @@ def _add_rl_commands(sub) -> None:
                        help="ppo.KEY=VALUE (PPO) or head.KEY=VALUE (the generator head); listed below")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("rl", help="PPO on an environment's reward, or on a reward recovered by AIRL (--reward)",
+    p = sub.add_parser("rl", help="PPO on an environment's reward, or on a reward recovered by AIRL (--reward); "
+                                  "from a BC run (--init), with demonstrations (--demos, --start-states)",
                        epilog_fn=_ppo_help, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", required=True, help="gymnasium environment id")
+    p.add_argument("--env", help="gymnasium environment id (with --init: default the BC run's task)")
+    p.add_argument("--env-kw", action="append", metavar="KEY=VALUE",
+                   help="environment keyword argument, e.g. reward=sparse (with --init: over the run's own)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--reward", metavar="AIRL_RUN_DIR",
                    help="an AIRL run directory (reward.json + reward.safetensors); without it: the env's reward")
     p.add_argument("--reward-entropy", type=float, default=1.0, metavar="X",
                    help="with --reward: train on g(s) - X log pi(a|s), AIRL's maximum-entropy objective (0: g alone)")
-    p.add_argument("--head", default="gaussian", help="policy head with a log-probability (default gaussian)")
+    p.add_argument("--head", default="gaussian", help="policy head with a log-probability (default gaussian; with "
+                   "--init the BC run's head)")
     p.add_argument("--steps", type=int, default=200_000, help="environment steps")
     p.add_argument("--seed", type=int, default=0, help="seed of networks, environments and sampling")
+    p.add_argument("--eval-episodes", type=int, default=20, help="seeded evaluation episodes at the end (and at "
+                   "each --eval-every)")
+    p.add_argument("--log-every", type=int, default=10_000, help="environment steps between log lines")
     p.add_argument("--expert-return", type=float, help="return that normalized_return counts as 1 "
                    "(default: the demos' mean return recorded with --reward)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="ppo.KEY=VALUE or head.KEY=VALUE; listed below")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(p, RLDemoConfig)
 
     p = sub.add_parser("irl", help="maximum-entropy IRL on a tabular task (imitate/GridWorld-v0)")
     _add_config_flags(p, IRLConfig)

@@ -1,4 +1,5 @@
-"""The settings of the trainer, the observation encoder, PPO and the adversarial algorithms, without torch.
+"""The settings of the trainer, the observation encoder, PPO, the adversarial algorithms, offline RL and
+demonstrations in RL, without torch.
 
 Each is a flat dataclass with a docstring under every field (`imitate.config` reads them for
 ``--help``). They live here, apart from the code that uses them, so that the command-line parser
@@ -342,6 +343,9 @@ class OfflineConfig:
     online_steps: int = 0
     """Environment steps after the offline steps (iql, awac): each is followed by one update on a batch
     that mixes offline and online transitions (algo.online_ratio); the file must name its environment."""
+    online_demos: str = ""
+    """Online phase: a demonstration file (with rewards and dones) of which a fixed share of every batch
+    is drawn (algo.demo_ratio), besides the offline data and the online transitions."""
     batch_size: int = 256
     """Transitions per batch."""
     lr: float = 3e-4
@@ -418,8 +422,54 @@ class OfflineAlgoConfig:
     """CQL with the gaussian head: weight of the log-probability in the SAC-style actor loss."""
     online_ratio: float = 0.5
     """Online phase: share of each batch drawn from the online transitions (the rest from the file)."""
+    demo_ratio: float = 0.0
+    """Online phase with --online-demos: share of each batch drawn from that file's transitions (taken
+    from the offline data's share; online_ratio + demo_ratio <= 1)."""
 
 
 #: Heads with a reparameterized sample (a differentiable function of the weights given the noise): the
 #: actors CQL's SAC-style update can train (`imitate.algos.cql`).
 CQL_ACTOR_HEADS = ("deterministic", "gaussian")
+
+
+@dataclass
+class RLDemoConfig:
+    """Demonstrations inside `imitate rl`: a BC warm start, the DAPG demonstration term and start states
+    drawn from demonstrations (`imitate.algos.finetune`)."""
+
+    init: str = ""
+    """BC run directory to start PPO from (its weights, head and observation normalizer, kept frozen);
+    the head needs a log-probability and obs/action horizons of 1."""
+    demos: str = ""
+    """Demonstration file for the DAPG term (the BC run's own file, or any with the same keys)."""
+    demo_coef: float = 0.0
+    """C of the DAPG term C * D^k * BC loss on a batch of demonstrations, added to every PPO minibatch
+    (k: PPO updates so far); 0: no term."""
+    demo_decay: float = 0.95
+    """D of the DAPG term: its weight shrinks by this factor after every PPO update."""
+    demo_batch: int = 256
+    """Demonstration rows per minibatch of the DAPG term."""
+    value_warmup: int = 1
+    """With --init: rollouts of the BC policy that only train the value function before the first policy
+    update (their environment steps count in --steps; 0: none)."""
+    value_warmup_epochs: int = 20
+    """Passes over each warm-up rollout (value loss only)."""
+    start_states: str = ""
+    """Demonstration file with per-step ``states`` (imitate collect writes them for imitate's tasks):
+    episodes start from its states, mixed with the task's own starts."""
+    curriculum: str = "reverse"
+    """With --start-states: reverse (from the demos' last steps, moving back as success grows) or
+    uniform (any step of any demo)."""
+    start_share: float = 1.0
+    """With --start-states: share of resets from demonstration states at the first step; it falls
+    linearly to 0 at the last step (the rest use the task's own start distribution)."""
+    reverse_step: int = 5
+    """Reverse curriculum: steps the start point moves back (from the demo's end) each time."""
+    reverse_success: float = 0.6
+    """Reverse curriculum: success rate of the episodes started at the current point (over the last
+    reverse_window) that moves it back."""
+    reverse_window: int = 20
+    """Reverse curriculum: episodes started at the current point that are judged together."""
+    eval_every: int = 0
+    """Environment steps between evaluations on the task's own starts (success rate and return, logged as
+    eval/...; one also before training); 0: only at the end."""

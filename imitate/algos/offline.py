@@ -4,7 +4,8 @@
     the loop       TransitionSampler batch --algorithm.update--> critics step, actor step, targets (Polyak)
                    --> EMA of the actor; log, checkpoint
     online         (--online-steps N, iql and awac) N environment steps in the file's environment, one
-                   update after each on a batch of offline and online transitions (algo.online_ratio)
+                   update after each on a batch of offline and online transitions (algo.online_ratio), and
+                   with --online-demos FILE a fixed share from that file's demonstrations (algo.demo_ratio)
 
     RUN_DIR/
       config.json               imitate-run/2: policy (the PolicySpec), algo (its name), offline (the
@@ -144,6 +145,13 @@ def _check(cfg: OfflineConfig, algo: OfflineAlgoConfig) -> None:
                           "are single steps)")
     if not 0 <= algo.online_ratio <= 1:
         raise ConfigError(f"algo.online_ratio must lie in [0, 1] (got {algo.online_ratio})")
+    if not 0 <= algo.demo_ratio <= 1 or algo.online_ratio + algo.demo_ratio > 1:
+        raise ConfigError(f"algo.demo_ratio must lie in [0, 1 - algo.online_ratio] (got {algo.demo_ratio} with "
+                          f"online_ratio {algo.online_ratio})")
+    if algo.demo_ratio > 0 and not cfg.online_demos:
+        raise ConfigError(f"algo.demo_ratio {algo.demo_ratio} draws from --online-demos FILE, which is not given")
+    if cfg.online_demos and not cfg.online_steps:
+        raise ConfigError("--online-demos mixes demonstrations into the online phase; give --online-steps N too")
     if not 0 < algo.expectile < 1:
         raise ConfigError(f"algo.expectile must lie in (0, 1) (got {algo.expectile})")
     if not 0 < algo.gamma <= 1 or not 0 < algo.polyak <= 1:
@@ -482,19 +490,28 @@ def _concat(a: Transitions, b: Transitions) -> Transitions:
 
 def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
     """``online_steps`` environment steps with the current actor (sampled actions), one update after each on a
-    batch of which ``online_ratio`` comes from the online transitions (RLPD's symmetric sampling at 0.5)."""
+    batch of which ``online_ratio`` comes from the online transitions (RLPD's symmetric sampling at 0.5),
+    ``demo_ratio`` from the ``online_demos`` file (when given) and the rest from the offline data."""
     from imitate.collect import obs_to_dict
     from imitate.envs import make_env, to_env_action
 
     cfg, algo = run.cfg, run.algo_cfg
+    demo_sampler, n_demo = None, 0
+    if cfg.online_demos:     # loaded before the environment: a bad file fails before any step
+        n_demo = int(round(cfg.batch_size * algo.demo_ratio))
+        if n_demo:
+            demo_store = _load_data(dataclasses.replace(cfg, data=cfg.online_demos, obs_keys=tuple(run.policy.obs_keys)))
+            demo_sampler = TransitionSampler(demo_store, 1, 1, n_demo, 1, algo.gamma, algo.reward_scale,
+                                             algo.reward_shift, obs_keys=run.policy.obs_keys, seed=cfg.seed + 2)
     env = make_env(run.env_id, run.env_kwargs)
     buffer = OnlineBuffer(cfg.online_steps, run.policy.obs_shapes, run.policy.action_dim)
     rng = np.random.default_rng([cfg.seed, 1])
     generator = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
     n_online = int(round(cfg.batch_size * algo.online_ratio))
-    offline_sampler = TransitionSampler(run.store, 1, 1, cfg.batch_size - n_online, 1, algo.gamma, algo.reward_scale,
-                                        algo.reward_shift, obs_keys=run.policy.obs_keys, seed=cfg.seed + 1) if n_online < cfg.batch_size else None
-    episode, returns, ret = 0, [], 0.0
+    n_offline = max(0, cfg.batch_size - n_online - n_demo)
+    offline_sampler = TransitionSampler(run.store, 1, 1, n_offline, 1, algo.gamma, algo.reward_scale, algo.reward_shift,
+                                        obs_keys=run.policy.obs_keys, seed=cfg.seed + 1) if n_offline > 0 else None
+    episode, returns, ret, successes = 0, [], 0.0, []
     obs, _ = env.reset(seed=cfg.seed + 20_000)
     run.policy.reset()
     try:
@@ -503,27 +520,40 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
             run.policy.eval()
             action = run.policy.act(current, generator=generator).reshape(-1)
             run.policy.train()
-            obs, reward, terminated, truncated, _ = env.step(to_env_action(env.action_space, action))
+            obs, reward, terminated, truncated, info = env.step(to_env_action(env.action_space, action))
             buffer.add(current, action, float(reward), bool(terminated), obs_to_dict(obs))
             ret += float(reward)
             if terminated or truncated:
                 returns.append(ret)
+                if "is_success" in info:
+                    successes.append(bool(info["is_success"]))
                 episode, ret = episode + 1, 0.0
                 obs, _ = env.reset(seed=cfg.seed + 20_000 + episode)
                 run.policy.reset()
             parts = []
             if offline_sampler is not None:
                 parts.append(transitions_to_torch(offline_sampler.sample(), run.device))
+            if demo_sampler is not None:
+                parts.append(transitions_to_torch(demo_sampler.sample(), run.device))
             if n_online:
                 parts.append(transitions_to_torch(buffer.sample(n_online, rng, algo.gamma, algo.reward_scale,
                                                                          algo.reward_shift), run.device))
-            _one_step(run, parts[0] if len(parts) == 1 else _concat(*parts), log)
+            batch = parts[0]
+            for part in parts[1:]:
+                batch = _concat(batch, part)
+            _one_step(run, batch, log)
             if (run.step - cfg.steps) % cfg.log_every == 0 or run.step == cfg.steps + cfg.online_steps:
                 log.flush({"env_steps": run.step - cfg.steps,
-                           "online/return": float(np.mean(returns[-10:])) if returns else None})
+                           "online/return": float(np.mean(returns[-10:])) if returns else None,
+                           "online/success": float(np.mean(successes[-10:])) if successes else None,
+                           "online/batch_shares": {"offline": n_offline / cfg.batch_size,
+                                                   "demos": n_demo / cfg.batch_size, "online": n_online / cfg.batch_size}})
             if run.step % cfg.ckpt_every == 0:
                 _checkpoint(run, "online")
         _checkpoint(run, "online")
     finally:
         env.close()
-    return {"online_episodes": len(returns), "online_return_last10": float(np.mean(returns[-10:])) if returns else None}
+    return {"online_episodes": len(returns), "online_return_last10": float(np.mean(returns[-10:])) if returns else None,
+            "online_success_last10": float(np.mean(successes[-10:])) if successes else None,
+            "online_batch_shares": {"offline": n_offline / cfg.batch_size, "demos": n_demo / cfg.batch_size,
+                                    "online": n_online / cfg.batch_size}}

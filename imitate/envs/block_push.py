@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space, observe
+from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space, observe, stored_state
 
 BLOCK_NAMES = ("A", "B")
 TARGET_NAMES = ("1", "2")
@@ -114,7 +114,12 @@ class BlockPushEnv(gym.Env):
     ``action * max_speed * dt`` per step (0.05 arena units at full speed on one axis).
 
     Reward per step: the change in the number of occupied zones (+1 when a block enters a free zone,
-    -1 when it leaves), so an episode's return is the number of zones occupied at its end.
+    -1 when it leaves), so an episode's return is the number of zones occupied at its end. With
+    ``reward="sparse"``: 1 at success (both zones occupied) and 0 at every other step.
+
+    Stored states: `sim_state` is the state as a float vector [agent x, y, block A x, y, block B x, y,
+    step each block entered its zone (-1: not in one), step count] (`imitate collect` writes it as
+    each demo's ``states``); ``reset(options={"state": s})`` puts the episode into it.
 
     Termination: success, both zones occupied (``p2``). Truncation: 200 steps (``max_episode_steps``
     at registration); the expert needs 60-100.
@@ -130,6 +135,7 @@ class BlockPushEnv(gym.Env):
         render_mode: ``None`` or ``"rgb_array"``.
         obs_mode: "state", "image" or "state+image" (see Observation).
         image_size: height and width of the ``image`` key in pixels (default 84).
+        reward: "dense" (default: the change in occupied zones) or "sparse" (1 at success only).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "episode_metrics": ["p1", "p2"]}
@@ -139,7 +145,11 @@ class BlockPushEnv(gym.Env):
     COLOURS = {"agent": (40, 90, 210), "blocks": ((230, 140, 30), (150, 60, 170)),
                "targets": ((250, 215, 160), (225, 190, 235)), "border": (40, 40, 40)}
 
-    def __init__(self, render_mode: str | None = None, obs_mode: str = "state", image_size: int = 84):
+    def __init__(self, render_mode: str | None = None, obs_mode: str = "state", image_size: int = 84,
+                 reward: str = "dense"):
+        if reward not in ("dense", "sparse"):
+            raise ValueError(f"BlockPush: reward={reward!r}; use 'dense' or 'sparse'")
+        self.reward_kind = reward
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"BlockPush: render_mode={render_mode!r} is not supported; "
@@ -218,6 +228,13 @@ class BlockPushEnv(gym.Env):
             first = 0 if self._entered[0] <= self._entered[1] else 1
             self._mode = mode_name((int(zones[0]), int(zones[1])), first)
 
+    STATE_SIZE = 9
+
+    def sim_state(self) -> np.ndarray:
+        """The state now as float64 (9,): agent x, y, blocks A and B x, y, the step each block entered
+        its zone (-1: none), the step count."""
+        return np.array([*self._agent, *self._blocks.reshape(-1), *self._entered, self._steps], dtype=np.float64)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         geo, rng = self.geometry, self.np_random
@@ -227,6 +244,11 @@ class BlockPushEnv(gym.Env):
         self._entered = [-1, -1]
         self._steps = 0
         self._mode = None
+        if options and options.get("state") is not None:
+            state = stored_state("BlockPush", options["state"], self.STATE_SIZE)
+            self._agent, self._blocks = state[:2].copy(), state[2:6].reshape(2, 2).copy()
+            self._entered = [int(round(state[6])), int(round(state[7]))]
+            self._steps = int(round(state[8]))
         self._update_mode()
         return self._obs(), self._info()
 
@@ -285,7 +307,7 @@ class BlockPushEnv(gym.Env):
         self._steps += 1
         self._update_mode()
         info = self._info()
-        reward = float(self._occupied() - before)
+        reward = float(info["is_success"]) if self.reward_kind == "sparse" else float(self._occupied() - before)
         return self._obs(), reward, bool(info["is_success"]), False, info
 
     # ----------------------------------------------------------------- drawing

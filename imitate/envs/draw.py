@@ -138,3 +138,18 @@ class Canvas:
         alpha = np.clip(r + 0.5 - dist, 0.0, 1.0)[..., None]
         patch = img[lo[1]:hi[1], lo[0]:hi[0]].astype(np.float32)
         img[lo[1]:hi[1], lo[0]:hi[0]] = (patch + alpha * (np.asarray(colour, np.float32) - patch) + 0.5).astype(np.uint8)
+
+
+def stored_state(task: str, state, size: int) -> np.ndarray:
+    """``reset(options={"state": ...})`` of a task: the stored state as a float64 vector of ``size``
+    finite values, or a ValueError naming the task and what is wrong."""
+    try:
+        state = np.asarray(state, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{task}: options['state'] must be a vector of {size} numbers, got {state!r}") from None
+    if state.shape != (size,):
+        raise ValueError(f"{task}: options['state'] has {state.size} values; this task's states have {size} "
+                         f"(was the file recorded from another task?)")
+    if not np.all(np.isfinite(state)):
+        raise ValueError(f"{task}: options['state'] holds non-finite values")
+    return state

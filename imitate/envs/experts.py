@@ -72,8 +72,8 @@ class ForkedPathExpert:
         p_left: probability of the left passage (only with ``n_routes=2``).
         noise: standard deviation of the action noise per axis; 0 gives clean labels.
         env_kwargs: the kwargs given to ``gym.make`` for the environment (``n_routes``), so that
-            expert and environment share one geometry (``obs_mode`` and ``image_size`` are accepted
-            and ignored: the expert reads the state, see `expert_view`).
+            expert and environment share one geometry (``obs_mode``, ``image_size`` and ``reward`` are
+            accepted and ignored: the expert reads the state, see `expert_view`).
         route_probs: probability of each passage, left to right; defaults to ``p_left`` for two
             passages and to uniform for more.
         seed: seeds the expert's generator; ``reset(seed)`` re-seeds it.
@@ -99,12 +99,12 @@ class ForkedPathExpert:
         seed: int | None = None,
         follow_agent: bool = False,
     ):
-        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", *VIEW_KWARGS)}
+        env_kwargs = {k: v for k, v in (env_kwargs or {}).items() if k not in ("render_mode", "reward", *VIEW_KWARGS)}
         unknown = sorted(set(env_kwargs) - {"n_routes", "gap_width", "action_noise"})
         if unknown:
             raise ValueError(
                 f"ForkedPathExpert: env_kwargs {unknown} are not ForkedPath-v0 arguments "
-                "(known: ['action_noise', 'gap_width', 'image_size', 'n_routes', 'obs_mode'])"
+                "(known: ['action_noise', 'gap_width', 'image_size', 'n_routes', 'obs_mode', 'reward'])"
             )
         geometry_kwargs = {k: v for k, v in env_kwargs.items() if k != "action_noise"}
         if "gap_width" in geometry_kwargs:

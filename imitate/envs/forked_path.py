@@ -22,7 +22,7 @@ from functools import cached_property
 import gymnasium as gym
 import numpy as np
 
-from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space, observe
+from imitate.envs.draw import IMAGE_KEY, Canvas, check_view, image_space, observe, stored_state
 
 #: Route names for each supported number of passages, left to right.
 ROUTE_NAMES = {
@@ -123,6 +123,9 @@ class ForkedPathEnv(gym.Env):
             + 10                          on success (d_after <= goal_radius)
             - 10                          on touching the barrier or the arena wall
 
+    With ``reward="sparse"`` the reward is 1 on success and 0 at every other step (collisions still
+    end the episode, with 0): a task where RL from scratch must find the goal by chance.
+
     Success and collision terminate the episode; the time limit (``max_episode_steps`` at
     registration, 120) truncates it. With ``action_noise`` > 0, Gaussian noise of that standard
     deviation per axis (drawn from the environment's seeded generator) is added to every action
@@ -132,6 +135,10 @@ class ForkedPathEnv(gym.Env):
     so far, ``None`` until the agent reaches the barrier's level (its disc enters the band
     |y| <= barrier_half_height), then the name of the passage nearest to it, fixed from then on.
 
+    Stored states: `sim_state` is the state as a float vector [agent x, y, goal x, y, route index or
+    -1] (`imitate collect` writes it as each demo's ``states``); ``reset(options={"state": s})``
+    puts the episode into it (the seed's start is drawn and then replaced).
+
     Args:
         n_routes: number of passages (2 to 4); route names are ``ROUTE_NAMES[n_routes]``.
         gap_width: width of each passage (default 0.4); narrower passages punish drift.
@@ -139,6 +146,7 @@ class ForkedPathEnv(gym.Env):
         render_mode: ``None`` or ``"rgb_array"``.
         obs_mode: "state", "image" or "state+image" (see Observation).
         image_size: height and width of the ``image`` key in pixels (default 84).
+        reward: "dense" (default, above) or "sparse" (1 on success only).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -153,7 +161,11 @@ class ForkedPathEnv(gym.Env):
                      "goal": (60, 170, 75), "agent": (40, 90, 210)}
 
     def __init__(self, n_routes: int = 2, gap_width: float = 0.4, action_noise: float = 0.0,
-                 render_mode: str | None = None, obs_mode: str = "state", image_size: int = 84):
+                 render_mode: str | None = None, obs_mode: str = "state", image_size: int = 84,
+                 reward: str = "dense"):
+        if reward not in ("dense", "sparse"):
+            raise ValueError(f"ForkedPath: reward={reward!r}; use 'dense' or 'sparse'")
+        self.reward_kind = reward
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"ForkedPath: render_mode={render_mode!r} is not supported; "
@@ -212,6 +224,13 @@ class ForkedPathEnv(gym.Env):
     def _info(self) -> dict:
         return {"is_success": self._success, "collided": self._collided, "mode": self._mode}
 
+    STATE_SIZE = 5
+
+    def sim_state(self) -> np.ndarray:
+        """The state now as float64 (5,): agent x, y, goal x, y, index of the route taken (-1: none yet)."""
+        route = -1 if self._mode is None else self.modes.index(self._mode)
+        return np.array([*self._agent, *self._goal, route], dtype=np.float64)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         geo = self.geometry
@@ -221,6 +240,13 @@ class ForkedPathEnv(gym.Env):
         self._mode = None
         self._collided = False
         self._success = False
+        if options and options.get("state") is not None:
+            state = stored_state("ForkedPath", options["state"], self.STATE_SIZE)
+            route = int(round(state[4]))
+            if not -1 <= route < len(self.modes):
+                raise ValueError(f"ForkedPath: options['state'] names route {route}; this task has {len(self.modes)}")
+            self._agent, self._goal = state[:2].copy(), state[2:4].copy()
+            self._mode = None if route < 0 else self.modes[route]
         return self._obs(), self._info()
 
     def step(self, action):
@@ -241,11 +267,14 @@ class ForkedPathEnv(gym.Env):
 
         after = float(np.linalg.norm(self._goal - self._agent))
         self._success = not self._collided and after <= geo.goal_radius
-        reward = self.PROGRESS_SCALE * (before - after)
-        if self._success:
-            reward += self.SUCCESS_BONUS
-        if self._collided:
-            reward -= self.COLLISION_PENALTY
+        if self.reward_kind == "sparse":
+            reward = float(self._success)
+        else:
+            reward = self.PROGRESS_SCALE * (before - after)
+            if self._success:
+                reward += self.SUCCESS_BONUS
+            if self._collided:
+                reward -= self.COLLISION_PENALTY
         terminated = self._success or self._collided
         return self._obs(), float(reward), terminated, False, self._info()
 

@@ -112,6 +112,10 @@ class ReacherModesEnv(gym.Env):
     (q2 > 0) from the current elbow angle, None while |q2| <= ``mode_angle`` (0.5 rad). On the final
     step it names the solution the arm ended in.
 
+    Stored states: `sim_state` (MuJoCo's qpos and qvel, and the steps held on the target) is what
+    `imitate collect` writes as each demo's ``states``; ``reset(options={"state": s})`` sets it
+    through MuJoCo's ``set_state``.
+
     Rendering (``"rgb_array"``) uses MuJoCo's offscreen renderer; without a display the environment
     selects EGL (sets ``MUJOCO_GL=egl``) unless ``MUJOCO_GL`` is already set; gymnasium reads it when
     the first frame is rendered. The camera looks straight down on the arena, +x to the right.
@@ -228,8 +232,24 @@ class ReacherModesEnv(gym.Env):
         target = self._reacher.get_body_com("target")[:2]
         return float(np.linalg.norm(tip - target))
 
+    STATE_SIZE = 9
+
+    def sim_state(self) -> np.ndarray:
+        """The state now as float64 (9,): MuJoCo's qpos (4: joints, target x, y), qvel (4), and the
+        consecutive steps the fingertip has been on the target."""
+        data = self._reacher.data
+        return np.concatenate([data.qpos.ravel(), data.qvel.ravel(), [self._on_target]]).astype(np.float64)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if options and options.get("state") is not None:
+            from imitate.envs.draw import stored_state
+
+            state = stored_state("ReacherModes", options["state"], self.STATE_SIZE)
+            self._reacher.reset(seed=int(self.np_random.integers(2**31)))
+            self._reacher.set_state(state[:4], state[4:8])
+            self._on_target = int(round(state[8]))
+            return self._obs(), self._info(self._distance())
         rng, geo = self.np_random, self.geometry
         self._reacher.reset(seed=int(rng.integers(2**31)))
         radius = rng.uniform(*geo.target_radius)

@@ -109,7 +109,9 @@ class StitchMazeEnv(gym.Env):
     shorter horizon for value propagation; the expert follows it through ``env_kwargs``).
 
     ``reset(options={"start": "middle"})`` starts the agent in the middle region instead of the start
-    (the expert's middle_to_goal and some wander pieces do; evaluation never does).
+    (the expert's middle_to_goal and some wander pieces do; evaluation never does);
+    ``reset(options={"state": s})`` puts the agent at a stored `sim_state` (x, y), which `imitate
+    collect` writes as each demo's ``states``.
 
     Info at every step: ``is_success`` (bool) and ``region`` (``"start"``, ``"middle"``, ``"goal"`` or
     None; see `StitchMazeGeometry.region`).
@@ -139,8 +141,18 @@ class StitchMazeEnv(gym.Env):
     def _info(self) -> dict:
         return {"is_success": self._success, "region": self.geometry.region(self._agent)}
 
+    def sim_state(self) -> np.ndarray:
+        """The state now as float64 (2,): the agent's x, y (``reset(options={"state": s})`` restores it)."""
+        return self._agent.astype(np.float64).copy()
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if options and options.get("state") is not None:
+            from imitate.envs.draw import stored_state
+
+            self._agent = stored_state("StitchMaze", options["state"], 2).copy()
+            self._success = False
+            return self._obs(), self._info()
         start = (options or {}).get("start", "start")
         if start not in ("start", "middle"):
             raise ValueError(f"StitchMaze: options['start']={start!r}; use 'start' or 'middle'")
