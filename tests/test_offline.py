@@ -235,7 +235,6 @@ def test_head_without_weighted_loss_is_refused_naming_head_and_algorithm(tmp_pat
 def test_bad_settings_name_the_flag(tmp_path):
     data = _pendulum_like(tmp_path / "d.hdf5")
     cases = [({"algo": "bcq"}, "--algo 'bcq'"), ({"algo": "cql", "online_steps": 5}, "--algo cql has no online"),
-             ({"online_steps": 5, "action_horizon": 2, "n_act": 2}, "--online-steps needs --obs-horizon 1"),
              ({"n_act": 3, "action_horizon": 2}, "--n-act 3 exceeds")]
     for overrides, message in cases:
         with pytest.raises(ImitateError, match=message):
@@ -265,6 +264,35 @@ def test_online_continuation_mixes_offline_and_online_transitions(pendulum_file,
     assert online and online[-1]["env_steps"] == 210 and online[-1]["online/return"] < 0
     with pytest.raises(ImitateError, match="online phase"):
         resume_offline(tmp_path / "online", progress=False)
+
+
+def test_online_buffer_draws_chunked_decisions_like_the_file(tmp_path):
+    from imitate.algos.offline import OnlineBuffer
+
+    cfg, algo = OfflineConfig(obs_horizon=2, action_horizon=3, n_act=2), OfflineAlgoConfig(gamma=0.5, reward_shift=-1)
+    buf = OnlineBuffer(10, {"s": np.zeros(1, np.float32)}, 1)
+    for t in range(3):                      # a finished episode of 3 steps, terminated at its last
+        buf.add({"s": np.array([t], np.float32)}, np.array([t]), 1.0, t == 2, {"s": np.array([t + 1], np.float32)})
+    buf.end_episode()
+    for t in range(2):                      # a running one of 2 steps (observations 10, 11, then 12 next)
+        buf.add({"s": np.array([10 + t], np.float32)}, np.array([10 + t]), 1.0, False,
+                {"s": np.array([11 + t], np.float32)})
+    batch = buf.sample(200, np.random.default_rng(0), cfg, algo, ["s"])
+    by_row = {float(o[-1, 0]): i for i, o in enumerate(batch.obs["s"])}
+    assert sorted(by_row) == [0, 1, 2, 10, 11]                      # every step, nothing past size
+    first = by_row[0.0]                                              # steps 0, 1: shifted rewards 0 + 0.5 * 0
+    assert batch.obs["s"][first, :, 0].tolist() == [0, 0] and batch.discount[first] == pytest.approx(0.25)
+    assert batch.reward[first] == pytest.approx(0.0) and batch.next_obs["s"][first, -1, 0] == 2
+    assert batch.discount[by_row[2.0]] == 0                          # terminated inside the decision
+    last = by_row[11.0]                                              # the running episode's last step: bootstrap
+    assert batch.discount[last] == pytest.approx(0.5) and batch.next_obs["s"][last, -1, 0] == 12
+    assert batch.action_mask[last].tolist() == [True, False, False]
+
+
+def test_online_continuation_with_chunked_horizons(pendulum_file, tmp_path):
+    final = _run(pendulum_file, tmp_path / "chunked", "iql", "gaussian", steps=4, online_steps=30, obs_horizon=2,
+                 action_horizon=4, n_act=2)
+    assert final["step"] == 34 and np.isfinite(final["q_loss"])
 
 
 def test_compare_ranks_heads_under_an_offline_algorithm(pendulum_file, tmp_path):

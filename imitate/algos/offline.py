@@ -140,9 +140,6 @@ def _check(cfg: OfflineConfig, algo: OfflineAlgoConfig) -> None:
     if cfg.online_steps and cfg.algo not in ONLINE_ALGOS:
         raise ConfigError(f"--online-steps continues {' or '.join(ONLINE_ALGOS)} online; --algo {cfg.algo} has no "
                           f"online continuation")
-    if cfg.online_steps and (cfg.obs_horizon, cfg.action_horizon, cfg.n_act) != (1, 1, 1):
-        raise ConfigError("--online-steps needs --obs-horizon 1 --action-horizon 1 --n-act 1 (online transitions "
-                          "are single steps)")
     if not 0 <= algo.online_ratio <= 1:
         raise ConfigError(f"algo.online_ratio must lie in [0, 1] (got {algo.online_ratio})")
     if not 0 <= algo.demo_ratio <= 1 or algo.online_ratio + algo.demo_ratio > 1:
@@ -455,30 +452,40 @@ def _finish(run: OfflineRun, log: _Log, online: dict[str, Any]) -> dict[str, Any
 
 
 class OnlineBuffer:
-    """Single-step transitions gathered in the environment (To = Ta = 1), as NumPy arrays."""
+    """The online phase's transitions, one row per environment step in arrays of fixed capacity, cut into
+    episodes (the last one may still be running). A batch is windows drawn uniformly over every step so far
+    and built by the same `TransitionSampler` as the file's: the run's horizons, n_act-step decisions, and a
+    bootstrap from the stored next observation where an unfinished episode's steps run out."""
 
-    def __init__(self, capacity: int, obs_shapes: dict[str, tuple[int, ...]], action_dim: int):
-        self.obs = {k: np.zeros((capacity, *s), np.float32) for k, s in obs_shapes.items()}
-        self.next_obs = {k: np.zeros((capacity, *s), np.float32) for k, s in obs_shapes.items()}
-        self.action = np.zeros((capacity, action_dim), np.float32)
-        self.reward = np.zeros(capacity, np.float32)
-        self.terminal = np.zeros(capacity, bool)
+    def __init__(self, capacity: int, obs: dict[str, np.ndarray], action_dim: int):
+        self.arrays = {f"{part}/{k}": np.zeros((capacity, *np.shape(v)), np.asarray(v).dtype)
+                       for part in ("obs", "next_obs") for k, v in obs.items()}
+        self.arrays.update(actions=np.zeros((capacity, action_dim), np.float32), rewards=np.zeros(capacity, np.float32),
+                           dones=np.zeros(capacity, bool))
+        self.ends: list[int] = []
         self.size = 0
 
     def add(self, obs: dict, action: np.ndarray, reward: float, terminal: bool, next_obs: dict) -> None:
         i = self.size
-        for k in self.obs:
-            self.obs[k][i], self.next_obs[k][i] = obs[k], next_obs[k]
-        self.action[i], self.reward[i], self.terminal[i] = action, reward, terminal
+        for k in obs:
+            self.arrays[f"obs/{k}"][i], self.arrays[f"next_obs/{k}"][i] = obs[k], next_obs[k]
+        self.arrays["actions"][i], self.arrays["rewards"][i], self.arrays["dones"][i] = action, reward, terminal
         self.size += 1
 
-    def sample(self, n: int, rng: np.random.Generator, gamma: float, reward_scale: float,
-               reward_shift: float = 0.0) -> Transitions:
-        idx = rng.integers(0, self.size, n)
-        return Transitions({k: v[idx][:, None] for k, v in self.obs.items()}, self.action[idx][:, None],
-                           np.ones((n, 1), bool), self.reward[idx] * reward_scale + reward_shift,
-                           np.where(self.terminal[idx], 0.0, gamma).astype(np.float32),
-                           {k: v[idx][:, None] for k, v in self.next_obs.items()})
+    def end_episode(self) -> None:
+        if self.size and (not self.ends or self.ends[-1] != self.size):
+            self.ends.append(self.size)
+
+    def sample(self, n: int, rng: np.random.Generator, cfg: OfflineConfig, algo: OfflineAlgoConfig,
+               obs_keys: list[str]) -> Transitions:
+        from imitate.data.store import EpisodeStore
+
+        ends = self.ends + ([self.size] if not self.ends or self.ends[-1] != self.size else [])
+        store = EpisodeStore({k: v[:self.size] for k, v in self.arrays.items()}, np.asarray(ends),
+                             [f"online_{i}" for i in range(len(ends))], source="the online transitions")
+        sampler = TransitionSampler(store, cfg.obs_horizon, cfg.action_horizon, n, cfg.n_act, algo.gamma,
+                                    algo.reward_scale, algo.reward_shift, obs_keys=obs_keys)
+        return sampler.gather(rng.integers(0, self.size, n))
 
 
 def _concat(a: Transitions, b: Transitions) -> Transitions:
@@ -501,16 +508,18 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
         n_demo = int(round(cfg.batch_size * algo.demo_ratio))
         if n_demo:
             demo_store = _load_data(dataclasses.replace(cfg, data=cfg.online_demos, obs_keys=tuple(run.policy.obs_keys)))
-            demo_sampler = TransitionSampler(demo_store, 1, 1, n_demo, 1, algo.gamma, algo.reward_scale,
-                                             algo.reward_shift, obs_keys=run.policy.obs_keys, seed=cfg.seed + 2)
+            demo_sampler = TransitionSampler(demo_store, cfg.obs_horizon, cfg.action_horizon, n_demo, cfg.n_act,
+                                             algo.gamma, algo.reward_scale, algo.reward_shift,
+                                             obs_keys=run.policy.obs_keys, seed=cfg.seed + 2)
     env = make_env(run.env_id, run.env_kwargs)
-    buffer = OnlineBuffer(cfg.online_steps, run.policy.obs_shapes, run.policy.action_dim)
+    buffer = None   # made at the first step, with the observations' dtypes
     rng = np.random.default_rng([cfg.seed, 1])
     generator = torch.Generator(device=run.device).manual_seed(cfg.seed + 1)
     n_online = int(round(cfg.batch_size * algo.online_ratio))
     n_offline = max(0, cfg.batch_size - n_online - n_demo)
-    offline_sampler = TransitionSampler(run.store, 1, 1, n_offline, 1, algo.gamma, algo.reward_scale, algo.reward_shift,
-                                        obs_keys=run.policy.obs_keys, seed=cfg.seed + 1) if n_offline > 0 else None
+    offline_sampler = TransitionSampler(run.store, cfg.obs_horizon, cfg.action_horizon, n_offline, cfg.n_act, algo.gamma,
+                                        algo.reward_scale, algo.reward_shift, obs_keys=run.policy.obs_keys,
+                                        seed=cfg.seed + 1) if n_offline > 0 else None
     episode, returns, ret, successes = 0, [], 0.0, []
     obs, _ = env.reset(seed=cfg.seed + 20_000)
     run.policy.reset()
@@ -521,9 +530,12 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
             action = run.policy.act(current, generator=generator).reshape(-1)
             run.policy.train()
             obs, reward, terminated, truncated, info = env.step(to_env_action(env.action_space, action))
+            if buffer is None:
+                buffer = OnlineBuffer(cfg.online_steps, current, run.policy.action_dim)
             buffer.add(current, action, float(reward), bool(terminated), obs_to_dict(obs))
             ret += float(reward)
             if terminated or truncated:
+                buffer.end_episode()
                 returns.append(ret)
                 if "is_success" in info:
                     successes.append(bool(info["is_success"]))
@@ -536,8 +548,7 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
             if demo_sampler is not None:
                 parts.append(transitions_to_torch(demo_sampler.sample(), run.device))
             if n_online:
-                parts.append(transitions_to_torch(buffer.sample(n_online, rng, algo.gamma, algo.reward_scale,
-                                                                         algo.reward_shift), run.device))
+                parts.append(transitions_to_torch(buffer.sample(n_online, rng, cfg, algo, run.policy.obs_keys), run.device))
             batch = parts[0]
             for part in parts[1:]:
                 batch = _concat(batch, part)
