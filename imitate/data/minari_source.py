@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from imitate.data.episode import Episode
+from imitate.data.sources import select_obs_keys
 from imitate.errors import DemoFileError
 
 _EPISODE_RE = re.compile(r"^episode_(\d+)$")
@@ -103,13 +104,7 @@ class MinariSource:
             raise DemoFileError(f"demo_0 in {self.path}: {self._groups[0]} has no observations")
         self._leaves = _leaves(obs, "") if isinstance(obs, h5py.Group) else {"state": ""}
         available = list(self._leaves)
-        if obs_keys:
-            unknown = [k for k in obs_keys if k not in available]
-            if unknown:
-                raise DemoFileError(f"{self.path}: no observation key(s) {unknown}; the dataset has {available}")
-            self.obs_keys = list(dict.fromkeys(obs_keys))
-        else:
-            self.obs_keys = available
+        self.obs_keys = select_obs_keys(self.path, obs_keys, available)
         self._jpeg_keys = {k for k in self.obs_keys if _is_encoded(_dataset(first, self._leaves[k]))}
         self.lengths = []
         for i, g in enumerate(self._groups):

@@ -51,6 +51,17 @@ CACHE_VERSION = 1
 CACHE_IMAGE_COMPRESSION = "lzf"
 
 
+def select_obs_keys(path: str, obs_keys: Sequence[str] | None, available: list[str]) -> list[str]:
+    """The observation keys asked for (``--obs-keys``; all of ``available`` when none), each checked to be in
+    the dataset: a DemoFileError naming the dataset and what it has otherwise."""
+    if not obs_keys:
+        return list(available)
+    unknown = [k for k in obs_keys if k not in available]
+    if unknown:
+        raise DemoFileError(f"{path}: no observation key(s) {unknown}; the dataset has {available}")
+    return list(dict.fromkeys(obs_keys))
+
+
 def optional_import(module: str, what: str):
     """Import an optional package, or raise an ImitateError naming it and the extra that installs it."""
     try:

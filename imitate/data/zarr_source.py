@@ -27,7 +27,7 @@ import numpy as np
 
 from imitate.data.checks import is_image
 from imitate.data.episode import Episode
-from imitate.data.sources import optional_import
+from imitate.data.sources import optional_import, select_obs_keys
 from imitate.errors import DemoFileError
 
 #: Rows read at once span whole episodes up to about this many bytes (a zarr chunk shared by two
@@ -87,13 +87,7 @@ class ZarrSource:
         self._done = next((k for k in DONE_KEYS if k in self._arrays), None)
         reserved = {action, self._reward, self._done}
         available = [k for k in sorted(self._arrays) if k not in reserved]
-        if obs_keys:
-            unknown = [k for k in obs_keys if k not in available]
-            if unknown:
-                raise DemoFileError(f"{self.path}: no observation key(s) {unknown}; the dataset has {available}")
-            self.obs_keys = list(dict.fromkeys(obs_keys))
-        else:
-            self.obs_keys = available
+        self.obs_keys = select_obs_keys(self.path, obs_keys, available)
         if not self.obs_keys:
             raise DemoFileError(f"{self.path}: no observation keys in data/ (only {sorted(self._arrays)})")
         self.image_from_float = [k for k in self.obs_keys if self._arrays[k].dtype.kind == "f"
