@@ -359,12 +359,13 @@ class OfflineConfig:
     ema_decay: float = 0.999
     """Largest decay of the actor's weight average (what is saved, evaluated and exported)."""
     obs_horizon: int = 2
-    """To: observation steps the policy and the critics see (BC's default)."""
-    action_horizon: int = 16
-    """Ta: actions the policy predicts per chunk (BC's default)."""
-    n_act: int = 8
+    """To: observation steps the policy and the critics see."""
+    action_horizon: int = 8
+    """Ta: actions the policy predicts per chunk."""
+    n_act: int = 4
     """Actions executed from each chunk (1..Ta); the critics score these executed actions as one decision
-    (n_act-step backups: the value travels n_act steps per update)."""
+    (n_act-step backups: the value travels n_act steps per update). 2/8/4 measured at least as well as
+    one-step and as BC's 2/16/8 on StitchMaze, mixed ForkedPath and mixed Pendulum (BENCHMARKS.md)."""
     obs_keys: tuple[str, ...] = ()
     """Observation keys to use (empty: every key of the file)."""
     obs_norm: str = "meanstd"
