@@ -1,7 +1,7 @@
 """LeRobot v3 datasets in imitate: window throughput, time to the first batch, video decoding (once
 into memory or a cache vs on the fly), and conversion robomimic HDF5 -> LeRobot -> robomimic HDF5.
 
-Datasets are made here with imitate's writer (`imitate.data.lerobot.write_lerobot_dataset`): one 96x96
+Datasets are made here with imitate's writer (`imitate.data.lerobot_writer.write_lerobot_dataset`): one 96x96
 camera (``front_image``, H.264 yuv420p, a keyframe every 2 frames as LeRobot writes them), a 5-D
 state, 2-D actions, episodes of 250 steps. Frames look rendered (a shaded floor, a moving disc, a
 little sensor noise), so they compress like camera images, not like flat test patterns.
@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imitate.data import Episode, EpisodeStore, WindowSampler, load_demo_file, make_env_args, write_demo_file  # noqa: E402
-from imitate.data.lerobot import LeRobotSource, write_lerobot_dataset  # noqa: E402
+from imitate.data.lerobot import LeRobotSource
+from imitate.data.lerobot_writer import write_lerobot_dataset  # noqa: E402
 from imitate.data.video import VideoReader, psnr  # noqa: E402
 
 B, TO, TA = 64, 2, 16

@@ -69,7 +69,7 @@ def as_minari(src, folder):
 
 
 def as_lerobot(src, folder):
-    lerobot = pytest.importorskip("imitate.data.lerobot", reason="imitate.data.lerobot (LeRobot reader and writer) "
+    lerobot = pytest.importorskip("imitate.data.lerobot_writer", reason="imitate.data.lerobot_writer (LeRobot writer) "
                                                                  "is not in this tree")
     store = load_demo_file(src)
     lerobot.write_lerobot_dataset(folder, (store.episode(i) for i in range(store.n_episodes)), store.env_args, fps=10)
@@ -172,6 +172,7 @@ def test_compare_offline_gail_airl_and_dagger_read_every_format(datasets, tmp_pa
 
 def test_a_missing_lerobot_module_or_package_is_a_clear_error(robomimic_files, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "imitate.data.lerobot", None)
+    monkeypatch.setitem(sys.modules, "imitate.data.lerobot_writer", None)
     assert main(["data", "convert", str(robomimic_files["fp"]), str(tmp_path / "out"), "--format-out", "lerobot"]) == 1
     assert "needs imitate.data.lerobot" in capsys.readouterr().err
     (tmp_path / "ds" / "meta").mkdir(parents=True)

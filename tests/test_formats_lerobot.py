@@ -16,7 +16,8 @@ pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed (pi
 av = pytest.importorskip("av", reason="PyAV (av) is not installed (pip install 'imitate-policies[formats]')")
 
 from imitate.data import Episode, load_demo_file, make_env_args, write_demo_file  # noqa: E402
-from imitate.data.lerobot import LeRobotSource, write_lerobot_dataset  # noqa: E402
+from imitate.data.lerobot import LeRobotSource
+from imitate.data.lerobot_writer import write_lerobot_dataset  # noqa: E402
 from imitate.data.video import VideoReader, pick_encoder, psnr  # noqa: E402
 from imitate.errors import DemoFileError, ImitateError  # noqa: E402
 

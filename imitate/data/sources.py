@@ -167,7 +167,7 @@ def open_source(path: str | os.PathLike, format: str | None = None, obs_keys: Se
         try:
             lerobot = importlib.import_module("imitate.data.lerobot")
         except ModuleNotFoundError as e:
-            if e.name in ("imitate.data.lerobot", "imitate.data.video"):
+            if e.name in ("imitate.data.lerobot", "imitate.data.lerobot_writer", "imitate.data.video"):
                 raise ImitateError(f"{path}: reading LeRobot datasets needs imitate.data.lerobot, which this "
                                    f"installation of imitate does not have") from None
             raise ImitateError(f"{path}: reading LeRobot datasets needs the Python package '{e.name}', which is "
@@ -259,7 +259,7 @@ def convert_dataset(src: str | os.PathLike, dst: str | os.PathLike, format_out: 
     refused unless ``overwrite``. robomimic output: where the source has no next observation
     (``next_obs_derived``) none is stored, so readers derive it as from the source; a seeded
     ``valid_fraction`` of the episodes forms the ``valid`` filter key (``train`` the rest) unless the
-    source has filter keys of its own. LeRobot output: `imitate.data.lerobot.write_lerobot_dataset`
+    source has filter keys of its own. LeRobot output: `imitate.data.lerobot_writer.write_lerobot_dataset`
     (videos in ``video_codec``; ``fps`` frames per second, 0 for the writer's default).
 
     Returns:
@@ -297,9 +297,9 @@ def convert_dataset(src: str | os.PathLike, dst: str | os.PathLike, format_out: 
         scan_demo_file(dst)  # the written file read back from its metadata
     else:
         try:
-            from imitate.data.lerobot import write_lerobot_dataset
+            from imitate.data.lerobot_writer import write_lerobot_dataset
         except ModuleNotFoundError as e:
-            if e.name in ("imitate.data.lerobot", "imitate.data.video"):
+            if e.name in ("imitate.data.lerobot", "imitate.data.lerobot_writer", "imitate.data.video"):
                 raise ImitateError("writing LeRobot datasets needs imitate.data.lerobot, which this installation "
                                    "of imitate does not have") from None
             raise ImitateError(f"writing LeRobot datasets needs the Python package '{e.name}', which is not "
