@@ -58,7 +58,11 @@ from policy_heads.base import PolicyHead, masked_mean, step_mask_to_entries, wei
 
 
 class _CausalBlock(nn.Module):
-    """Pre-norm causal transformer block: whole sequences for training, one position at a time for decoding."""
+    """Pre-norm causal transformer block: whole sequences for training, one position at a time for decoding.
+
+    The feed-forward layer is ff_mult * d_model wide, its activation `activation` (None: tanh-approximated GELU,
+    what the "entry" layout was trained with).
+    """
 
     def __init__(self, d_model: int, num_heads: int, ff_mult: int = 4, activation: type[nn.Module] | None = None) -> None:
         super().__init__()
@@ -127,8 +131,8 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         """Action dimensions per token (must divide A): 1, or more for fewer, joint tokens (bins ** dims categories)."""
         layout: str = "entry"
         """Transformer positions: "entry" (one per token) or "step" (one per step of the chunk, whose tokens a small
-        readout then decodes one after another). A saved config without this field means "entry"; new runs get
-        "step" from the head's CPU and RL defaults."""
+        readout then decodes one after another; ReLU blocks). A saved config without this field means "entry"; new
+        runs get "step" from the head's CPU and RL defaults."""
         ff_mult: int = 4
         """Width of each block's feed-forward layer, as a multiple of d_model."""
 

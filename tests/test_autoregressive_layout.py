@@ -162,12 +162,15 @@ def test_step_layout_golden_checkpoint_gives_its_recorded_outputs():
     np.testing.assert_allclose(chunk, np.asarray(expected["actions"]), atol=1e-5, rtol=1e-5)
 
 
-def test_step_layout_exports_exactly(tmp_path):
+@pytest.mark.parametrize("run", [STEP_DIR, GOLDEN / "autoregressive"], ids=["step", "entry"])
+def test_both_layouts_export_exactly(tmp_path, run):
+    """New runs on a CPU train the step layout (the export tests' tiny runs too); the golden entry run is exported here."""
     from imitate.export.exporter import export_run
     from imitate.export.runtime import load
 
-    export_run(STEP_DIR, tmp_path / "exported", ["onnx"])
-    policy, model = load_policy(STEP_DIR), load(tmp_path / "exported", "onnx", threads=1)
+    export_run(run, tmp_path / "exported", ["onnx"])
+    policy, model = load_policy(run), load(tmp_path / "exported", "onnx", threads=1)
+    assert policy.head.by_step == (run == STEP_DIR)
     rng = np.random.default_rng(5)
     for batch in (1, 3):
         obs = {k: rng.uniform(-0.5, 0.5, (batch, 2, 2)).astype(np.float32) for k in ("agent_pos", "goal_pos")}
