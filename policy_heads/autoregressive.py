@@ -184,6 +184,7 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             raise ValueError(f"autoregressive head: config field 'ff_mult' must be >= 1, got {cfg.ff_mult}")
         self.by_step = cfg.layout == "step"
         self.register_buffer("group_offset", offsets, persistent=False)  # (groups,)
+        self.offsets = offsets.tolist()  # the same as ints: constants for decoding (exporters trace no reads of values)
 
         self.prefix = nn.Linear(feature_dim, cfg.d_model)
         self.embed = nn.Embedding(int(sizes.sum()), cfg.d_model)
@@ -337,7 +338,9 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         """The "step" layout's `_decode`: one transformer position (cached) per step, then its tokens in turn."""
         caches: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
         tokens = []
-        x = self.prefix(features) + self.position[0]  # (B, D)
+        positions, places = self.position.unbind(0), self.token_position.unbind(0)  # rows split once, not per token
+        noise = gumbel.unbind(1) if gumbel is not None else None
+        x = self.prefix(features) + positions[0]  # (B, D)
         for t in range(self.action_horizon):
             for i, block in enumerate(self.blocks):
                 x, caches[i] = block.step(x, caches[i])
@@ -345,17 +348,17 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             step_input = None
             for j in range(self.groups):
                 p = t * self.groups + j
-                logits = self._readout(hidden + self.token_position[j])  # (B, K)
+                logits = self._readout(hidden + places[j])  # (B, K)
                 if self.masked:
                     logits = logits + self.logit_mask[p]
-                token = logits.argmax(-1) if gumbel is None else (logits + gumbel[:, p]).argmax(-1)
+                token = logits.argmax(-1) if noise is None else (logits + noise[p]).argmax(-1)
                 tokens.append(token)
-                ids = token + self.group_offset[j]
+                ids = token + self.offsets[j] if self.offsets[j] else token
                 if j + 1 < self.groups:
                     hidden = hidden + self.token_embed(ids)
                 step_input = self.embed(ids) if step_input is None else step_input + self.embed(ids)
             if t + 1 < self.action_horizon:
-                x = step_input + self.position[t + 1]
+                x = step_input + positions[t + 1]
         return torch.stack(tokens, dim=1)
 
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
