@@ -24,14 +24,14 @@ Two layouts (config `layout`) compute the same kind of distribution:
   relu(W (h_t + r_j + e_0 + ... + e_{j-1})), where r_j marks the token's place in the step and e_i
   embeds the step's earlier tokens. The probabilities are exact (a product of per-token softmaxes),
   a token has bins categories (not bins ** A), and training costs about the transformer over Ta
-  positions. Its blocks use ReLU (GELU's backward costs several times more on CPU).
+  positions. Its blocks and readout use ReLU (GELU's backward costs several times more on a CPU).
 
 Saved configurations written before the `layout` field existed lack it and load with the class
 default "entry", which is what they were trained as (the golden checkpoint
 tests/golden/autoregressive checks it). New runs get "step": the head's CPU defaults (`cpu_defaults`,
 applied to runs that train on a CPU) and RL defaults (`rl_defaults`) name it, and every saved config
-names its layout from then on. A run sized for a GPU (`--sizing full`) keeps the class default
-unless it sets `layout=step`.
+names its layout from then on (tests/golden/autoregressive_step holds one). A run sized for a GPU
+(trained on one, or `--sizing full`) keeps the class default unless it sets `layout=step`.
 
 Training is cross-entropy of the true tokens (teacher forcing, one pass). `sample` draws the tokens
 one at a time (with a key/value cache, so each transformer position is computed once) and maps each
