@@ -33,15 +33,18 @@ FLOW = {"flow.denoiser": "mlp"}
 DIFFUSION = {"diffusion.denoiser": "mlp", "diffusion.prediction_type": "sample"}
 STEPS = (10, 2, 1)
 
-# Latency cases: name -> (head, settings); the CPU head settings of `imitate compare`, and the autoregressive
-# head with one token per step of ForkedPath's two dimensions (16 bins each: 256 categories per token).
+# Latency cases: name -> (head, settings); the CPU head settings of `imitate compare` (the autoregressive head's
+# CPU defaults: one transformer position per step), and the autoregressive head's earlier layouts: one position
+# per entry, and one joint token per step of ForkedPath's two dimensions (16 bins each: 256 categories per token).
+AR_ENTRY = {"layout": "entry", "d_model": "64", "num_layers": "2", "ff_mult": "4"}
 CASES = {
     "deterministic": ("deterministic", {}),
     "gaussian": ("gaussian", {}),
     "gmm": ("gmm", {}),
-    "autoregressive": ("autoregressive", {"d_model": "64", "num_layers": "2"}),
-    "autoregressive step-tokens": ("autoregressive", {"d_model": "64", "num_layers": "2", "dims_per_token": "2",
-                                                     "bins": "16"}),
+    "autoregressive": ("autoregressive", {}),
+    "autoregressive per-entry": ("autoregressive", AR_ENTRY),
+    "autoregressive step-tokens": ("autoregressive", {**AR_ENTRY, "dims_per_token": "2", "bins": "16"}),
+    "autoregressive step d64": ("autoregressive", {"layout": "step", "d_model": "64", "num_layers": "2", "ff_mult": "4"}),
     "diffusion DDIM-10": ("diffusion", {"denoiser": "mlp", "prediction_type": "sample"}),
     **{f"flow K={k}": ("flow", {"denoiser": "mlp", "objective": "shortcut", "num_inference_steps": str(k)}) for k in STEPS},
 }

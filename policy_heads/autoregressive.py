@@ -1,25 +1,43 @@
-"""Autoregressive head: the action chunk as a sequence of discrete tokens, one per entry.
+"""Autoregressive head: the action chunk as a sequence of discrete tokens, decoded one after another.
 
 Each action dimension is cut into bins (continuous actions) or already holds category indices
 (discrete actions, config `discrete_nvec`). The Ta * A tokens of a chunk are ordered step-major,
 
     token p  <->  step p // A, dimension p % A
 
-and a small causal transformer predicts each token from the features and the tokens before it:
+and each token is predicted from the features and the tokens before it. Coarser tokens (config
+`dims_per_token` = g > 1): each token holds g consecutive dimensions of a step, its category the
+mixed-radix number of their bins (bins ** g categories), so a chunk is N = Ta * G tokens, G = A / g
+tokens per step.
 
-    input position:   0          1      2            N-1
-    input:          [feat]     tok_0  tok_1   ...  tok_{N-2}
-    predicts:        tok_0     tok_1  tok_2   ...  tok_{N-1}          N = Ta * A
+Two layouts (config `layout`) compute the same kind of distribution:
 
-Coarser tokens (config `dims_per_token` = g > 1): each token holds g consecutive dimensions of
-a step, its category the mixed-radix number of their bins (bins ** g categories), so a chunk is
-Ta * A / g tokens and the transformer runs 1/g as many positions.
+- "entry": a causal transformer with one position per token,
 
-Training is cross-entropy of the true tokens (teacher forcing). `sample` draws the tokens one at a
-time (with a key/value cache, so each step runs the transformer on one new position only) and maps
-each bin to its centre. `log_prob` is the sum of the token log-probabilities of the bins the
-actions fall into: a discrete log-probability (of the bin cells), not a density. `mode` takes the
-most likely token at every step (greedy decoding).
+      input position:   0          1      2            N-1
+      input:          [feat]     tok_0  tok_1   ...  tok_{N-2}
+      predicts:        tok_0     tok_1  tok_2   ...  tok_{N-1}
+
+- "step": a causal transformer with one position per step (Ta positions, 1/G as many), whose input at
+  step t is the features (t = 0) or the sum of the embeddings of step t-1's tokens; its output h_t
+  then decodes step t's G tokens one after another with a small readout, token j's logits from
+  relu(W (h_t + r_j + e_0 + ... + e_{j-1})), where r_j marks the token's place in the step and e_i
+  embeds the step's earlier tokens. The probabilities are exact (a product of per-token softmaxes),
+  a token has bins categories (not bins ** A), and training costs about the transformer over Ta
+  positions. Its blocks and readout use ReLU (GELU's backward costs several times more on a CPU).
+
+Saved configurations written before the `layout` field existed lack it and load with the class
+default "entry", which is what they were trained as (the golden checkpoint
+tests/golden/autoregressive checks it). New runs get "step": the head's CPU defaults (`cpu_defaults`,
+applied to runs that train on a CPU) and RL defaults (`rl_defaults`) name it, and every saved config
+names its layout from then on (tests/golden/autoregressive_step holds one). A run sized for a GPU
+(trained on one, or `--sizing full`) keeps the class default unless it sets `layout=step`.
+
+Training is cross-entropy of the true tokens (teacher forcing, one pass). `sample` draws the tokens
+one at a time (with a key/value cache, so each transformer position is computed once) and maps each
+bin to its centre. `log_prob` is the sum of the token log-probabilities of the bins the actions fall
+into: a discrete log-probability (of the bin cells), not a density. `mode` takes the most likely
+token at every step (greedy decoding).
 
 Bins: "uniform" cuts [-1, 1] into equal bins; "quantile" puts the same share of the training
 actions in every bin, with edges computed by `prepare(actions)` and kept as a buffer (saved with
@@ -40,16 +58,21 @@ from policy_heads.base import PolicyHead, masked_mean, step_mask_to_entries, wei
 
 
 class _CausalBlock(nn.Module):
-    """Pre-norm causal transformer block: whole sequences for training, one position at a time for decoding."""
+    """Pre-norm causal transformer block: whole sequences for training, one position at a time for decoding.
 
-    def __init__(self, d_model: int, num_heads: int) -> None:
+    The feed-forward layer is ff_mult * d_model wide, its activation `activation` (None: tanh-approximated GELU,
+    what the "entry" layout was trained with).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ff_mult: int = 4, activation: type[nn.Module] | None = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.norm1 = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(approximate="tanh"), nn.Linear(4 * d_model, d_model))
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), activation() if activation else nn.GELU(approximate="tanh"),
+                                nn.Linear(ff_mult * d_model, d_model))
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, D) -> (B, T, D), every position attending to itself and the ones before it."""
@@ -80,15 +103,15 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
     has_log_prob = True
     has_mode = True
     discrete_actions = True
-    step_cost = 6.0
+    step_cost = 2.0
 
     @classmethod
     def cpu_defaults(cls) -> dict[str, str]:
-        return {"d_model": "64", "num_layers": "2"}
+        return {"layout": "step", "d_model": "32", "num_heads": "2", "num_layers": "2"}
 
     @classmethod
     def rl_defaults(cls) -> dict:
-        return {"d_model": 32, "num_layers": 1, "num_heads": 2, "bins": 21, "binning": "uniform"}
+        return {"layout": "step", "d_model": 32, "num_layers": 1, "num_heads": 2, "bins": 21, "binning": "uniform"}
 
     @dataclass
     class Config:
@@ -106,6 +129,12 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         """Attention heads per block (must divide d_model)."""
         dims_per_token: int = 1
         """Action dimensions per token (must divide A): 1, or more for fewer, joint tokens (bins ** dims categories)."""
+        layout: str = "entry"
+        """Transformer positions: "entry" (one per token) or "step" (one per step of the chunk, whose tokens a small
+        readout then decodes one after another; ReLU blocks). A saved config without this field means "entry"; new
+        runs get "step" from the head's CPU and RL defaults."""
+        ff_mult: int = 4
+        """Width of each block's feed-forward layer, as a multiple of d_model."""
 
     def __init__(self, feature_dim: int, action_dim: int, action_horizon: int, config: Config | None = None) -> None:
         super().__init__(feature_dim, action_dim, action_horizon, config)
@@ -149,11 +178,26 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         self.register_buffer("token_offset", offsets[dim_of_token], persistent=False)  # (N,)
         self.register_buffer("logit_mask", torch.zeros(invalid.shape).masked_fill(invalid, float("-inf")), persistent=False)
 
+        if cfg.layout not in ("entry", "step"):
+            raise ValueError(f"autoregressive head: config field 'layout' must be 'entry' or 'step', got {cfg.layout!r}")
+        if cfg.ff_mult < 1:
+            raise ValueError(f"autoregressive head: config field 'ff_mult' must be >= 1, got {cfg.ff_mult}")
+        self.by_step = cfg.layout == "step"
+        self.register_buffer("group_offset", offsets, persistent=False)  # (groups,)
+        self.offsets = offsets.tolist()  # the same as ints: constants for decoding (exporters trace no reads of values)
+
         self.prefix = nn.Linear(feature_dim, cfg.d_model)
         self.embed = nn.Embedding(int(sizes.sum()), cfg.d_model)
-        self.position = nn.Parameter(torch.randn(self.num_tokens, cfg.d_model) * 0.02)
-        self.blocks = nn.ModuleList(_CausalBlock(cfg.d_model, cfg.num_heads) for _ in range(cfg.num_layers))
+        positions = action_horizon if self.by_step else self.num_tokens
+        self.position = nn.Parameter(torch.randn(positions, cfg.d_model) * 0.02)
+        self.blocks = nn.ModuleList(_CausalBlock(cfg.d_model, cfg.num_heads, cfg.ff_mult, nn.ReLU if self.by_step else None)
+                                    for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
+        self.masked = bool(invalid.any())  # some token has fewer categories than the readout's K
+        if self.by_step:  # the readout of a step's tokens, each given the ones before it in the step
+            self.token_embed = nn.Embedding(int(sizes.sum()), cfg.d_model)
+            self.token_position = nn.Parameter(torch.randn(self.groups, cfg.d_model) * 0.02)
+            self.readout_hidden = nn.Linear(cfg.d_model, cfg.d_model)
         self.readout = nn.Linear(cfg.d_model, most)
 
     # Tokens <-> actions ---------------------------------------------------------------------
@@ -211,11 +255,36 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
 
     def _logits(self, features: Tensor, tokens: Tensor) -> Tensor:
         """Logits (B, N, K) of every token given features (B, F) and the true tokens (B, N)."""
+        if self.by_step:
+            return self._step_logits(features, tokens)
         previous = self.embed(tokens[:, :-1] + self.token_offset[:-1])  # (B, N - 1, D)
         x = torch.cat([self.prefix(features).unsqueeze(1), previous], dim=1) + self.position
         for block in self.blocks:
             x = block(x)
         return self.readout(self.norm(x)) + self.logit_mask
+
+    def _step_logits(self, features: Tensor, tokens: Tensor) -> Tensor:
+        """The "step" layout's `_logits`: the transformer over the Ta steps, then the readout of each step's tokens.
+
+        Position t sees the features and the embedded tokens of steps 0..t-1 (summed per step); its output h_t
+        gives token j of step t the logits readout(relu(hidden(norm(h_t) + r_j + sum_{i<j} e_i))), with r_j the
+        token's place in the step and e_i the readout's embeddings of the step's earlier tokens.
+        """
+        ids = rearrange(tokens, "b (t g) -> b t g", g=self.groups) + self.group_offset  # (B, Ta, G)
+        previous = self.embed(ids[:, :-1]).sum(2)  # (B, Ta - 1, D): each step's tokens, the next position's input
+        x = torch.cat([self.prefix(features).unsqueeze(1), previous], dim=1) + self.position
+        for block in self.blocks:
+            x = block(x)
+        within = self.token_position.expand(*ids.shape, -1)  # (B, Ta, G, D), plus the tokens before each in its step:
+        if self.groups > 1:
+            earlier = self.token_embed(ids[:, :, :-1]).cumsum(2)  # (B, Ta, G - 1, D)
+            within = within + torch.cat([torch.zeros_like(earlier[:, :, :1]), earlier], dim=2)
+        logits = rearrange(self._readout(self.norm(x).unsqueeze(2) + within), "b t g k -> b (t g) k")
+        return logits + self.logit_mask if self.masked else logits
+
+    def _readout(self, x: Tensor) -> Tensor:
+        """The "step" layout's readout: logits (..., K) of one token from its input (..., D)."""
+        return self.readout(F.relu(self.readout_hidden(x)))
 
     def loss(self, features: Tensor, action: Tensor, mask: Tensor | None = None,
              weight: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -226,7 +295,10 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         tokens = self._tokens(action)
         logits = self._logits(features, tokens)
         entries = step_mask_to_entries(mask, self.groups)
-        cross_entropy = F.cross_entropy(rearrange(logits, "b n k -> b k n"), tokens, reduction="none")  # (B, N)
+        if self.by_step:  # (B * N, K) rows: a third of the time of the (B, K, N) layout, which "entry" keeps bit for bit
+            cross_entropy = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
+        else:
+            cross_entropy = F.cross_entropy(rearrange(logits, "b n k -> b k n"), tokens, reduction="none")  # (B, N)
         loss = weighted_mean(cross_entropy, entries, weight)
         accuracy = masked_mean((logits.argmax(-1) == tokens).to(logits.dtype), entries)
         return loss, {"cross_entropy": loss.detach(), "token_accuracy": accuracy.detach()}
@@ -247,6 +319,8 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         self._check_features(features)
         if uniform is not None:  # Gumbel-max: argmax(logits + gumbel) is a draw from softmax(logits)
             gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        if self.by_step:
+            return self._decode_steps(features, gumbel if uniform is not None else None)
         caches: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)  # keys and values per block
         tokens = []
         x = self.prefix(features) + self.position[0]  # (B, D)
@@ -258,6 +332,33 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             tokens.append(token)
             if p + 1 < self.num_tokens:
                 x = self.embed(token + self.token_offset[p]) + self.position[p + 1]
+        return torch.stack(tokens, dim=1)
+
+    def _decode_steps(self, features: Tensor, gumbel: Tensor | None) -> Tensor:
+        """The "step" layout's `_decode`: one transformer position (cached) per step, then its tokens in turn."""
+        caches: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
+        tokens = []
+        positions, places = self.position.unbind(0), self.token_position.unbind(0)  # rows split once, not per token
+        noise = gumbel.unbind(1) if gumbel is not None else None
+        x = self.prefix(features) + positions[0]  # (B, D)
+        for t in range(self.action_horizon):
+            for i, block in enumerate(self.blocks):
+                x, caches[i] = block.step(x, caches[i])
+            hidden = self.norm(x)  # (B, D), plus the step's tokens so far
+            step_input = None
+            for j in range(self.groups):
+                p = t * self.groups + j
+                logits = self._readout(hidden + places[j])  # (B, K)
+                if self.masked:
+                    logits = logits + self.logit_mask[p]
+                token = logits.argmax(-1) if noise is None else (logits + noise[p]).argmax(-1)
+                tokens.append(token)
+                ids = token + self.offsets[j] if self.offsets[j] else token
+                if j + 1 < self.groups:
+                    hidden = hidden + self.token_embed(ids)
+                step_input = self.embed(ids) if step_input is None else step_input + self.embed(ids)
+            if t + 1 < self.action_horizon:
+                x = step_input + positions[t + 1]
         return torch.stack(tokens, dim=1)
 
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
