@@ -1,14 +1,20 @@
-"""Flow matching (K = 10, 2, 1 steps; plain and shortcut-trained) against diffusion (DDIM-10) and gmm.
+"""Flow matching (K = 10, 2, 1 steps; plain, shortcut- and MeanFlow-trained) against diffusion (DDIM-10) and gmm.
 
     python benchmarks/flow_vs_diffusion.py quality --data datasets/forked_path3.hdf5 --out runs/bench_flow --seeds 2
+    python benchmarks/flow_vs_diffusion.py quality --data datasets/block_push.hdf5 --out runs/bench_flow_bp \
+        --seeds 3 --steps 5000 --jobs 1 --objectives shortcut,meanflow
     python benchmarks/flow_vs_diffusion.py latency --data datasets/forked_path.hdf5 --out runs/bench_flow_latency
 
-quality: `imitate.compare.compare` trains gmm, diffusion (MLP denoiser, sample prediction, 10 DDIM
-steps) and the shortcut-trained flow head with the same budget and seeds; a second compare trains
-the plain flow head. Every flow run is then measured again at K = 10, 2 and 1 steps (the same
-weights, `num_inference_steps` changed): rollouts (success, behaviour entropy, mode-share gap
-against the demonstrations) on compare's start seeds and the data metrics (energy distance,
-coverage) at compare's held-out states. Mean ± std over seeds.
+quality: `imitate.compare.compare` trains the flow head once per objective in --objectives (shortcut,
+meanflow, flow = plain flow matching; one compare each, in OUT/<objective>/), the first of them beside
+the --baselines gmm and diffusion (MLP denoiser, sample prediction, 10 DDIM steps), all with the same
+budget and seeds. Every flow run is then measured again at K = 10, 2 and 1 steps (the same weights,
+`num_inference_steps` changed; cached in the run's flow_steps.json): rollouts (success, behaviour
+entropy, mode-share gap against the demonstrations, the task's episode metrics such as BlockPush's
+p1/p2) on compare's start seeds and the data metrics (energy distance, coverage) at compare's
+held-out states. Seed by seed: every case of seed 0 first, then seed 1, ...; after each seed the
+table so far (mean ± std over the seeds done) is printed and written to OUT/flow_vs_diffusion.json.
+Finished runs are reused, so a stopped benchmark continues where it stopped.
 
 latency: a short run per head (latency does not depend on the weights), CPU head settings, Ta = 8;
 `predict_chunk` at batch 1 with one torch thread, every case loaded in one process and called in
