@@ -56,7 +56,7 @@ Why meanflow by default (BENCHMARKS.md, "Flow matching: MeanFlow against shortcu
 rollouts each): at K = 1 it succeeds as often as shortcut (ForkedPath3 0.88 against 0.91, BlockPush
 0.61 against 0.61) with a smaller mode-share gap (7 against 10 and 9 against 13 points), at K = 2 it
 succeeds more often on BlockPush (0.80 against 0.66), at K = 10 at least as often; any K is a trained
-step, not only powers of two. It costs about 1.5x shortcut's training time per step (the
+step, not only powers of two. It costs 1.3-1.5x shortcut's training time per step (the
 Jacobian-vector product). Saved configs name their objective, so shortcut runs load as shortcut.
 
 Given the noise, sampling is deterministic (`sample_with_noise`): the whole loop is plain tensor
