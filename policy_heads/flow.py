@@ -276,7 +276,7 @@ class FlowHead(PolicyHead, name="flow"):
         step = h.view(-1, 1, 1)
         if self.config.prediction_type == "velocity":
             return v + step * d_out
-        remaining = (1 - t).view(-1, 1, 1)  # >= h > 0
+        remaining = (1 - t).view(-1, 1, 1)  # > 0 and >= h: t + h <= 1
         return x + (remaining - step) * v + step * d_out + (step / remaining) * (out - x)
 
     # Sampling -------------------------------------------------------------------------------
