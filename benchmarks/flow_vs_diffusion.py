@@ -1,14 +1,20 @@
-"""Flow matching (K = 10, 2, 1 steps; plain and shortcut-trained) against diffusion (DDIM-10) and gmm.
+"""Flow matching (K = 10, 2, 1 steps; plain, shortcut- and MeanFlow-trained) against diffusion (DDIM-10) and gmm.
 
     python benchmarks/flow_vs_diffusion.py quality --data datasets/forked_path3.hdf5 --out runs/bench_flow --seeds 2
+    python benchmarks/flow_vs_diffusion.py quality --data datasets/block_push.hdf5 --out runs/bench_flow_bp \
+        --seeds 3 --steps 5000 --jobs 1 --objectives shortcut,meanflow
     python benchmarks/flow_vs_diffusion.py latency --data datasets/forked_path.hdf5 --out runs/bench_flow_latency
 
-quality: `imitate.compare.compare` trains gmm, diffusion (MLP denoiser, sample prediction, 10 DDIM
-steps) and the shortcut-trained flow head with the same budget and seeds; a second compare trains
-the plain flow head. Every flow run is then measured again at K = 10, 2 and 1 steps (the same
-weights, `num_inference_steps` changed): rollouts (success, behaviour entropy, mode-share gap
-against the demonstrations) on compare's start seeds and the data metrics (energy distance,
-coverage) at compare's held-out states. Mean ± std over seeds.
+quality: `imitate.compare.compare` trains the flow head once per objective in --objectives (shortcut,
+meanflow, flow = plain flow matching; one compare each, in OUT/<objective>/), the first of them beside
+the --baselines gmm and diffusion (MLP denoiser, sample prediction, 10 DDIM steps), all with the same
+budget and seeds. Every flow run is then measured again at K = 10, 2 and 1 steps (the same weights,
+`num_inference_steps` changed; cached in the run's flow_steps.json): rollouts (success, behaviour
+entropy, mode-share gap against the demonstrations, the task's episode metrics such as BlockPush's
+p1/p2) on compare's start seeds and the data metrics (energy distance, coverage) at compare's
+held-out states. Seed by seed: every case of seed 0 first, then seed 1, ...; after each seed the
+table so far (mean ± std over the seeds done) is printed and written to OUT/flow_vs_diffusion.json.
+Finished runs are reused, so a stopped benchmark continues where it stopped.
 
 latency: a short run per head (latency does not depend on the weights), CPU head settings, Ta = 8;
 `predict_chunk` at batch 1 with one torch thread, every case loaded in one process and called in
@@ -50,62 +56,109 @@ CASES = {
 }
 
 
+OBJECTIVES = ("shortcut", "meanflow", "flow")
+"""Flow objectives the quality benchmark can train; each is one compare of the flow head in OUT/<objective>/."""
+
+
 def measure_flow(run_dir: Path, k: int, args, qs, demo_shares: dict[str, float], env_id: str, env_kwargs: dict,
                  seed: int) -> dict:
-    """Rollouts and data metrics of a trained flow run sampled with k steps (as compare measures them)."""
+    """Rollouts and data metrics of a trained flow run sampled with k steps (as compare measures them).
+
+    Cached in RUN_DIR/flow_steps.json (one entry per k and measurement setting)."""
     from imitate.checkpoint import load_policy
     from imitate.evaluate import evaluate
     from imitate.sample_metrics import distribution_metrics, sample_policy
 
+    cache_file = run_dir / "flow_steps.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    key = f"K={k} episodes={args.episodes} eval_seed={args.eval_seed} samples={args.samples}"
+    if key in cache:
+        return cache[key]
     policy = load_policy(run_dir)
     policy.head.config = dataclasses.replace(policy.head.config, num_inference_steps=k)
     out = distribution_metrics(sample_policy(policy, qs, args.samples, seed=seed), qs)
     res = evaluate(policy, env_id, env_kwargs, args.episodes, args.eval_seed, progress=False)
-    shares = res["mode_shares"] or {}
-    gap = 100 * max(abs(shares.get(m, 0.0) - demo_shares.get(m, 0.0)) for m in set(demo_shares) | set(shares))
-    return {**out, "success_rate": res["success_rate"], "behaviour_entropy": res["behaviour_entropy"],
-            "mode_share_gap": gap}
+    cache[key] = {**out, "success_rate": res["success_rate"], "behaviour_entropy": res["behaviour_entropy"],
+                  "mode_share_gap": mode_gap(res["mode_shares"], demo_shares), **{f"episode/{m}": v for m, v in (res.get("episode_metrics") or {}).items()}}
+    cache_file.write_text(json.dumps(cache, indent=1))
+    return cache[key]
+
+
+def mode_gap(shares: dict[str, float] | None, demo_shares: dict[str, float]) -> float:
+    """The largest difference in points between the rollouts' and the demonstrations' mode shares."""
+    shares = shares or {}
+    return 100 * max(abs(shares.get(m, 0.0) - demo_shares.get(m, 0.0)) for m in set(demo_shares) | set(shares))
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _table(rows: dict[str, dict[str, list]]) -> str:
+    keys = list(next(iter(rows.values()))) if rows else []
+    lines = ["| case | seeds | " + " | ".join(keys) + " |"]
+    for label, values in rows.items():
+        cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v and all(x is not None for x in v) else "n/a"
+                 for v in values.values()]
+        lines.append(f"| {label} | {len(next(iter(values.values())))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def quality(args) -> None:
+    """Seed by seed (every case of seed 0 first, then seed 1, ...): one compare per flow objective (the
+    first also trains the baselines), then every flow run measured at K = 10, 2, 1; the table so far
+    is written to OUT/flow_vs_diffusion.json after each seed."""
     from imitate.compare import compare
     from imitate.data import load_demo_file
     from imitate.sample_metrics import query_set
 
-    common = dict(steps=args.steps, seeds=args.seeds, episodes=args.episodes, jobs=args.jobs, eval_seed=args.eval_seed,
+    objectives = [o for o in args.objectives.split(",") if o]
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown or not objectives:
+        raise SystemExit(f"--objectives: choose from {', '.join(OBJECTIVES)} (got {args.objectives!r})")
+    baselines = [b for b in args.baselines.split(",") if b]
+    if any(b not in ("gmm", "diffusion") for b in baselines):
+        raise SystemExit(f"--baselines: choose from gmm, diffusion (got {args.baselines!r})")
+    common = dict(steps=args.steps, episodes=args.episodes, jobs=args.jobs, eval_seed=args.eval_seed,
                   samples=args.samples, latency_calls=10)
     out = Path(args.out)
-    shortcut = compare(args.data, str(out / "shortcut"), heads="gmm,diffusion,flow", progress=True, **common,
-                       settings={**DIFFUSION, **FLOW, "flow.objective": "shortcut", "flow.num_inference_steps": "1"})
-    plain = compare(args.data, str(out / "flow"), heads="flow", progress=True, **common,
-                    settings={**FLOW, "flow.objective": "flow", "flow.num_inference_steps": "10"})
     store = load_demo_file(args.data)
     routes = [a["route"] for a in store.demo_attrs if "route" in a]
     demo_shares = {r: routes.count(r) / len(routes) for r in sorted(set(routes))}
     env_args = store.env_args or {}
     qs = query_set(store, 2, 8, 4, 64, 16)
     keys = ("success_rate", "behaviour_entropy", "mode_share_gap", "energy_distance", "coverage", "train_time_s")
-    rows: dict[str, dict[str, list[float]]] = {}
-    for head, label in (("gmm", "gmm"), ("diffusion", "diffusion DDIM-10")):
-        runs = shortcut["heads"][head]["runs"]
-        rows[label] = {key: [r.get(key) for r in runs] for key in keys}
-    for name, results in (("flow", plain), ("shortcut", shortcut)):
-        runs = results["heads"]["flow"]["runs"]
-        for k in STEPS:
-            label = f"{name} K={k}"
-            rows[label] = {key: [] for key in keys}
-            for seed, run in enumerate(runs):
-                m = measure_flow(Path(run["run_dir"]), k, args, qs, demo_shares, env_args.get("env_name"),
-                                 env_args.get("env_kwargs") or {}, seed)
-                m["train_time_s"] = run.get("train_time_s")
-                for key in keys:
-                    rows[label][key].append(m[key])
-                print(f"{label} seed {seed}: " + " ".join(f"{key} {m[key]:.3f}" for key in keys), flush=True)
-    print("| head | " + " | ".join(keys) + " |")
-    for label, values in rows.items():
-        cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" if all(x is not None for x in v) else "n/a" for v in values.values()]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    (out / "flow_vs_diffusion.json").write_text(json.dumps({"demo_shares": demo_shares, "rows": rows}, indent=1))
+    labels = {"gmm": "gmm", "diffusion": "diffusion DDIM-10"}
+    rows: dict[str, dict[str, list]] = {}
+    for n in range(1, args.seeds + 1):
+        for i, objective in enumerate(objectives):
+            heads = (baselines if i == 0 else []) + ["flow"]
+            steps = "10" if objective == "flow" else "1"  # what compare itself measures; every K is measured below
+            results = compare(args.data, str(out / objective), heads=",".join(heads), progress=True, seeds=n, **common,
+                              settings={**(DIFFUSION if "diffusion" in heads else {}), **FLOW,
+                                        "flow.objective": objective, "flow.num_inference_steps": steps})
+            for head in heads[:-1]:
+                runs = results["heads"][head]["runs"]
+                extra = sorted({m for r in runs for m in (r.get("episode_metrics") or {})})
+                for r in runs:
+                    r["mode_share_gap"] = mode_gap(r.get("mode_shares"), demo_shares)
+                rows[labels[head]] = {**{key: [r.get(key) for r in runs] for key in keys},
+                                      **{f"episode/{m}": [(r.get("episode_metrics") or {}).get(m) for r in runs] for m in extra}}
+            runs = results["heads"]["flow"]["runs"]
+            for k in STEPS:
+                label = f"{objective} K={k}"
+                rows[label] = {}
+                for seed, run in enumerate(runs):
+                    m = measure_flow(Path(run["run_dir"]), k, args, qs, demo_shares, env_args.get("env_name"),
+                                     env_args.get("env_kwargs") or {}, seed)
+                    m = {**m, "train_time_s": run.get("train_time_s")}
+                    for key in (*keys, *sorted(x for x in m if x.startswith("episode/"))):
+                        rows[label].setdefault(key, []).append(m[key])
+                    if seed == n - 1:
+                        print(f"{label} seed {seed}: " + " ".join(f"{key} {_num(m[key])}" for key in keys), flush=True)
+        (out / "flow_vs_diffusion.json").write_text(json.dumps({"demo_shares": demo_shares, "seeds": n, "rows": rows},
+                                                               indent=1))
+        print(f"after seed {n - 1}:\n{_table(rows)}", flush=True)
 
 
 def train_run(args, head: str, settings: dict, run: Path, steps: int) -> float:
@@ -190,6 +243,9 @@ def main() -> None:
     q.add_argument("--samples", type=int, default=128)
     q.add_argument("--eval-seed", type=int, default=10000)
     q.add_argument("--jobs", type=int, default=2)
+    q.add_argument("--objectives", default="shortcut,flow",
+                   help=f"flow objectives, comma-separated, from {', '.join(OBJECTIVES)} (one compare each)")
+    q.add_argument("--baselines", default="gmm,diffusion", help="heads trained beside the first objective ('' for none)")
     lat = sub.add_parser("latency")
     lat.add_argument("--data", default="datasets/forked_path.hdf5")
     lat.add_argument("--out", default="runs/bench_flow_latency")

@@ -19,7 +19,7 @@ Sampling integrates dx/dt = v(x, t) from t = 0 to 1 in K = num_inference_steps e
     for i in range(K):  x = x + v(x, i / K) / K      # Euler
     return x clamped to [-1, 1]
 
-Objective "shortcut" (the default; Frans et al. 2024, "One Step Diffusion via Shortcut Models") also gives the
+Objective "shortcut" (Frans et al. 2024, "One Step Diffusion via Shortcut Models") also gives the
 network the step size d it will be used with, s(x_t, t, d), and teaches it where a step of size d
 lands, so few large steps (K = 1, 2, 4, ...) follow the curved flow instead of cutting across it:
 
@@ -32,6 +32,32 @@ lands, so few large steps (K = 1, 2, 4, ...) follow the curved flow instead of c
 At sampling, K a power of two below shortcut_max_steps uses d = 1 / K; any other K uses d = 0,
 the instantaneous velocity, so the head is also an ordinary flow model. d enters as the sinusoidal
 embedding of its level (0 for d = 0, 1 + log2(1 / d) otherwise), concatenated to the features.
+
+Objective "meanflow" (the default; Geng et al. 2025, "Mean Flows for One-step Generative Modeling") has the
+network give the average velocity u(x_t, t, h) over the interval [t, t + h] instead, so that one
+step of any size lands where the flow goes, x_{t+h} = x_t + h u. h enters like shortcut's step size
+(the same step-size embedding, of h * MEANFLOW_TIME_SCALE: continuous, any K is a trained step; t too is
+scaled by MEANFLOW_TIME_SCALE, not TIME_SCALE). Along a
+path (s = t + h fixed, dx_t/dt = v) the average velocity obeys u = v + h du/dt; the target is
+the right-hand side with du/dt = v d_x u + d_t u - d_h u, a Jacobian-vector product of the network
+(torch.func.jvp, tangents (v, 1, -1) for (x, t, h), no gradient):
+
+    rows 1 - shortcut_fraction of the batch:  flow matching with h = 0, as above
+    the others:  t, s = the smaller and the larger of two uniforms on [0, 1), h = s - t
+        "velocity": out = u,  target v + h du/dt
+        "sample":   out = e, the endpoint the average velocity points to from x_t,
+                    u = (e - x_t) / (1 - t)  (the sampler's velocity from an endpoint);
+                    target x_t + (1 - t) (v + h du/dt)
+                      = x_t + (1 - t - h) v + h de/dt + h / (1 - t) (e - x_t)
+
+The sampler is the same Euler loop, with h = 1 / K given to the network.
+
+Why meanflow by default (BENCHMARKS.md, "Flow matching: MeanFlow against shortcut"; 3 seeds, 50
+rollouts each): at K = 1 it succeeds as often as shortcut (ForkedPath3 0.88 against 0.91, BlockPush
+0.61 against 0.61) with a smaller mode-share gap (7 against 10 and 9 against 13 points), at K = 2 it
+succeeds more often on BlockPush (0.80 against 0.66), at K = 10 at least as often; any K is a trained
+step, not only powers of two. It costs 1.3-1.5x shortcut's training time per step (the
+Jacobian-vector product). Saved configs name their objective, so shortcut runs load as shortcut.
 
 Given the noise, sampling is deterministic (`sample_with_noise`): the whole loop is plain tensor
 arithmetic with constant times, which exporters unroll. No likelihood (`has_log_prob` False) and no
@@ -50,19 +76,24 @@ from policy_heads.base import PolicyHead, weighted_mean
 from policy_heads.denoisers import TimestepEmbedding, build_denoiser, check_denoiser_settings
 
 TIME_SCALE = 1000.0
-"""Flow time t in [0, 1] is given to the denoiser's sinusoidal embedding as t * TIME_SCALE."""
+"""Flow time t in [0, 1] is given to the denoiser's sinusoidal embedding as t * TIME_SCALE (objectives flow, shortcut)."""
+
+MEANFLOW_TIME_SCALE = 10.0
+"""The same for objective meanflow, for t and the interval h: its target holds the network's derivative in t and
+h, which grows with the scale (at 1000 training on ForkedPath3 diverged within a few hundred steps)."""
 
 
 class FlowHead(PolicyHead, name="flow"):
-    """Conditional flow matching over the action chunk; optionally shortcut-trained for 1-2 step sampling."""
+    """Conditional flow matching over the action chunk; shortcut- or MeanFlow-trained for 1-2 step sampling."""
 
     has_log_prob = False
     has_mode = False
 
     @dataclass
     class Config:
-        objective: str = "shortcut"
-        """Training objective: "flow" (plain flow matching) or "shortcut" (also trains steps of size d, for K = 1-2)."""
+        objective: str = "meanflow"
+        """Training objective: "flow" (plain flow matching), "shortcut" (also trains steps of size d, for K = 1-2) or
+        "meanflow" (the network gives the average velocity over an interval: any K, 1 included)."""
         prediction_type: str = "sample"
         """What the network outputs: "velocity" v, or "sample", the endpoint x1 (clipped to [-1, 1]; v = (x1 - x_t) / (1 - t))."""
         num_inference_steps: int = 10
@@ -70,7 +101,8 @@ class FlowHead(PolicyHead, name="flow"):
         integrator: str = "euler"
         """"euler" (one network call per step) or "midpoint" (two; objective "flow" only)."""
         shortcut_fraction: float = 0.25
-        """Share of each batch trained on the self-consistency target (objective "shortcut")."""
+        """Share of each batch trained on steps of nonzero size: the self-consistency target (objective "shortcut")
+        or intervals h > 0 (objective "meanflow")."""
         shortcut_max_steps: int = 16
         """Finest step grid 1 / shortcut_max_steps of the shortcut objective (a power of two >= 2)."""
         denoiser: str = "auto"
@@ -98,9 +130,11 @@ class FlowHead(PolicyHead, name="flow"):
         cfg = self.config
         self._validate(cfg)
         self.shortcut = cfg.objective == "shortcut"
+        self.meanflow = cfg.objective == "meanflow"
+        self.time_scale = MEANFLOW_TIME_SCALE if self.meanflow else TIME_SCALE
         self.levels = int(math.log2(cfg.shortcut_max_steps)) if self.shortcut else 0
         condition_dim = feature_dim
-        if self.shortcut:
+        if self.shortcut or self.meanflow:
             self.step_embedding = TimestepEmbedding(cfg.time_embed_dim)
             condition_dim += cfg.time_embed_dim
         self.denoiser_kind, self.denoiser = build_denoiser(
@@ -114,14 +148,14 @@ class FlowHead(PolicyHead, name="flow"):
             raise ValueError(f"flow head: config {message}")
 
         check_denoiser_settings("flow", cfg.denoiser, cfg.down_dims, cfg.n_groups, cfg.kernel_size, cfg.time_embed_dim)
-        if cfg.objective not in ("flow", "shortcut"):
-            fail(f"field 'objective' must be 'flow' or 'shortcut', got {cfg.objective!r}")
+        if cfg.objective not in ("flow", "shortcut", "meanflow"):
+            fail(f"field 'objective' must be 'flow', 'shortcut' or 'meanflow', got {cfg.objective!r}")
         if cfg.prediction_type not in ("velocity", "sample"):
             fail(f"field 'prediction_type' must be 'velocity' or 'sample', got {cfg.prediction_type!r}")
         if cfg.integrator not in ("euler", "midpoint"):
             fail(f"field 'integrator' must be 'euler' or 'midpoint', got {cfg.integrator!r}")
-        if cfg.integrator == "midpoint" and cfg.objective == "shortcut":
-            fail("field 'integrator' must be 'euler' with objective 'shortcut' (its steps are trained as Euler steps)")
+        if cfg.integrator == "midpoint" and cfg.objective != "flow":
+            fail(f"field 'integrator' must be 'euler' with objective {cfg.objective!r} (its steps are trained as Euler steps)")
         if cfg.num_inference_steps < 1:
             fail(f"field 'num_inference_steps' must be >= 1, got {cfg.num_inference_steps}")
         if not 0.0 <= cfg.shortcut_fraction < 1.0:
@@ -133,7 +167,7 @@ class FlowHead(PolicyHead, name="flow"):
     # Network --------------------------------------------------------------------------------
 
     def _condition(self, features: Tensor, level: Tensor | None) -> Tensor:
-        """Features (B, F), with the step-size embedding of level (B,) appended for the shortcut objective."""
+        """Features (B, F), with the step-size embedding of level (B,) appended (objectives shortcut and meanflow)."""
         return features if level is None else torch.cat([features, self.step_embedding(level)], dim=-1)
 
     def _velocity(self, x: Tensor, t: Tensor | float, condition: Tensor) -> Tensor:
@@ -141,17 +175,20 @@ class FlowHead(PolicyHead, name="flow"):
 
         A float time (the sampler's) stays a constant of the arithmetic, which exported graphs fold."""
         if isinstance(t, float):
-            out = self.denoiser(x, torch.full((x.shape[0],), t * TIME_SCALE, device=x.device, dtype=x.dtype), condition)
+            out = self.denoiser(x, torch.full((x.shape[0],), t * self.time_scale, device=x.device, dtype=x.dtype), condition)
             remaining = 1.0 - t
         else:
-            out = self.denoiser(x, t * TIME_SCALE, condition)
+            out = self.denoiser(x, t * self.time_scale, condition)
             remaining = (1 - t).view(-1, 1, 1)
         if self.config.prediction_type == "velocity":
             return out
         return (out.clamp(-1.0, 1.0) - x) / remaining
 
     def _level(self, step: float, batch: int, device: torch.device) -> Tensor | None:
-        """Step-size level (B,) for a step of size `step` (0 = instantaneous), None without the shortcut objective."""
+        """Step-size input (B,) for a step of size `step` (0 = instantaneous): shortcut's level, meanflow's
+        step * MEANFLOW_TIME_SCALE; None for plain flow matching."""
+        if self.meanflow:
+            return torch.full((batch,), step * self.time_scale, device=device)
         if not self.shortcut:
             return None
         inverse = round(1.0 / step) if step > 0 else 0
@@ -177,8 +214,16 @@ class FlowHead(PolicyHead, name="flow"):
             if n_boot:
                 boot = self._shortcut_rows(noise[:n_boot], action[:n_boot], features[:n_boot])
                 t, level, x_t, target = (torch.cat([b, rest[n_boot:]]) for b, rest in zip(boot, (t, level, x_t, target)))
-        prediction = self.denoiser(x_t, t * TIME_SCALE, self._condition(features, level))
-        if self.config.prediction_type == "sample":  # the endpoint the target velocity reaches from x_t
+        elif self.meanflow:  # targets in the network's output space from here on
+            level = torch.zeros(batch, device=action.device, dtype=action.dtype)
+            if self.config.prediction_type == "sample":
+                target = x_t + (1 - t).view(-1, 1, 1) * target
+            n_mean = round(batch * self.config.shortcut_fraction)
+            if n_mean:
+                rows = self._meanflow_rows(noise[:n_mean], action[:n_mean], features[:n_mean])
+                t, level, x_t, target = (torch.cat([b, rest[n_mean:]]) for b, rest in zip(rows, (t, level, x_t, target)))
+        prediction = self.denoiser(x_t, t * self.time_scale, self._condition(features, level))
+        if self.config.prediction_type == "sample" and not self.meanflow:  # the endpoint the target velocity reaches
             target = x_t + (1 - t).view(-1, 1, 1) * target
         per_step = (prediction - target).square().mean(-1)  # (B, Ta), row i still row i of the batch
         loss = weighted_mean(per_step, mask, weight)
@@ -203,6 +248,36 @@ class FlowHead(PolicyHead, name="flow"):
             first = self._velocity(x_t, t, condition)
             second = self._velocity(x_t + half.view(-1, 1, 1) * first, t + half, condition)
         return t, (k + 1).to(dtype), x_t, (first + second) / 2
+
+    def _meanflow_rows(self, noise: Tensor, action: Tensor, features: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """MeanFlow rows: t (n,), step input h * MEANFLOW_TIME_SCALE (n,), x_t (n, Ta, A) and the target (n, Ta, A) in
+        the network's output space (average velocity, or endpoint for "sample"); no gradient through the target.
+
+        noise, action (n, Ta, A), features (n, F). t and s = t + h are the smaller and the larger of two uniforms.
+        """
+        n, device, dtype = action.shape[0], action.device, action.dtype
+        a, b = torch.rand(n, device=device, dtype=dtype), torch.rand(n, device=device, dtype=dtype)
+        t, h = torch.minimum(a, b), (a - b).abs()
+        x_t = (1 - t.view(-1, 1, 1)) * noise + t.view(-1, 1, 1) * action
+        features = features.detach()
+
+        def network(x: Tensor, time: Tensor, step: Tensor) -> Tensor:
+            return self.denoiser(x, time * self.time_scale, self._condition(features, step * self.time_scale))
+
+        target = self._meanflow_target(network, x_t, t, h, action - noise)
+        return t, h * self.time_scale, x_t, target
+
+    def _meanflow_target(self, network, x: Tensor, t: Tensor, h: Tensor, v: Tensor) -> Tensor:
+        """The MeanFlow target (no gradient) of `network(x, t, h)` (the network's output: average velocity over
+        [t, t + h], or for "sample" the endpoint e with u = (e - x) / (1 - t)) at x (n, Ta, A) moving with
+        velocity v (n, Ta, A), t and h (n,). d/dt along the path with s = t + h fixed: tangents (v, 1, -1)."""
+        with torch.no_grad():
+            out, d_out = torch.func.jvp(network, (x, t, h), (v, torch.ones_like(t), -torch.ones_like(h)))
+        step = h.view(-1, 1, 1)
+        if self.config.prediction_type == "velocity":
+            return v + step * d_out
+        remaining = (1 - t).view(-1, 1, 1)  # > 0 and >= h: t + h <= 1
+        return x + (remaining - step) * v + step * d_out + (step / remaining) * (out - x)
 
     # Sampling -------------------------------------------------------------------------------
 

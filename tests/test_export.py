@@ -85,16 +85,19 @@ def test_exported_models_match_eager_pytorch_given_the_same_noise(runs, exported
             np.testing.assert_allclose(got, eager, atol=1e-4, rtol=0, err_msg=f"{head} {backend} batch {batch}")
 
 
-@pytest.mark.parametrize("objective, prediction", [("shortcut", "sample"), ("flow", "velocity")])
-def test_one_step_flow_exports_match_eager_pytorch(runs, tmp_path, objective, prediction):
-    """K = 1 (one network call) for both objectives and outputs; the ten-step export is covered above."""
+@pytest.mark.parametrize("objective, prediction, steps", [("shortcut", "sample", 1), ("flow", "velocity", 1),
+                                                          ("meanflow", "sample", 1), ("meanflow", "sample", 10),
+                                                          ("meanflow", "velocity", 1)])
+def test_few_step_flow_exports_match_eager_pytorch(runs, tmp_path, objective, prediction, steps):
+    """K = 1 (one network call) for every objective and output, K = 10 for meanflow; the ten-step export of the
+    default objective is covered above."""
     data = runs["flow"].parent / "demos.hdf5"
     run = tmp_path / "run"
     train(tiny_config(data, run, "flow", steps=2, val_every=0, log_every=1, ckpt_every=2),
-          {**TINY_HEADS["flow"], "objective": objective, "prediction_type": prediction, "num_inference_steps": "1"},
+          {**TINY_HEADS["flow"], "objective": objective, "prediction_type": prediction, "num_inference_steps": str(steps)},
           dict(TINY_ENCODER), progress=False)
     meta = export_run(run, tmp_path / "exported", ["onnx"])
-    assert meta["head_config"]["num_inference_steps"] == 1 and meta["head_config"]["objective"] == objective
+    assert meta["head_config"]["num_inference_steps"] == steps and meta["head_config"]["objective"] == objective
     policy, model = load_policy(run), load(tmp_path / "exported", "onnx", threads=1)
     for batch in (1, 3):
         obs = observations(batch, seed=batch)

@@ -47,6 +47,8 @@ VARIANTS = [(name, {}) for name in available_heads()] + [
     ("flow", {"prediction_type": "velocity"}),
     ("flow", {"denoiser": "mlp"}),
     ("flow", {"denoiser": "unet", "num_inference_steps": 1}),
+    ("flow", {"objective": "meanflow"}),
+    ("flow", {"objective": "meanflow", "prediction_type": "velocity", "denoiser": "mlp", "num_inference_steps": 1}),
 ]
 CASES = [
     pytest.param(name, overrides, horizon, id=f"{name}{''.join(f'-{k}={v}' for k, v in overrides.items())}-Ta{horizon}")
@@ -501,9 +503,55 @@ def test_shortcut_target_is_the_mean_of_two_half_steps_on_the_grid(prediction_ty
     torch.testing.assert_close(target, (first + second) / 2)
 
 
+def exact_average_velocity(x, t, h):
+    """The average velocity over [t, t + h] of the flow dx/dt = x: x (e^h - 1) / h (x where h = 0)."""
+    h = h.view(-1, 1, 1)
+    return x * torch.where(h > 0, torch.expm1(h) / h.clamp(min=1e-12), torch.ones_like(h))
+
+
+@pytest.mark.parametrize("prediction_type", ["velocity", "sample"])
+def test_meanflow_target_is_a_fixed_point_of_the_exact_average_velocity(prediction_type):
+    """Given the exact average velocity of a known flow (dx/dt = x), the MeanFlow target equals the network
+    output: the identity u = v + h du/dt with du/dt taken along the path at a fixed end s = t + h."""
+    head = build("flow", {"objective": "meanflow", "prediction_type": prediction_type}, 5)
+    x = torch.randn((BATCH, 5, A_DIM), generator=seeded(0))
+    t = torch.tensor([0.0, 0.2, 0.5, 0.7])
+    h = torch.tensor([1.0, 0.5, 0.25, 0.3])
+
+    def network(x, t, h):  # the output the head's parametrization asks for
+        u = exact_average_velocity(x, t, h)
+        return u if prediction_type == "velocity" else x + (1 - t).view(-1, 1, 1) * u
+
+    target = head._meanflow_target(network, x, t, h, v=x)
+    torch.testing.assert_close(target, network(x, t, h), rtol=1e-5, atol=1e-5)
+    # The instantaneous velocity (h = 0 everywhere) is no fixed point where h > 0: the target tells them apart.
+    instantaneous = lambda x, t, h: x if prediction_type == "velocity" else x + (1 - t).view(-1, 1, 1) * x  # noqa: E731
+    assert not torch.allclose(head._meanflow_target(instantaneous, x, t, h, v=x), instantaneous(x, t, h), atol=1e-2)
+
+
+def test_meanflow_rows_and_step_input():
+    head = build("flow", {"objective": "meanflow"}, 5)
+    scale = head.time_scale
+    assert float(head._level(0.5, 1, "cpu")) == 0.5 * scale and float(head._level(1.0, 1, "cpu")) == scale
+    features, action, _ = batch({}, 5)
+    noise = torch.randn_like(action)
+    torch.manual_seed(0)
+    t, step, x_t, target = head._meanflow_rows(noise, action, features)
+    h = step / scale
+    assert (t >= 0).all() and (h > 0).all() and (t + h <= 1).all() and not target.requires_grad
+    torch.testing.assert_close(x_t, (1 - t.view(-1, 1, 1)) * noise + t.view(-1, 1, 1) * action)
+    one, ten = (build("flow", {"objective": "meanflow", "num_inference_steps": k}, 5) for k in (1, 10))
+    assert not torch.equal(one.sample(features, seeded(0)), ten.sample(features, seeded(0)))
+    # One step is one network call at t = 0 with h = 1: the clipped endpoint.
+    noise = one.draw_noise(BATCH, seeded(2))["normal"]
+    expected = one.denoiser(noise, torch.zeros(BATCH), one._condition(features, torch.full((BATCH,), one.time_scale))).clamp(-1, 1)
+    torch.testing.assert_close(one.sample_with_noise(features, {"normal": noise}), expected)
+
+
 def test_flow_config_errors_name_the_field():
     for overrides, field in (({"objective": "consistency"}, "objective"), ({"integrator": "rk4"}, "integrator"),
                              ({"integrator": "midpoint"}, "integrator"),
+                             ({"integrator": "midpoint", "objective": "meanflow"}, "integrator"),
                              ({"num_inference_steps": 0}, "num_inference_steps"),
                              ({"shortcut_max_steps": 6}, "shortcut_max_steps"), ({"shortcut_fraction": 1.0}, "shortcut_fraction"),
                              ({"denoiser": "transformer"}, "denoiser"), ({"prediction_type": "epsilon"}, "prediction_type")):
@@ -527,6 +575,7 @@ def test_flow_config_errors_name_the_field():
         ("flow", {"objective": "flow", "denoiser": "mlp"}, 1e-2),
         ("flow", {"denoiser": "mlp"}, 1e-2),
         ("flow", {"denoiser": "unet"}, 3e-3),
+        ("flow", {"objective": "meanflow", "denoiser": "mlp"}, 1e-2),
     ],
 )
 def test_head_lowers_its_loss_on_a_fixed_batch(name, overrides, lr):

@@ -14,11 +14,14 @@ from policy_heads import make_head, registered_heads
 from tests.tiny import TINY_HEADS
 
 B, F, TA, A = 5, 16, 4, 2
+# Every registered head with its tiny settings, and the flow head's other objectives.
+CASES = [pytest.param(name, {}, id=name) for name in registered_heads()] + [
+    pytest.param("flow", {"objective": objective}, id=f"flow-{objective}") for objective in ("flow", "shortcut", "meanflow")]
 
 
-def _head(name):
+def _head(name, overrides=None):
     torch.manual_seed(0)
-    head = make_head(name, F, A, TA, **TINY_HEADS.get(name, {}))
+    head = make_head(name, F, A, TA, **{**TINY_HEADS.get(name, {}), **(overrides or {})})
     head.prepare(torch.rand(256, A) * 2 - 1)
     return head
 
@@ -38,9 +41,9 @@ def _loss(head, *args):
     return head.loss(*args)[0]
 
 
-@pytest.mark.parametrize("name", registered_heads())
-def test_ones_equal_none_bit_for_bit(name):
-    head = _head(name)
+@pytest.mark.parametrize("name, overrides", CASES)
+def test_ones_equal_none_bit_for_bit(name, overrides):
+    head = _head(name, overrides)
     features, action, mask = _batch()
     ones = torch.ones(B)
     for m in (None, mask):
@@ -48,9 +51,9 @@ def test_ones_equal_none_bit_for_bit(name):
         assert torch.equal(plain, weighted), (name, m is None, plain.item(), weighted.item())
 
 
-@pytest.mark.parametrize("name", registered_heads())
-def test_ones_equal_none_gradients(name):
-    head = _head(name)
+@pytest.mark.parametrize("name, overrides", CASES)
+def test_ones_equal_none_gradients(name, overrides):
+    head = _head(name, overrides)
     features, action, mask = _batch()
     grads = []
     for weight in (None, torch.ones(B)):
@@ -62,9 +65,9 @@ def test_ones_equal_none_gradients(name):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", registered_heads())
-def test_weights_combine_rows_as_documented(name):
-    head = _head(name)
+@pytest.mark.parametrize("name, overrides", CASES)
+def test_weights_combine_rows_as_documented(name, overrides):
+    head = _head(name, overrides)
     features, action, mask = _batch()
     # each row's own loss: the mean over its real entries (every other row masked out)
     row_loss = []

@@ -1,9 +1,10 @@
 """Regenerate the golden checkpoints: ``python -m tests.golden.make_golden [HEAD ...]`` from the repository
 root (every head when none is named).
 
-Each head gets a tiny run (tests/golden/<head>/config.json + model.safetensors) and expected.json,
-the actions it gives for fixed observations and a fixed generator seed. Regenerate only when a
-change of checkpoint semantics is intended, and say so in the change.
+Each head, and each entry of VARIANTS (a head with other settings), gets a tiny run
+(tests/golden/<name>/config.json + model.safetensors) and expected.json, the actions it gives for
+fixed observations and a fixed generator seed. Regenerate only when a change of checkpoint
+semantics is intended, and say so in the change.
 """
 import json
 import shutil
@@ -20,6 +21,8 @@ from imitate.train import train
 from tests.tiny import TINY_ENCODER, TINY_HEADS, tiny_config
 
 HERE = Path(__file__).parent
+#: Golden checkpoints of a head with other settings: name -> (head, settings over TINY_HEADS[head]).
+VARIANTS = {"flow_meanflow": ("flow", {"objective": "meanflow"})}
 
 
 def main(heads: list[str]) -> None:
@@ -27,11 +30,12 @@ def main(heads: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "fp.hdf5"
         collect("imitate/ForkedPath-v0", 10, data, seed=0, progress=False)
-        for head in sorted(heads or TINY_HEADS):
-            run = Path(tmp) / head
-            train(tiny_config(data, run, head, steps=4, val_every=0), dict(TINY_HEADS[head]), dict(TINY_ENCODER),
+        for golden in sorted(heads or [*TINY_HEADS, *VARIANTS]):
+            head, extra = VARIANTS.get(golden, (golden, {}))
+            run = Path(tmp) / golden
+            train(tiny_config(data, run, head, steps=4, val_every=0), {**TINY_HEADS[head], **extra}, dict(TINY_ENCODER),
                   progress=False)
-            out = HERE / head
+            out = HERE / golden
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             for name in ("config.json", "model.safetensors"):
@@ -43,7 +47,7 @@ def main(heads: list[str]) -> None:
                                                      generator=torch.Generator().manual_seed(7))
             (out / "expected.json").write_text(json.dumps({"obs": obs, "generator_seed": 7,
                                                            "actions": actions.tolist()}) + "\n")
-            print(head, out)
+            print(golden, out)
 
 
 if __name__ == "__main__":
