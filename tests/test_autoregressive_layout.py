@@ -13,11 +13,14 @@ import torch
 from imitate.checkpoint import load_policy, read_run_config
 from imitate.settings import head_settings_for
 from policy_heads import get_head_class, make_head
-from tests.golden.autoregressive_layouts import STEP_DIR, STEP_SETTINGS
+from tests.golden.make_golden import HERE, VARIANTS
+from tests.tiny import TINY_HEADS
 
 GOLDEN = Path(__file__).parent / "golden"
 F_DIM, TA = 6, 4
 NVEC = (3, 5)
+STEP_DIR = HERE / "autoregressive_step"
+STEP_SETTINGS = {**TINY_HEADS["autoregressive"], **VARIANTS["autoregressive_step"][1]}
 
 
 def step_head(action_dim: int = 2, **config) -> torch.nn.Module:
