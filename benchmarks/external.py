@@ -182,12 +182,18 @@ def cmd_run(args) -> None:
     print(table(results))
 
 
-def table(results: Path) -> str:
-    """Markdown: success per task (rows) and head (columns), mean ± std over seeds; the expert first."""
+def table(results: Path, seeds: str = "") -> str:
+    """Markdown: success per task (rows) and head (columns), mean ± std over seeds, the expert first, and
+    how many seeds each task has for every head; then each head's median training and evaluation time.
+    ``seeds``: comma-separated seeds to count (empty: all)."""
     rows = [json.loads(line) for line in Path(results).read_text().splitlines() if line.strip()]
+    if seeds:
+        keep = {int(s) for s in seeds.split(",")}
+        rows = [r for r in rows if r["head"] == "expert" or r["seed"] in keep]
     heads = list(dict.fromkeys(r["head"] for r in rows))
+    trained = [h for h in heads if h != "expert"]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    lines = ["| task | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    lines = ["| task | " + " | ".join(heads) + " | seeds |", "|---" * (len(heads) + 2) + "|"]
     for task in tasks:
         cells = []
         for head in heads:
@@ -195,7 +201,20 @@ def table(results: Path) -> str:
                     and r["success_rate"] is not None]
             cells.append(f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" if len(vals) > 1
                          else (f"{vals[0]:.2f}" if vals else "-"))
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        complete = set.intersection(*[{r["seed"] for r in rows if r["task"] == task and r["head"] == h}
+                                      for h in trained]) if trained else set()
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {len(complete)} |")
+    timed = [r for r in rows if "train_s" in r]
+    if timed:
+        lines += ["", "| head | runs | train (s, median) | evaluate (s, median) | eval env steps/s (median) |",
+                  "|---|---|---|---|---|"]
+        for head in trained:
+            mine = [r for r in timed if r["head"] == head]
+            if mine:
+                med = {k: float(np.median([r[k] for r in mine if k in r] or [np.nan]))
+                       for k in ("train_s", "eval_s", "eval_steps_per_s")}
+                lines.append(f"| {head} | {len(mine)} | {med['train_s']:.0f} | {med['eval_s']:.0f} | "
+                             f"{med['eval_steps_per_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -223,7 +242,8 @@ def main(argv=None) -> None:
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("table", help="print the table of a results.jsonl")
     p.add_argument("results")
-    p.set_defaults(fn=lambda a: print(table(Path(a.results))))
+    p.add_argument("--seeds", default="", help="comma-separated seeds to count (default: all)")
+    p.set_defaults(fn=lambda a: print(table(Path(a.results), a.seeds)))
     args = parser.parse_args(argv)
     from imitate.errors import ImitateError
 
