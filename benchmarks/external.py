@@ -15,8 +15,10 @@ n_act 4, validation every steps/10; `imitate.compare.split_settings`: each head'
 CPU, under ``--set HEAD.KEY=VALUE``), evaluates each on ``--eval-episodes`` unseen configurations
 (seeds 10000.., ``--n-envs`` environments stepped in lockstep) and appends one JSON line per run to
 ``OUT/results.jsonl``. Runs go seed by seed (every task and head of seed 0 first, then seed 1, ...),
-so a run stopped early leaves whole seeds; finished runs are skipped when it is started again. ``table`` prints
-success per task and head, mean ± std over seeds, with the expert's success beside it.
+so a run stopped early has finished whole seeds first; finished runs are skipped when it is started
+again (a run directory left part-trained is trained again from scratch). ``table`` prints success per
+task and head, mean ± std over seeds (``--seeds`` to count some only), with the expert's success and
+the seeds complete beside it, then each head's median training and evaluation time.
 
 Runs single-threaded (``OMP_NUM_THREADS=1``); set ``MUJOCO_GL=egl`` on a headless machine.
 """
