@@ -9,10 +9,16 @@
 (Meta-World's ten MT10 tasks). ``experts`` rolls out each task's scripted expert (episode i reset
 with seed i) and records its success rate, env steps per second (single environment, time inside
 ``env.step``) and seconds per reset. ``run`` collects ``--demos`` expert episodes per task
-(seeds 0..), trains every head (``--heads``, default all) on them with the same budget, evaluates
-each on ``--eval-episodes`` unseen configurations (seeds 10000..) and appends one JSON line per
-run to ``OUT/results.jsonl``; finished runs are skipped when it is started again. ``table`` prints
-success per task and head, mean ± std over seeds, with the expert's success beside it.
+(seeds 0..), trains every head (``--heads``, default all) on them with the same budget and the
+settings ``imitate compare`` gives its runs (`imitate.compare.make_config`: batch 128, To 2, Ta 8,
+n_act 4, validation every steps/10; `imitate.compare.split_settings`: each head's CPU defaults on a
+CPU, under ``--set HEAD.KEY=VALUE``), evaluates each on ``--eval-episodes`` unseen configurations
+(seeds 10000.., ``--n-envs`` environments stepped in lockstep) and appends one JSON line per run to
+``OUT/results.jsonl``. Runs go seed by seed (every task and head of seed 0 first, then seed 1, ...),
+so a run stopped early has finished whole seeds first; finished runs are skipped when it is started
+again (a run directory left part-trained is trained again from scratch). ``table`` prints success per
+task and head, mean ± std over seeds (``--seeds`` to count some only), with the expert's success and
+the seeds complete beside it, then each head's median training and evaluation time.
 
 Runs single-threaded (``OMP_NUM_THREADS=1``); set ``MUJOCO_GL=egl`` on a headless machine.
 """
@@ -86,26 +92,55 @@ def _done(results: Path) -> set[tuple[str, str, int]]:
     return {(r["task"], r["head"], r["seed"]) for r in map(json.loads, results.read_text().splitlines()) if r}
 
 
-def run_one(task: str, data: Path, head: str, seed: int, args, run_dir: Path) -> dict:
+def run_config(data: Path, run_dir: Path, head: str, seed: int, args):
+    """The `TrainConfig` of one run: `imitate compare`'s (`make_config`: its batch, horizons and the
+    intervals that scale with ``--steps``) with this run's data, directory, head and seed, no rollouts."""
+    import dataclasses
+
+    from imitate.compare import make_config
+
+    options = {"steps": args.steps, "obs_keys": tuple(k for k in args.obs_keys.split(",") if k)}
+    if args.batch_size:
+        options["batch_size"] = args.batch_size
+    train_cfg = make_config(str(data), str(run_dir), **options).train
+    return dataclasses.replace(train_cfg, data=str(data), out=str(run_dir), head=head, seed=seed, eval_episodes=0)
+
+
+def head_settings(heads: list[str], sets: list[str] | None, args) -> tuple[dict[str, dict], dict]:
+    """Per-head and encoder settings as `imitate compare` gives them (`split_settings`: each head's CPU
+    defaults where training runs on a CPU, under ``--set HEAD.KEY=VALUE`` / ``encoder.KEY=VALUE``)."""
+    from imitate.compare import _trains_on_cpu, split_settings
+    from imitate.config import parse_key_values
+
+    cfg = run_config(Path("data.hdf5"), Path("run"), heads[0], 0, args)
+    return split_settings(parse_key_values(sets), heads, _trains_on_cpu(cfg.device), cfg.sizing, cfg.action_horizon)
+
+
+def run_one(task: str, data: Path, head: str, seed: int, args, run_dir: Path, head_config: dict,
+            encoder_config: dict) -> dict:
     """Train ``head`` on ``data`` and evaluate it on unseen configurations."""
     from imitate.checkpoint import load_policy
     from imitate.data import load_demo_file
     from imitate.envs import env_from_args
     from imitate.evaluate import evaluate
-    from imitate.train import TrainConfig, train
+    from imitate.train import train
 
-    cfg = TrainConfig(data=str(data), out=str(run_dir), head=head, steps=args.steps, batch_size=args.batch_size,
-                      seed=seed, eval_episodes=0, val_every=0, ckpt_every=args.steps,
-                      obs_keys=tuple(k for k in args.obs_keys.split(",") if k))
+    cfg = run_config(data, run_dir, head, seed, args)
     start = time.perf_counter()
-    train(cfg, progress=False)
+    final = train(cfg, head_config, encoder_config, progress=False)
     train_s = time.perf_counter() - start
     env_id, env_kwargs = env_from_args(load_demo_file(str(data)).env_args)
+    start = time.perf_counter()
     res = evaluate(load_policy(str(run_dir)), env_id, env_kwargs, episodes=args.eval_episodes, seed=EVAL_SEED,
                    n_envs=args.n_envs, progress=False)
-    return {"task": task, "head": head, "seed": seed, "steps": args.steps, "demos": args.demos,
-            "success_rate": res["success_rate"], "mean_return": res["mean_return"], "train_s": train_s,
-            "eval_s": time.perf_counter() - start - train_s}
+    eval_s = time.perf_counter() - start
+    return {"task": task, "head": head, "seed": seed, "steps": cfg.steps, "demos": args.demos,
+            "batch_size": cfg.batch_size, "obs_horizon": cfg.obs_horizon, "action_horizon": cfg.action_horizon,
+            "n_act": cfg.n_act, "head_config": head_config, "success_rate": res["success_rate"],
+            "mean_return": res["mean_return"], "mean_length": res["mean_length"],
+            "train_loss": final.get("train_loss"), "val_loss": final.get("val_loss"), "train_s": train_s,
+            "eval_s": eval_s, "eval_episodes": args.eval_episodes, "n_envs": args.n_envs,
+            "eval_steps_per_s": args.eval_episodes * res["mean_length"] / eval_s}
 
 
 def cmd_run(args) -> None:
@@ -117,33 +152,50 @@ def cmd_run(args) -> None:
     results = out / "results.jsonl"
     done = _done(results)
     heads = parse_heads(args.heads)
+    head_configs, encoder_config = head_settings(heads, args.set, args)
     seeds = [int(s) for s in args.seeds.split(",")]
-    for task in parse_tasks(args.tasks):
-        data = out / "data" / f"{task.replace('/', '_')}.hdf5"
-        if not data.exists():
-            res = collect(task, args.demos, data, seed=0, progress=False)
-            record = {"task": task, "head": "expert", "seed": 0, "demos": args.demos, "success_rate": res.success_rate}
-            with open(results, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            print(json.dumps(record), flush=True)
-        for seed in seeds:
-            for head in heads:
-                if (task, head, seed) in done:
-                    continue
-                run_dir = out / "runs" / task.replace("/", "_") / head / f"seed{seed}"
-                record = run_one(task, data, head, seed, args, run_dir)
+    tasks = parse_tasks(args.tasks)
+    total, finished = len(seeds) * len(tasks) * len(heads), 0
+    start = time.perf_counter()
+    for seed in seeds:
+        for task in tasks:
+            data = out / "data" / f"{task.replace('/', '_')}.hdf5"
+            if not data.exists():
+                res = collect(task, args.demos, data, seed=0, progress=False)
+                record = {"task": task, "head": "expert", "seed": 0, "demos": args.demos,
+                          "success_rate": res.success_rate}
                 with open(results, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 print(json.dumps(record), flush=True)
+            for head in heads:
+                finished += 1
+                if (task, head, seed) in done:
+                    continue
+                run_dir = out / "runs" / task.replace("/", "_") / head / f"seed{seed}"
+                if run_dir.exists():     # a run stopped part-way: train it again from scratch
+                    import shutil
+
+                    shutil.rmtree(run_dir)
+                record = run_one(task, data, head, seed, args, run_dir, head_configs[head], encoder_config)
+                with open(results, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(f"[{finished}/{total}, {(time.perf_counter() - start) / 60:.1f} min] " + json.dumps(record),
+                      flush=True)
     print(table(results))
 
 
-def table(results: Path) -> str:
-    """Markdown: success per task (rows) and head (columns), mean ± std over seeds; the expert first."""
+def table(results: Path, seeds: str = "") -> str:
+    """Markdown: success per task (rows) and head (columns), mean ± std over seeds, the expert first, and
+    how many seeds each task has for every head; then each head's median training and evaluation time.
+    ``seeds``: comma-separated seeds to count (empty: all)."""
     rows = [json.loads(line) for line in Path(results).read_text().splitlines() if line.strip()]
+    if seeds:
+        keep = {int(s) for s in seeds.split(",")}
+        rows = [r for r in rows if r["head"] == "expert" or r["seed"] in keep]
     heads = list(dict.fromkeys(r["head"] for r in rows))
+    trained = [h for h in heads if h != "expert"]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    lines = ["| task | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    lines = ["| task | " + " | ".join(heads) + " | seeds |", "|---" * (len(heads) + 2) + "|"]
     for task in tasks:
         cells = []
         for head in heads:
@@ -151,7 +203,20 @@ def table(results: Path) -> str:
                     and r["success_rate"] is not None]
             cells.append(f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" if len(vals) > 1
                          else (f"{vals[0]:.2f}" if vals else "-"))
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        complete = set.intersection(*[{r["seed"] for r in rows if r["task"] == task and r["head"] == h}
+                                      for h in trained]) if trained else set()
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {len(complete)} |")
+    timed = [r for r in rows if "train_s" in r]
+    if timed:
+        lines += ["", "| head | runs | train (s, median) | evaluate (s, median) | eval env steps/s (median) |",
+                  "|---|---|---|---|---|"]
+        for head in trained:
+            mine = [r for r in timed if r["head"] == head]
+            if mine:
+                med = {k: float(np.median([r[k] for r in mine if k in r] or [np.nan]))
+                       for k in ("train_s", "eval_s", "eval_steps_per_s")}
+                lines.append(f"| {head} | {len(mine)} | {med['train_s']:.0f} | {med['eval_s']:.0f} | "
+                             f"{med['eval_steps_per_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -168,18 +233,26 @@ def main(argv=None) -> None:
     p.add_argument("--heads", default="all")
     p.add_argument("--demos", type=int, default=50)
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=0, help="windows per batch (0: imitate compare's, 128)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--n-envs", type=int, default=10)
     p.add_argument("--obs-keys", default="", help="comma-separated observation keys (empty: all of the file)")
+    p.add_argument("--set", action="append", metavar="HEAD.KEY=VALUE",
+                   help="head or encoder setting, as imitate compare's --set (repeatable)")
     p.add_argument("--out", default="runs/external")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("table", help="print the table of a results.jsonl")
     p.add_argument("results")
-    p.set_defaults(fn=lambda a: print(table(Path(a.results))))
+    p.add_argument("--seeds", default="", help="comma-separated seeds to count (default: all)")
+    p.set_defaults(fn=lambda a: print(table(Path(a.results), a.seeds)))
     args = parser.parse_args(argv)
-    args.fn(args)
+    from imitate.errors import ImitateError
+
+    try:
+        args.fn(args)
+    except ImitateError as e:
+        sys.exit(f"external.py {args.command}: {e}")
 
 
 if __name__ == "__main__":

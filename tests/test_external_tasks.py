@@ -265,3 +265,81 @@ def test_robomimic_reads_the_collected_lift_file(lift_file):
     with h5py.File(lift_file) as f:
         assert len(ds) == sum(f[f"data/{d}/actions"].shape[0] for d in f["data"])
         np.testing.assert_allclose(ds[0]["obs"]["object"][0], f["data/demo_0/obs/object"][0])
+
+
+# -- benchmarks/external.py ----------------------------------------------------------------------
+
+EXTERNAL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "external.py")
+
+
+def load_external():
+    """benchmarks/external.py as a module; it sets torch to one thread on import, which is undone here."""
+    import importlib.util as iu
+
+    import torch
+
+    threads = torch.get_num_threads()
+    spec = iu.spec_from_file_location("external_benchmark", EXTERNAL)
+    module = iu.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        torch.set_num_threads(threads)
+    return module
+
+
+def test_external_run_trains_with_compare_settings(tmp_path):
+    from imitate.compare import _trains_on_cpu, make_config, split_settings
+
+    ext = load_external()
+    args = SimpleNamespace(steps=300, batch_size=0, obs_keys="")
+    cfg = ext.run_config(tmp_path / "d.hdf5", tmp_path / "run", "gmm", 2, args)
+    want = make_config(str(tmp_path / "d.hdf5"), str(tmp_path / "run"), steps=300).train
+    for name in ("batch_size", "obs_horizon", "action_horizon", "n_act", "warmup_steps", "val_every",
+                 "ckpt_every", "log_every", "lr", "sizing"):
+        assert getattr(cfg, name) == getattr(want, name), name
+    assert (cfg.batch_size, cfg.action_horizon, cfg.n_act, cfg.val_every) == (128, 8, 4, 30)
+    assert (cfg.head, cfg.seed, cfg.steps, cfg.eval_episodes, cfg.out) == ("gmm", 2, 300, 0, str(tmp_path / "run"))
+    assert ext.run_config(tmp_path / "d.hdf5", tmp_path / "run", "gmm", 0,
+                          SimpleNamespace(steps=300, batch_size=64, obs_keys="a,b")).batch_size == 64
+
+    heads = ["gmm", "diffusion", "autoregressive"]
+    per_head, encoder = ext.head_settings(heads, ["diffusion.num_inference_steps=5", "encoder.feature_dim=64"], args)
+    want_heads, want_encoder = split_settings({"diffusion.num_inference_steps": "5", "encoder.feature_dim": "64"},
+                                              heads, _trains_on_cpu(cfg.device), cfg.sizing, cfg.action_horizon)
+    assert per_head == want_heads and encoder == want_encoder == {"feature_dim": "64"}
+    if _trains_on_cpu(cfg.device):   # the CPU-sized defaults, as imitate compare chooses them
+        assert per_head["diffusion"] == {"denoiser": "mlp", "num_inference_steps": "5"}
+        assert per_head["autoregressive"]["num_layers"] == "2"
+    with pytest.raises(ConfigError, match="flow head is not among --heads"):
+        ext.head_settings(heads, ["flow.denoiser=mlp"], args)
+
+
+@needs_metaworld
+def test_external_run_goes_seed_by_seed_and_skips_finished_runs(tmp_path):
+    out = tmp_path / "ext"
+    cmd = [sys.executable, EXTERNAL, "run", "--tasks", "metaworld/reach-v3", "--heads", "deterministic,diffusion",
+           "--demos", "2", "--steps", "6", "--seeds", "0,1", "--eval-episodes", "2", "--n-envs", "2",
+           "--out", str(out)]
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["head"], r["seed"]) for r in rows] == [("expert", 0), ("deterministic", 0), ("diffusion", 0),
+                                                      ("deterministic", 1), ("diffusion", 1)]
+    runs = rows[1:]
+    assert all((r["batch_size"], r["obs_horizon"], r["action_horizon"], r["n_act"]) == (128, 2, 8, 4) for r in runs)
+    assert all(r["steps"] == 6 and 0.0 <= r["success_rate"] <= 1.0 and r["eval_steps_per_s"] > 0 for r in runs)
+    # the config each run directory records is the one reported
+    saved = json.loads((out / "runs" / "metaworld_reach-v3" / "diffusion" / "seed1" / "config.json").read_text())
+    assert saved["train"]["action_horizon"] == 8 and saved["train"]["seed"] == 1
+    assert saved["policy"]["head_config"]["denoiser"] == runs[1]["head_config"]["denoiser"]
+    assert "| metaworld/reach-v3 | 1.00 |" in proc.stdout
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len((out / "results.jsonl").read_text().splitlines()) == 5     # nothing trained twice
+
+    bad = subprocess.run(cmd[:-2] + ["--out", str(tmp_path / "bad"), "--set", "gmm.num_modes=3"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "gmm head is not among --heads" in bad.stderr and "Traceback" not in bad.stderr
