@@ -11,8 +11,8 @@ table, OUT/table.md, is rewritten after each run. Per (file, method, algorithm, 
 seeds of the success rate, of the normalized return and of the wall time, and the mean mode shares
 of the successful episodes.
 
-- ``bc``: ``imitate train --data F --head H --steps N --seed S --eval-episodes 0`` (its defaults otherwise:
-  batch 256, observation history 2, action chunks of 16 executed 8 at a time) then
+- ``bc``: ``imitate train --data F --head H --steps N --seed S --eval-episodes 0`` + ``--bc-flags`` (its
+  defaults otherwise: batch 256, observation history 2, action chunks of 16 executed 8 at a time) then
   ``imitate eval RUN --episodes E``.
 - ``offline``: ``imitate offline --algo A --data F --head H --steps N`` (+ ``--seed S`` when the command
   takes it, + the ``--set`` values) then ``imitate eval``. When the command is missing the script
@@ -22,8 +22,8 @@ of the successful episodes.
   The settings both libraries have are passed on: ``algo.reward_shift`` (d3rlpy's constant-shift reward
   scaler), and for IQL ``algo.expectile`` and ``algo.beta`` (d3rlpy's ``expectile``, ``weight_temp``).
 
-``--set`` and ``--flags`` (further flags of ``imitate offline``, e.g. its horizons) are part of each
-run's key: rerunning with other values adds rows, never mixes them.
+``--set`` and ``--flags`` (further flags of ``imitate offline``, e.g. its horizons), and ``--bc-flags`` (of
+``imitate train``) are part of each run's key: rerunning with other values adds rows, never mixes them.
 
 Normalized return = (R - R_random) / (R_expert - R_random), with R_expert and R_random the mean
 returns of the file's demos whose ``quality`` attr is ``expert`` and ``random`` (files made with
@@ -128,7 +128,7 @@ def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int,
                 run_dir: Path, sets: list[str], takes_seed: bool, flags: list[str] = (), batch_size: int = 256) -> dict:
     if method == "bc":
         cmd = IMITATE + ["train", "--data", data, "--head", head, "--out", str(run_dir), "--steps", str(steps),
-                         "--seed", str(seed), "--eval-episodes", "0", "--quiet"]
+                         "--seed", str(seed), "--eval-episodes", "0", "--quiet"] + list(flags)
     else:
         cmd = IMITATE + ["offline", "--algo", algo, "--data", data, "--head", head, "--out", str(run_dir),
                          "--steps", str(steps), "--batch-size", str(batch_size)] + (["--seed", str(seed)] if takes_seed else [])
@@ -243,7 +243,7 @@ def plan(args) -> list[dict]:
 
 def run_key(run: dict, steps: int, episodes: int, variant: str = "") -> str:
     key = f"{Path(run['data']).name}|{run['method']}|{run['algo']}|{run['head']}|s{run['seed']}|n{steps}|e{episodes}"
-    return key + (f"|{variant}" if variant and run["method"] != "bc" else "")
+    return key + (f"|{variant}" if variant else "")
 
 
 def variant_of(sets: list[str], flags: list[str]) -> str:
@@ -325,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256,
                    help="transitions per batch of imitate offline and d3rlpy (BC keeps its own default)")
     p.add_argument("--set", action="append", default=[], help="passed to imitate offline (algo.KEY=V, head.KEY=V)")
+    p.add_argument("--bc-flags", default="", help='further flags of imitate train (BC), e.g. "--action-horizon 8 --n-act 4"')
     p.add_argument("--flags", default="", help='further flags of imitate offline, e.g. "--obs-horizon 2 --n-act 8"')
     p.add_argument("--start-before", default="", metavar="HH:MM",
                    help="start no run at or after this UTC time of day (the runs not started are listed)")
@@ -346,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, k, v)
     runs = plan(args)
     flags = shlex.split(args.flags)
-    variant = variant_of(args.set, flags)
+    bc_flags = shlex.split(args.bc_flags)
+    variants = {"bc": " ".join(bc_flags), "offline": variant_of(args.set, flags), "d3rlpy": variant_of(args.set, flags)}
     takes_seed = False
     if any(r["method"] == "offline" for r in runs):
         helptext, err = offline_command_help()
@@ -365,11 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["key"] for r in read_results(out)}
     refs = {data: references(data) for data in args.data}
     for i, run in enumerate(runs):
-        key = run_key(run, args.steps, args.episodes, variant)
+        key = run_key(run, args.steps, args.episodes, variants[run["method"]])
         if key in done:
             continue
         if args.start_before and time.strftime("%H:%M", time.gmtime()) >= args.start_before:
-            left = [run_key(r, args.steps, args.episodes, variant) for r in runs[i:]]
+            left = [run_key(r, args.steps, args.episodes, variants[r["method"]]) for r in runs[i:]]
             print(f"--start-before {args.start_before} UTC: not started: {[k for k in left if k not in done]}",
                   flush=True)
             break
@@ -385,11 +387,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 shutil.rmtree(run_dir)
             res = run_imitate(run["method"], run["data"], run["head"], run["algo"] if run["method"] == "offline" else None,
-                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed, flags,
-                              args.batch_size)
+                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed,
+                              bc_flags if run["method"] == "bc" else flags, args.batch_size)
             res.pop("train", None)
         record = {"key": key, **run, "steps": args.steps, "episodes": args.episodes,
-                  "variant": variant if run["method"] != "bc" else "", **res,
+                  "variant": variants[run["method"]], **res,
                   "normalized_return": normalized(res["mean_return"], refs[run["data"]])}
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
