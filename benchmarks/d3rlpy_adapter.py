@@ -4,7 +4,8 @@
                                         [--episodes E] [--batch-size B] [--reward-shift C] [--set KEY=V]
 
 prints one JSON line: success rate and returns over E seeded episodes (seeds 10000.., as
-``imitate eval``), wall time of training and of the whole run.
+``imitate eval``), wall time of training (``train_s``: d3rlpy's ``fit``), of the evaluation (``eval_s``)
+and of the whole call after start-up (``wall_s``).
 
 The conversion (`to_mdp_dataset`): every observation key of the file, flattened and concatenated in
 sorted key order, is one observation vector; actions, rewards as they are. An episode that ends in a
@@ -176,9 +177,12 @@ def run_d3rlpy(path: str, algo_name: str, steps: int, seed: int = 0, episodes: i
     algo.fit(dataset, n_steps=steps, n_steps_per_epoch=steps, show_progress=False, save_interval=10**9,
              logger_adapter=NoopAdapterFactory())
     train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
     result = evaluate_d3rlpy(algo, arrays["env_args"], arrays["keys"], episodes)
+    eval_s = time.perf_counter() - t1
     return {"impl": "d3rlpy", "algo": algo_name, "head": "gaussian", "data": str(path), "steps": steps,
-            "seed": seed, "reward_shift": reward_shift, "settings": settings or {}, "train_s": train_s, "wall_s": time.perf_counter() - start, **result}
+            "seed": seed, "batch_size": batch_size, "reward_shift": reward_shift, "settings": settings or {},
+            "train_s": train_s, "eval_s": eval_s, "wall_s": time.perf_counter() - start, **result}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 
     python benchmarks/offline_rl.py --data datasets/stitch_maze.hdf5 --out runs/offline_rl \\
         [--methods bc,offline,d3rlpy] [--heads all|a,b] [--algos iql,awac,cql] [--seeds 0,1,2] \\
-        [--steps 5000] [--episodes 20] [--set algo.KEY=V ...] [--flags "--action-horizon 8 --n-act 4"] [--quick]
+        [--steps 5000] [--episodes 20] [--batch-size 256] [--set algo.KEY=V ...] [--flags "--action-horizon 8 --n-act 4"] [--quick]
     python benchmarks/offline_rl.py --table runs/offline_rl      # the table again from results.jsonl
 
 Every run is one record in OUT/results.jsonl (a run already there is skipped when rerun) and the
@@ -11,8 +11,8 @@ table, OUT/table.md, is rewritten after each run. Per (file, method, algorithm, 
 seeds of the success rate, of the normalized return and of the wall time, and the mean mode shares
 of the successful episodes.
 
-- ``bc``: ``imitate train --data F --head H --steps N --seed S --eval-episodes 0`` (its defaults otherwise:
-  batch 256, observation history 2, action chunks of 16 executed 8 at a time) then
+- ``bc``: ``imitate train --data F --head H --steps N --seed S --eval-episodes 0`` + ``--bc-flags`` (its
+  defaults otherwise: batch 256, observation history 2, action chunks of 16 executed 8 at a time) then
   ``imitate eval RUN --episodes E``.
 - ``offline``: ``imitate offline --algo A --data F --head H --steps N`` (+ ``--seed S`` when the command
   takes it, + the ``--set`` values) then ``imitate eval``. When the command is missing the script
@@ -22,15 +22,20 @@ of the successful episodes.
   The settings both libraries have are passed on: ``algo.reward_shift`` (d3rlpy's constant-shift reward
   scaler), and for IQL ``algo.expectile`` and ``algo.beta`` (d3rlpy's ``expectile``, ``weight_temp``).
 
-``--set`` and ``--flags`` (further flags of ``imitate offline``, e.g. its horizons) are part of each
-run's key: rerunning with other values adds rows, never mixes them.
+``--set`` and ``--flags`` (further flags of ``imitate offline``, e.g. its horizons), and ``--bc-flags`` (of
+``imitate train``) are part of each run's key: rerunning with other values adds rows, never mixes them.
 
 Normalized return = (R - R_random) / (R_expert - R_random), with R_expert and R_random the mean
 returns of the file's demos whose ``quality`` attr is ``expert`` and ``random`` (files made with
 ``imitate collect --mix``); without both it is left empty. Evaluation: E episodes, seeds 10000..
-(``imitate eval``'s). Wall time: the whole run (training, its start-up and the evaluation); ``train_s``
-(training alone, for imitate the ``imitate train``/``offline`` process, start-up included; for d3rlpy
-its ``fit``) has its own column. Runs go one at a time, single-threaded torch.
+(``imitate eval``'s). Times, each library in its own processes: ``wall_s`` the whole run (start-up, loading,
+training, evaluation); ``train_s`` the run less its evaluation (for imitate the ``imitate train``/``offline``
+process); ``loop_s`` the training loop alone (imitate: from the ``time/steps_per_s`` of its metrics.jsonl;
+d3rlpy: its ``fit``). Runs go one at a time, single-threaded torch, ordered seed by seed, and within a seed
+each imitate algorithm is followed at once by its d3rlpy counterpart, so that the two ran under the same
+load; table.md ends with these pairs (Gaussian actor, same file, seed, steps, batch size and settings) and
+the ratios d3rlpy / imitate of their training-loop and whole-run times (above 1: imitate is faster), with
+the median per algorithm.
 
 ``--quick``: steps 200, seed 0, 5 episodes, heads gaussian and gmm, IQL only: a check that every
 path runs, not a measurement.
@@ -120,20 +125,99 @@ def _run(cmd: list[str], what: str) -> tuple[dict, float]:
 
 
 def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int, seed: int, episodes: int,
-                run_dir: Path, sets: list[str], takes_seed: bool, flags: list[str] = ()) -> dict:
+                run_dir: Path, sets: list[str], takes_seed: bool, flags: list[str] = (), batch_size: int = 256) -> dict:
     if method == "bc":
         cmd = IMITATE + ["train", "--data", data, "--head", head, "--out", str(run_dir), "--steps", str(steps),
-                         "--seed", str(seed), "--eval-episodes", "0", "--quiet"]
+                         "--seed", str(seed), "--eval-episodes", "0", "--quiet"] + list(flags)
     else:
         cmd = IMITATE + ["offline", "--algo", algo, "--data", data, "--head", head, "--out", str(run_dir),
-                         "--steps", str(steps)] + (["--seed", str(seed)] if takes_seed else [])
+                         "--steps", str(steps), "--batch-size", str(batch_size)] + (["--seed", str(seed)] if takes_seed else [])
         for s in sets:
             cmd += ["--set", s]
         cmd += list(flags)
     train_out, train_s = _run(cmd, f"{method} {algo or ''} {head}")
     ev, eval_s = _run(IMITATE + ["eval", str(run_dir), "--episodes", str(episodes), "--quiet"], "imitate eval")
-    return {"train_s": train_s, "wall_s": train_s + eval_s, "success_rate": ev.get("success_rate"),
-            "mean_return": ev["mean_return"], "mode_shares": ev.get("mode_shares", {}), "train": train_out}
+    return {"train_s": train_s, "wall_s": train_s + eval_s, "loop_s": loop_seconds(run_dir / "metrics.jsonl"),
+            "success_rate": ev.get("success_rate"), "mean_return": ev["mean_return"],
+            "mode_shares": ev.get("mode_shares", {}), "train": train_out}
+
+
+def loop_seconds(metrics: Path) -> float | None:
+    """Seconds of the training loop alone (no start-up, no evaluation) from a run's metrics.jsonl: the sum over
+    its log records of the steps since the previous record over ``time/steps_per_s``; None without them."""
+    if not metrics.exists():
+        return None
+    total, last, seen = 0.0, 0, False
+    for line in metrics.read_text().splitlines():
+        rec = json.loads(line) if line.strip() else {}
+        rate = rec.get("time/steps_per_s")
+        if "step" in rec and rate:
+            total += (rec["step"] - last) / rate
+            last, seen = rec["step"], True
+    return total if seen else None
+
+
+def run_d3rlpy_process(data: str, algo: str, steps: int, seed: int, episodes: int, batch_size: int,
+                       shift: float, fields: dict) -> dict:
+    """`d3rlpy_adapter.py` in its own process, as imitate's runs are: ``wall_s`` is the whole process (start-up,
+    conversion, training, evaluation), ``loop_s`` d3rlpy's ``fit`` alone, ``train_s`` the process less its
+    evaluation."""
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "d3rlpy_adapter.py"), "--data", data, "--algo", algo,
+           "--steps", str(steps), "--seed", str(seed), "--episodes", str(episodes), "--batch-size", str(batch_size),
+           "--reward-shift", str(shift)] + [a for k, v in fields.items() for a in ("--set", f"{k}={v}")]
+    res, wall = _run(cmd, f"d3rlpy {algo}")
+    return {"train_s": wall - res["eval_s"], "wall_s": wall, "loop_s": res["train_s"],
+            "success_rate": res.get("success_rate"), "mean_return": res["mean_return"],
+            "mode_shares": res.get("mode_shares", {})}
+
+
+def pair_ratios(records: list[dict]) -> list[dict]:
+    """Each imitate offline run next to the d3rlpy run of the same file, algorithm, seed, steps and settings
+    (gaussian actor): their times and the ratios d3rlpy / imitate (above 1: imitate is faster)."""
+    by_key = {}
+    for r in records:
+        if r["method"] in ("offline", "d3rlpy") and r["head"] == "gaussian":
+            by_key[(r["method"], Path(r["data"]).name, r["algo"], r["seed"], r["steps"], r.get("variant", ""))] = r
+    pairs = []
+    for (method, data, algo, seed, steps, variant), mine in sorted(by_key.items()):
+        ref = by_key.get(("d3rlpy", data, algo, seed, steps, variant)) if method == "offline" else None
+        if ref is None:
+            continue
+        row = {"data": data, "algo": algo, "seed": seed, "steps": steps, "variant": variant,
+               "imitate_norm": mine.get("normalized_return"), "d3rlpy_norm": ref.get("normalized_return"),
+               "imitate_success": mine.get("success_rate"), "d3rlpy_success": ref.get("success_rate")}
+        for what in ("loop_s", "wall_s"):
+            a, b = mine.get(what), ref.get(what)
+            row[f"imitate_{what}"], row[f"d3rlpy_{what}"] = a, b
+            row[f"ratio_{what}"] = b / a if a and b else None
+        pairs.append(row)
+    return pairs
+
+
+def pairs_table(records: list[dict]) -> str:
+    """Markdown: one row per imitate / d3rlpy pair, then the median ratio per (file, algorithm, steps, settings)."""
+    pairs = pair_ratios(records)
+    if not pairs:
+        return ""
+    num = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
+    lines = ["| file | algo | settings | steps | seed | normalized return imitate / d3rlpy | success imitate / d3rlpy | "
+             "training loop s imitate / d3rlpy | ratio | whole run s imitate / d3rlpy | ratio |",
+             "|---|---|---|---:|---:|---|---|---|---:|---|---:|"]
+    groups: dict[tuple, list[dict]] = {}
+    for p in pairs:
+        groups.setdefault((p["data"], p["algo"], p["variant"], p["steps"]), []).append(p)
+        lines.append(f"| {p['data']} | {p['algo']} | {p['variant'] or '-'} | {p['steps']} | {p['seed']} | "
+                     f"{num(p['imitate_norm'])} / {num(p['d3rlpy_norm'])} | "
+                     f"{num(p['imitate_success'])} / {num(p['d3rlpy_success'])} | "
+                     f"{num(p['imitate_loop_s'], '{:.0f}')} / {num(p['d3rlpy_loop_s'], '{:.0f}')} | "
+                     f"{num(p['ratio_loop_s'])} | {num(p['imitate_wall_s'], '{:.0f}')} / "
+                     f"{num(p['d3rlpy_wall_s'], '{:.0f}')} | {num(p['ratio_wall_s'])} |")
+    lines += ["", "| file | algo | settings | steps | pairs | median ratio, training loop | median ratio, whole run |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for (data, algo, variant, steps), ps in sorted(groups.items()):
+        lines.append(f"| {data} | {algo} | {variant or '-'} | {steps} | {len(ps)} | "
+                     f"{_fmt([p['ratio_loop_s'] for p in ps])} | {_fmt([p['ratio_wall_s'] for p in ps])} |")
+    return "\n".join(lines) + "\n"
 
 
 def plan(args) -> list[dict]:
@@ -146,20 +230,20 @@ def plan(args) -> list[dict]:
         raise BenchmarkError(f"--methods: unknown {unknown}; choose from bc, offline, d3rlpy")
     runs = []
     for data in args.data:
-        for seed in seeds:
+        for seed in seeds:      # every run of seed 0 first, then seed 1, ...: partial results are whole seeds
             if "bc" in methods:
                 runs += [{"data": data, "method": "bc", "algo": "bc", "head": h, "seed": seed} for h in heads]
-            if "offline" in methods:
-                runs += [{"data": data, "method": "offline", "algo": a, "head": h, "seed": seed}
-                         for a in algos for h in heads]
-            if "d3rlpy" in methods:
-                runs += [{"data": data, "method": "d3rlpy", "algo": a, "head": "gaussian", "seed": seed} for a in algos]
+            for a in algos:     # each imitate algorithm next to its d3rlpy counterpart: the pair ran under one load
+                if "offline" in methods:
+                    runs += [{"data": data, "method": "offline", "algo": a, "head": h, "seed": seed} for h in heads]
+                if "d3rlpy" in methods:
+                    runs.append({"data": data, "method": "d3rlpy", "algo": a, "head": "gaussian", "seed": seed})
     return runs
 
 
 def run_key(run: dict, steps: int, episodes: int, variant: str = "") -> str:
     key = f"{Path(run['data']).name}|{run['method']}|{run['algo']}|{run['head']}|s{run['seed']}|n{steps}|e{episodes}"
-    return key + (f"|{variant}" if variant and run["method"] != "bc" else "")
+    return key + (f"|{variant}" if variant else "")
 
 
 def variant_of(sets: list[str], flags: list[str]) -> str:
@@ -220,6 +304,13 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_tables(out: Path) -> None:
+    """OUT/table.md from OUT/results.jsonl: the table, then the imitate / d3rlpy pairs with their time ratios."""
+    records = read_results(out)
+    pairs = pairs_table(records)
+    (out / "table.md").write_text(table(records) + ("\n" + pairs if pairs else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -231,14 +322,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, default=5000, help="gradient steps of every run")
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per run")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="transitions per batch of imitate offline and d3rlpy (BC keeps its own default)")
     p.add_argument("--set", action="append", default=[], help="passed to imitate offline (algo.KEY=V, head.KEY=V)")
+    p.add_argument("--bc-flags", default="", help='further flags of imitate train (BC), e.g. "--action-horizon 8 --n-act 4"')
     p.add_argument("--flags", default="", help='further flags of imitate offline, e.g. "--obs-horizon 2 --n-act 8"')
+    p.add_argument("--start-before", default="", metavar="HH:MM",
+                   help="start no run at or after this UTC time of day (the runs not started are listed)")
     p.add_argument("--quick", action="store_true", help="a tiny version: " + json.dumps(QUICK))
     p.add_argument("--table", action="store_true", help="only rewrite OUT/table.md from OUT/results.jsonl")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.table:
-        (out / "table.md").write_text(table(read_results(out)))
+        write_tables(out)
         print((out / "table.md").read_text())
         return 0
     if not args.data:
@@ -251,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, k, v)
     runs = plan(args)
     flags = shlex.split(args.flags)
-    variant = variant_of(args.set, flags)
+    bc_flags = shlex.split(args.bc_flags)
+    variants = {"bc": " ".join(bc_flags), "offline": variant_of(args.set, flags), "d3rlpy": variant_of(args.set, flags)}
     takes_seed = False
     if any(r["method"] == "offline" for r in runs):
         helptext, err = offline_command_help()
@@ -270,17 +367,19 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["key"] for r in read_results(out)}
     refs = {data: references(data) for data in args.data}
     for i, run in enumerate(runs):
-        key = run_key(run, args.steps, args.episodes, variant)
+        key = run_key(run, args.steps, args.episodes, variants[run["method"]])
         if key in done:
             continue
+        if args.start_before and time.strftime("%H:%M", time.gmtime()) >= args.start_before:
+            left = [run_key(r, args.steps, args.episodes, variants[r["method"]]) for r in runs[i:]]
+            print(f"--start-before {args.start_before} UTC: not started: {[k for k in left if k not in done]}",
+                  flush=True)
+            break
         print(f"[{i + 1}/{len(runs)}] {key}", flush=True)
         if run["method"] == "d3rlpy":
-            from d3rlpy_adapter import run_d3rlpy
-
             shift, fields = d3rlpy_settings(run["algo"], args.set)
-            res = run_d3rlpy(run["data"], run["algo"], args.steps, run["seed"], args.episodes, reward_shift=shift,
-                             settings=fields)
-            res = {k: res[k] for k in ("train_s", "wall_s", "success_rate", "mean_return", "mode_shares")}
+            res = run_d3rlpy_process(run["data"], run["algo"], args.steps, run["seed"], args.episodes, args.batch_size,
+                                     shift, fields)
         else:
             run_dir = out / "runs" / key.replace("|", "_")
             if run_dir.exists():
@@ -288,16 +387,17 @@ def main(argv: list[str] | None = None) -> int:
 
                 shutil.rmtree(run_dir)
             res = run_imitate(run["method"], run["data"], run["head"], run["algo"] if run["method"] == "offline" else None,
-                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed, flags)
+                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed,
+                              bc_flags if run["method"] == "bc" else flags, args.batch_size)
             res.pop("train", None)
         record = {"key": key, **run, "steps": args.steps, "episodes": args.episodes,
-                  "variant": variant if run["method"] != "bc" else "", **res,
+                  "variant": variants[run["method"]], **res,
                   "normalized_return": normalized(res["mean_return"], refs[run["data"]])}
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: record[k] for k in ("success_rate", "mean_return", "normalized_return", "wall_s")}),
               flush=True)
-        (out / "table.md").write_text(table(read_results(out)))
+        write_tables(out)
     print((out / "table.md").read_text() if (out / "table.md").exists() else "(no runs)")
     return 0
 

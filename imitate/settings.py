@@ -343,6 +343,10 @@ class OfflineConfig:
     online_steps: int = 0
     """Environment steps after the offline steps (iql, awac): each is followed by one update on a batch
     that mixes offline and online transitions (algo.online_ratio); the file must name its environment."""
+    online_eval_every: int = 0
+    """Online phase: environment steps between evaluations of the saved (EMA) actor, eval_episodes seeded
+    episodes each, one also before the first online step (metrics.jsonl: eval/return, eval/success_rate at
+    env_steps); 0: only the final evaluation."""
     online_demos: str = ""
     """Online phase: a demonstration file (with rewards and dones) of which a fixed share of every batch
     is drawn (algo.demo_ratio), besides the offline data and the online transitions."""

@@ -266,6 +266,28 @@ def test_online_continuation_mixes_offline_and_online_transitions(pendulum_file,
         resume_offline(tmp_path / "online", progress=False)
 
 
+def test_online_evaluation_every_k_env_steps_leaves_training_unchanged(pendulum_file, tmp_path):
+    horizons = dict(steps=4, online_steps=40, obs_horizon=1, action_horizon=2, n_act=2)
+    plain = _run(pendulum_file, tmp_path / "plain", "iql", "gaussian", **horizons)
+    final = _run(pendulum_file, tmp_path / "evals", "iql", "gaussian", online_eval_every=15, eval_episodes=1, **horizons)
+    lines = [json.loads(line) for line in (tmp_path / "evals" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in lines if "eval/return" in r]
+    assert [r["env_steps"] for r in evals] == [0, 15, 30, 40]          # before the first step, every 15, the last
+    assert [r["step"] for r in evals] == [4, 19, 34, 44]
+    assert all(r["eval/return"] < 0 and r["eval/success_rate"] is None for r in evals)   # Pendulum: costs, no success
+    assert [e["env_steps"] for e in final["online_evals"]] == [0, 15, 30, 40]
+    assert "online_evals" not in plain
+    # the evaluations use their own random streams: the same weights as the run without them
+    a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "evals" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert plain["online_return_last10"] == final["online_return_last10"]
+    for overrides, message in [({"online_eval_every": 10}, "--online-eval-every 10 .* --online-steps"),
+                               ({"online_eval_every": 10, "online_steps": 5}, "--eval-episodes"),
+                               ({"online_eval_every": -1, "online_steps": 5}, "--online-eval-every must be >= 0")]:
+        with pytest.raises(ImitateError, match=message):
+            train_offline(_cfg(pendulum_file, tmp_path / "bad", "iql", "gaussian", **overrides), progress=False)
+
+
 def test_online_buffer_draws_chunked_decisions_like_the_file(tmp_path):
     from imitate.algos.offline import OnlineBuffer
 

@@ -5,7 +5,8 @@
                    --> EMA of the actor; log, checkpoint
     online         (--online-steps N, iql and awac) N environment steps in the file's environment, one
                    update after each on a batch of offline and online transitions (algo.online_ratio), and
-                   with --online-demos FILE a fixed share from that file's demonstrations (algo.demo_ratio)
+                   with --online-demos FILE a fixed share from that file's demonstrations (algo.demo_ratio);
+                   --online-eval-every K evaluates the EMA actor every K environment steps (and at 0)
 
     RUN_DIR/
       config.json               imitate-run/2: policy (the PolicySpec), algo (its name), offline (the
@@ -147,6 +148,12 @@ def _check(cfg: OfflineConfig, algo: OfflineAlgoConfig) -> None:
                           f"online_ratio {algo.online_ratio})")
     if algo.demo_ratio > 0 and not cfg.online_demos:
         raise ConfigError(f"algo.demo_ratio {algo.demo_ratio} draws from --online-demos FILE, which is not given")
+    if cfg.online_eval_every < 0:
+        raise ConfigError(f"--online-eval-every must be >= 0 (got {cfg.online_eval_every})")
+    if cfg.online_eval_every and not (cfg.online_steps and cfg.eval_episodes):
+        raise ConfigError(f"--online-eval-every {cfg.online_eval_every} evaluates during the online phase: it needs "
+                          f"--online-steps N and --eval-episodes N above 0 (got {cfg.online_steps} and "
+                          f"{cfg.eval_episodes})")
     if cfg.online_demos and not cfg.online_steps:
         raise ConfigError("--online-demos mixes demonstrations into the online phase; give --online-steps N too")
     if not 0 < algo.expectile < 1:
@@ -523,7 +530,10 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
     episode, returns, ret, successes = 0, [], 0.0, []
     obs, _ = env.reset(seed=cfg.seed + 20_000)
     run.policy.reset()
+    evals = []
     try:
+        if cfg.online_eval_every:
+            evals.append(_online_eval(run, log))
         for _ in range(cfg.online_steps):
             current = obs_to_dict(obs)
             run.policy.eval()
@@ -559,6 +569,9 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
                            "online/success": float(np.mean(successes[-10:])) if successes else None,
                            "online/batch_shares": {"offline": n_offline / cfg.batch_size,
                                                    "demos": n_demo / cfg.batch_size, "online": n_online / cfg.batch_size}})
+            env_steps = run.step - cfg.steps
+            if cfg.online_eval_every and (env_steps % cfg.online_eval_every == 0 or env_steps == cfg.online_steps):
+                evals.append(_online_eval(run, log))
             if run.step % cfg.ckpt_every == 0:
                 _checkpoint(run, "online")
         _checkpoint(run, "online")
@@ -567,4 +580,21 @@ def _online(run: OfflineRun, log: _Log) -> dict[str, Any]:
     return {"online_episodes": len(returns), "online_return_last10": float(np.mean(returns[-10:])) if returns else None,
             "online_success_last10": float(np.mean(successes[-10:])) if successes else None,
             "online_batch_shares": {"offline": n_offline / cfg.batch_size, "demos": n_demo / cfg.batch_size,
-                                    "online": n_online / cfg.batch_size}}
+                                    "online": n_online / cfg.batch_size},
+            **({"online_evals": evals} if evals else {})}
+
+
+def _online_eval(run: OfflineRun, log: _Log) -> dict[str, Any]:
+    """``eval_episodes`` seeded episodes (seeds eval_seed...) of the EMA actor, the one the run saves, written to
+    metrics.jsonl as ``{"step", "env_steps", "eval/return", "eval/success_rate"[, "eval/mode_shares"]}``; the
+    training's random streams are left as they were."""
+    from imitate.evaluate import evaluate
+
+    with torch.random.fork_rng(devices=[]):
+        res = evaluate(run.ema, run.env_id, run.env_kwargs, run.cfg.eval_episodes, run.cfg.eval_seed, progress=False)
+    record = {"step": run.step, "env_steps": run.step - run.cfg.steps, "eval/return": res["mean_return"],
+              "eval/success_rate": res["success_rate"]}
+    if res.get("mode_shares"):
+        record["eval/mode_shares"] = res["mode_shares"]
+    log.write(record)
+    return {k.replace("eval/", ""): v for k, v in record.items() if k != "step"}
