@@ -84,10 +84,12 @@ def measure_flow(run_dir: Path, k: int, args, qs, demo_shares: dict[str, float],
     return cache[key]
 
 
-def mode_gap(shares: dict[str, float] | None, demo_shares: dict[str, float]) -> float:
-    """The largest difference in points between the rollouts' and the demonstrations' mode shares."""
+def mode_gap(shares: dict[str, float] | None, demo_shares: dict[str, float]) -> float | None:
+    """The largest difference in points between the rollouts' and the demonstrations' mode shares; None on a
+    task without modes (neither the demonstrations nor the rollouts name one, as on Meta-World)."""
     shares = shares or {}
-    return 100 * max(abs(shares.get(m, 0.0) - demo_shares.get(m, 0.0)) for m in set(demo_shares) | set(shares))
+    modes = set(demo_shares) | set(shares)
+    return 100 * max(abs(shares.get(m, 0.0) - demo_shares.get(m, 0.0)) for m in modes) if modes else None
 
 
 def _num(x) -> str:
