@@ -19,14 +19,6 @@ FLOW = {"denoiser": "mlp", "mlp_hidden_dims": "16,16", "time_embed_dim": "8", "s
 OBJECTIVES = ("shortcut", "meanflow")
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def forked(tmp_path_factory):
     from imitate.collect import collect

@@ -57,14 +57,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def is_discrete(overrides: dict) -> bool:
     return bool(overrides.get("discrete_nvec"))
 
