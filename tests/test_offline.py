@@ -99,6 +99,28 @@ def test_iql_converges_to_the_known_values_on_a_two_state_mdp():
         assert policy.head.mode(policy.encode(s0)).item() > 0.3
 
 
+def test_q_scores_on_reused_features_equal_q_values_on_repeated_observations():
+    """CQL scores n sampled actions per observation by repeating each Q-network's features of it; that
+    must give what encoding the repeated observations gives."""
+    from imitate.spec import ActionSpec, ObsSpec, PolicySpec
+
+    torch.manual_seed(0)
+    spec = PolicySpec({"state": ObsSpec((3,), "float32", "identity")}, ActionSpec(2, (), norm="identity"), 2, 4, 2,
+                      "gaussian", {"hidden_dims": (16,)}, {"hidden_dims": (16,), "feature_dim": 8})
+    critics = Critics(spec, 3, (16, 16), n_act=2, with_v=False)
+    obs, n = {"state": torch.randn(5, 2, 3)}, 4
+    actions = torch.randn(5 * n, 4, 2)
+    repeated = {"state": obs["state"].repeat_interleave(n, 0)}
+    features = [f.repeat_interleave(n, 0) for f in critics.q_features(obs)]
+    expected = critics.q_values(repeated, actions)
+    assert expected.shape == (3, 5 * n)
+    torch.testing.assert_close(critics.q_scores(features, actions), expected)
+    # the score reads only the executed actions (the first n_act of the chunk)
+    changed = actions.clone()
+    changed[:, 2:] += 1.0
+    torch.testing.assert_close(critics.q_scores(features, changed), expected)
+
+
 @pytest.fixture(scope="module")
 def pendulum_file(tmp_path_factory):
     from imitate.collect import collect

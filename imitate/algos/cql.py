@@ -47,34 +47,37 @@ class CQL(OfflineAlgorithm):
             raise ConfigError(f"algo.cql_samples must be at least 1 (got {algo.cql_samples})")
         super().__init__(policy, critics, cfg, algo)
 
-    def _policy_chunks(self, raw_obs, n: int) -> torch.Tensor:
-        """n policy samples per row (B * n, Ta, A), rows repeated n times in place; no gradient."""
-        with torch.no_grad():
-            return self.policy.head.sample(self.policy.encode({k: v.repeat_interleave(n, 0) for k, v in raw_obs.items()}))
-
     def update(self, batch: Transitions, step: int) -> dict[str, torch.Tensor]:
         policy, critics, algo = self.policy, self.critics, self.algo
+        head = policy.head
         obs, next_obs = normalize_obs(policy, batch.obs), normalize_obs(policy, batch.next_obs)
         action = policy.normalizer.normalize("action", batch.action)
         b, n = action.shape[0], algo.cql_samples
 
+        # Each observation is encoded once (policy and every Q-network); the n sampled actions per row
+        # reuse its features repeated n times. The actor's step below reuses the policy's features: the
+        # Q step leaves the policy's weights as they are.
+        features = policy.encode(batch.obs)
         with torch.no_grad():
-            next_action = policy.head.sample(policy.encode(batch.next_obs))
+            next_features = policy.encode(batch.next_obs)
+            next_action = head.sample(next_features)
             target = batch.reward + batch.discount * critics.q_min(next_obs, next_action, target=True)
-        q = critics.q_values(obs, action)
+        q_features = critics.q_features(obs)
+        q = critics.q_scores(q_features, action)
         td_loss = (q - target).square().mean(1).sum()
 
-        repeated = {k: v.repeat_interleave(n, 0) for k, v in obs.items()}
         uniform = torch.rand(b * n, critics.n_act, action.shape[2], device=action.device) * 2 - 1
-        sampled = torch.cat([critics.q_values(repeated, a).view(-1, b, n) for a in
-                             (uniform, self._policy_chunks(batch.obs, n), self._policy_chunks(batch.next_obs, n))], dim=-1)
+        with torch.no_grad():
+            here = head.sample(features.detach().repeat_interleave(n, 0))
+            there = head.sample(next_features.repeat_interleave(n, 0))
+        candidates = torch.cat([uniform, here[:, :critics.n_act], there[:, :critics.n_act]])   # (3 B n, n_act, A)
+        repeated = [f.repeat_interleave(n, 0).repeat(3, 1) for f in q_features]
+        sampled = critics.q_scores(repeated, candidates).view(-1, 3, b, n).permute(0, 2, 1, 3).reshape(-1, b, 3 * n)
         logmeanexp = torch.logsumexp(sampled, dim=-1) - math.log(sampled.shape[-1])   # (K, B)
         penalty = (logmeanexp - q).mean(1).sum()
         q_loss = td_loss + algo.cql_alpha * penalty
         self.step_optimizer("q", q_loss)
 
-        features = policy.encode(batch.obs)
-        head = policy.head
         chunk = head.sample_with_noise(features, head.draw_noise(b, None, features.device, features.dtype))
         actor_loss = -critics.q_min(obs, chunk)
         if head.has_log_prob and algo.cql_entropy:

@@ -72,7 +72,11 @@ class StateNet(nn.Module):
 
     def forward(self, obs: Mapping[str, Tensor], action: Tensor | None = None) -> Tensor:
         """obs normalized {key: (B, To, *shape)}, action normalized (B, n_act, A) for Q -> (B,)."""
-        features = self.encoder(obs)
+        return self.score(self.encoder(obs), action)
+
+    def score(self, features: Tensor, action: Tensor | None = None) -> Tensor:
+        """The MLP alone, on this network's encoder features (B, F): several actions per observation
+        are scored by repeating the features, not by encoding the observation again."""
         if self.action_width:
             features = torch.cat([features, action.reshape(action.shape[0], -1)], dim=-1)
         return self.net(features).squeeze(-1)
@@ -104,6 +108,15 @@ class Critics(nn.Module):
         """(K, B): every Q-network's value of the executed chunk ``action[:, :n_act]`` (normalized)."""
         executed = action[:, :self.n_act]
         return torch.stack([q(obs, executed) for q in (self.q_target if target else self.q)])
+
+    def q_features(self, obs: Mapping[str, Tensor]) -> list[Tensor]:
+        """Each Q-network's encoder features of ``obs`` [(B, F)] * K, for `q_scores`."""
+        return [q.encoder(obs) for q in self.q]
+
+    def q_scores(self, features: list[Tensor], action: Tensor) -> Tensor:
+        """(K, N): `q_values` from `q_features` (rows of ``features[j]`` and ``action`` paired)."""
+        executed = action[:, :self.n_act]
+        return torch.stack([q.score(f, executed) for q, f in zip(self.q, features)])
 
     def q_min(self, obs: Mapping[str, Tensor], action: Tensor, target: bool = False) -> Tensor:
         """(B,): the smallest of the K values (clipped double Q)."""
