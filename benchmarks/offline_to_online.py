@@ -83,7 +83,7 @@ def table(records: list[dict], target: float) -> str:
              "start | last | wall s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     num = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for r in records:
-        lines.append(f"| {r['method']} | {r['seed']} | {r['budget']} | {r['steps_to_target'] or 'not reached'} | "
+        lines.append(f"| {r['method']} | {r['seed']} | {r['budget']} | {'not reached' if r['steps_to_target'] is None else r['steps_to_target']} | "
                      f"{num(r['best'])} | {r['best_at']} | {num(r['curve'][0]['normalized'] if r['curve'] else None)} | "
                      f"{num(r['curve'][-1]['normalized'] if r['curve'] else None)} | {r['wall_s']:.0f} |")
     lines += ["", "| method | seeds | reached | median env steps to target (reached runs) | median best |",

@@ -165,7 +165,11 @@ def read_run_config(run_dir: str | os.PathLike, resuming: bool = False) -> dict[
 
 
 def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str, head: str) -> None:
-    """load_state_dict with an error that says what does not match, in the user's words."""
+    """load_state_dict with an error that says what does not match, in the user's words. A submodule
+    with ``upgrade_state_dict(state, prefix)`` first fills in what older checkpoints lack."""
+    for name, sub in module.named_modules():
+        if hasattr(sub, "upgrade_state_dict"):
+            state = sub.upgrade_state_dict(state, f"{name}." if name else "")
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -35,14 +35,20 @@ names its layout from then on (tests/golden/autoregressive_step holds one). A ru
 
 Training is cross-entropy of the true tokens (teacher forcing, one pass). `sample` draws the tokens
 one at a time (with a key/value cache, so each transformer position is computed once) and maps each
-bin to its centre. `log_prob` is the sum of the token log-probabilities of the bins the actions fall
+bin to its value (`bin_values`, below). `log_prob` is the sum of the token log-probabilities of the bins the actions fall
 into: a discrete log-probability (of the bin cells), not a density. `mode` takes the most likely
 token at every step (greedy decoding).
 
 Bins: "uniform" cuts [-1, 1] into equal bins; "quantile" puts the same share of the training
 actions in every bin, with edges computed by `prepare(actions)` and kept as a buffer (saved with
-the weights). Discrete mode: the action holds integer category indices stored as floats, dimension
-d has `discrete_nvec[d]` categories, and samples are indices (as floats).
+the weights). A bin decodes to `bin_values`: its centre with uniform bins; with quantile bins the mean
+of the training actions that fall in it (its centre if none do). Quantile edges coincide where the
+actions pile up on one value (a gripper's -1 and +1, actions clipped at the limits), and a bin then
+spans from that value to the next edge: its centre would move the value (a gripper's -1 decoded to
+0, half closed), its mean keeps it. Checkpoints saved before `bin_values` existed load with the bin
+centres, which they were trained and evaluated with.
+
+Discrete mode: the action holds integer category indices stored as floats, dimension d has `discrete_nvec[d]` categories, and samples are indices (as floats).
 """
 
 from __future__ import annotations
@@ -155,6 +161,7 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             categories = [cfg.bins] * action_dim
             self.register_buffer("edges", torch.linspace(-1.0, 1.0, cfg.bins + 1).repeat(action_dim, 1))  # (A, bins + 1)
             self.register_buffer("prepared", torch.tensor(cfg.binning == "uniform"))
+            self.register_buffer("bin_values", _centres(self.edges))  # (A, bins): what each bin decodes to
         if cfg.d_model % cfg.num_heads:
             raise ValueError(f"autoregressive head: num_heads={cfg.num_heads} must divide d_model={cfg.d_model}")
         self._edges_ready = self.discrete or cfg.binning == "uniform"
@@ -200,6 +207,18 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             self.readout_hidden = nn.Linear(cfg.d_model, cfg.d_model)
         self.readout = nn.Linear(cfg.d_model, most)
 
+    def upgrade_state_dict(self, state: dict, prefix: str = "") -> dict:
+        """A checkpoint saved before `bin_values` existed gets the centres of its own edges (what it was
+        trained and evaluated with); `imitate.checkpoint.load_state_into` calls this before loading."""
+        key = prefix + "bin_values"
+        if self.discrete or key in state or prefix + "edges" not in state:
+            return state
+        return {**state, key: _centres(state[prefix + "edges"])}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.update(self.upgrade_state_dict(state_dict, prefix))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # Tokens <-> actions ---------------------------------------------------------------------
 
     def prepare(self, actions: Tensor) -> None:
@@ -222,6 +241,8 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
             rows = torch.round(torch.arange(1, bins, device=ordered.device) / bins * (len(ordered) - 1)).long()
             interior = ordered[rows].clamp(-1.0, 1.0).T  # (A, bins - 1)
             self.edges[:, 1:-1] = interior
+            self.bin_values.copy_(_bin_means(actions.to(self.edges).T.contiguous(), interior.contiguous(),
+                                             _centres(self.edges)))
             self.prepared.fill_(True)
             self._edges_ready = True
 
@@ -240,16 +261,15 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         return joint.sum(-1)
 
     def _values(self, tokens: Tensor) -> Tensor:
-        """Action chunk (B, Ta, A) for tokens (B, N): bin centres, or the indices in discrete mode."""
+        """Action chunk (B, Ta, A) for tokens (B, N): `bin_values`, or the indices in discrete mode."""
         if self.groups != self.action_dim:  # each joint token back to one index per dimension
             tokens = rearrange(tokens.repeat_interleave(self.config.dims_per_token, dim=1), "b (t a) -> b t a", a=self.action_dim)
             tokens = rearrange(tokens // self.radix % self.dim_sizes, "b t a -> b (t a)")
         chunk = rearrange(tokens, "b (t a) -> b t a", a=self.action_dim)
         if self.discrete:
             return chunk.to(self.position.dtype)
-        centres = 0.5 * (self.edges[:, :-1] + self.edges[:, 1:])  # (A, bins)
         dims = torch.arange(self.action_dim, device=tokens.device) * self.config.bins
-        return centres.reshape(-1)[chunk + dims]
+        return self.bin_values.reshape(-1)[chunk + dims]
 
     # Teacher-forced pass ---------------------------------------------------------------------
 
@@ -362,13 +382,27 @@ class AutoregressiveHead(PolicyHead, name="autoregressive"):
         return torch.stack(tokens, dim=1)
 
     def sample_with_noise(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
-        """Tokens drawn with noise["uniform"] (B, N, K), one uniform per token and category, as bin centres."""
+        """Tokens drawn with noise["uniform"] (B, N, K), one uniform per token and category, as bin values."""
         self._check_noise(features, noise)
         return self._values(self._decode(features, noise["uniform"]))
 
     @torch.no_grad()
     def mode(self, features: Tensor) -> Tensor:
         return self._values(self._decode(features, None))
+
+
+def _centres(edges: Tensor) -> Tensor:
+    """Bin centres (A, bins) of edges (A, bins + 1)."""
+    return 0.5 * (edges[:, :-1] + edges[:, 1:])
+
+
+def _bin_means(values: Tensor, interior: Tensor, fallback: Tensor) -> Tensor:
+    """Mean of the values (A, N) in each bin (A, bins) of the interior edges (A, bins - 1), binned as
+    `AutoregressiveHead._tokens` bins them; ``fallback`` where a bin holds none."""
+    index = torch.searchsorted(interior, values, right=True)  # (A, N)
+    sums = torch.zeros_like(fallback).scatter_add_(1, index, values)
+    counts = torch.zeros_like(fallback).scatter_add_(1, index, torch.ones_like(values))
+    return torch.where(counts > 0, sums / counts.clamp(min=1), fallback)
 
 
 def _read_prepared_flag(module: nn.Module, incompatible_keys: object) -> None:

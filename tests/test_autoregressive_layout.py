@@ -180,3 +180,28 @@ def test_both_layouts_export_exactly(tmp_path, run):
         eager = policy.predict_chunk(obs, generator=torch.Generator().manual_seed(batch))
         noise = {k: v.numpy() for k, v in policy.head.draw_noise(batch, torch.Generator().manual_seed(batch)).items()}
         np.testing.assert_allclose(model.predict_chunk(obs, noise=noise), eager, atol=1e-4, rtol=0)
+
+
+def test_quantile_bins_decode_to_the_mean_of_their_training_actions():
+    """A gripper's two values pile up: quantile edges coincide at -1, and the bin that -1 falls in spans
+    -1 to +1. Its centre would decode -1 as 0 (half closed); the bin's mean keeps -1 and +1 exact."""
+    torch.manual_seed(0)
+    head = make_head("autoregressive", F_DIM, 2, 1, d_model=16, num_heads=2, num_layers=1, bins=16,
+                     binning="quantile")
+    gripper = torch.where(torch.rand(400) < 0.75, -1.0, 1.0)
+    arm = torch.rand(400) * 2 - 1
+    actions = torch.stack([arm, gripper], dim=1)
+    head.prepare(actions)
+    decoded = head._values(head._tokens(actions.unsqueeze(1))).squeeze(1)
+    assert torch.equal(decoded[:, 1], gripper)
+    centres = 0.5 * (head.edges[1, :-1] + head.edges[1, 1:])
+    assert (centres[head._tokens(actions.unsqueeze(1))[:, 1]][gripper < 0] == 0).all()   # what centres gave
+    width = (head.edges[0, 1:] - head.edges[0, :-1]).max()
+    assert (decoded[:, 0] - arm).abs().max() <= width
+    # a checkpoint saved before bin_values existed decodes to its edges' centres, as it was trained
+    old = {k: v for k, v in head.state_dict().items() if k != "bin_values"}
+    fresh = make_head("autoregressive", F_DIM, 2, 1, d_model=16, num_heads=2, num_layers=1, bins=16,
+                      binning="quantile")
+    fresh.load_state_dict(old)
+    torch.testing.assert_close(fresh.bin_values, 0.5 * (head.edges[:, :-1] + head.edges[:, 1:]))
+    assert bool(fresh.prepared)
