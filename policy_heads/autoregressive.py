@@ -35,9 +35,9 @@ names its layout from then on (tests/golden/autoregressive_step holds one). A ru
 
 Training is cross-entropy of the true tokens (teacher forcing, one pass). `sample` draws the tokens
 one at a time (with a key/value cache, so each transformer position is computed once) and maps each
-bin to its value (`bin_values`, below). `log_prob` is the sum of the token log-probabilities of the bins the actions fall
-into: a discrete log-probability (of the bin cells), not a density. `mode` takes the most likely
-token at every step (greedy decoding).
+bin to its value (`bin_values`, below). `log_prob` is the sum of the token log-probabilities of the
+bins the actions fall into: a discrete log-probability (of the bin cells), not a density. `mode`
+takes the most likely token at every step (greedy decoding).
 
 Bins: "uniform" cuts [-1, 1] into equal bins; "quantile" puts the same share of the training
 actions in every bin, with edges computed by `prepare(actions)` and kept as a buffer (saved with
@@ -48,7 +48,8 @@ spans from that value to the next edge: its centre would move the value (a gripp
 0, half closed), its mean keeps it. Checkpoints saved before `bin_values` existed load with the bin
 centres, which they were trained and evaluated with.
 
-Discrete mode: the action holds integer category indices stored as floats, dimension d has `discrete_nvec[d]` categories, and samples are indices (as floats).
+Discrete mode: the action holds integer category indices stored as floats, dimension d has
+`discrete_nvec[d]` categories, and samples are indices (as floats).
 """
 
 from __future__ import annotations
