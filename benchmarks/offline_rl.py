@@ -3,7 +3,8 @@
 
     python benchmarks/offline_rl.py --data datasets/stitch_maze.hdf5 --out runs/offline_rl \\
         [--methods bc,offline,d3rlpy] [--heads all|a,b] [--algos iql,awac,cql] [--seeds 0,1,2] \\
-        [--steps 5000] [--episodes 20] [--batch-size 256] [--set algo.KEY=V ...] [--flags "--action-horizon 8 --n-act 4"] [--quick]
+        [--steps 5000] [--episodes 20] [--batch-size 256] [--set algo.KEY=V ...] [--flags "--action-horizon 8 --n-act 4"] \\
+        [--deterministic] [--quick]
     python benchmarks/offline_rl.py --table runs/offline_rl      # the table again from results.jsonl
 
 Every run is one record in OUT/results.jsonl (a run already there is skipped when rerun) and the
@@ -24,6 +25,13 @@ of the successful episodes.
 
 ``--set`` and ``--flags`` (further flags of ``imitate offline``, e.g. its horizons), and ``--bc-flags`` (of
 ``imitate train``) are part of each run's key: rerunning with other values adds rows, never mixes them.
+
+Evaluation of imitate's runs samples from the head (``imitate eval``'s default) unless ``--deterministic``
+is given: then it acts with the head's most likely action (``imitate eval --deterministic``: a Gaussian's
+mean), which is how the IQL paper and d3rlpy's ``predict`` evaluate. The record says which (``eval``:
+``sampled`` or ``deterministic``; d3rlpy's runs are always ``deterministic``), deterministic runs get
+``|det`` at the end of their key, and the tables keep the two apart. A run trained before under the same
+key but the other evaluation is evaluated again, not trained again (its training times are kept).
 
 Normalized return = (R - R_random) / (R_expert - R_random), with R_expert and R_random the mean
 returns of the file's demos whose ``quality`` attr is ``expert`` and ``random`` (files made with
@@ -124,8 +132,20 @@ def _run(cmd: list[str], what: str) -> tuple[dict, float]:
     return _last_json(proc.stdout), time.perf_counter() - start
 
 
+def evaluate_run(run_dir: Path, episodes: int, deterministic: bool) -> tuple[dict, float]:
+    """``imitate eval RUN`` (``--deterministic`` when asked): (its JSON result, seconds)."""
+    return _run(IMITATE + ["eval", str(run_dir), "--episodes", str(episodes), "--quiet"]
+                + (["--deterministic"] if deterministic else []), "imitate eval")
+
+
+def eval_record(ev: dict) -> dict:
+    return {"success_rate": ev.get("success_rate"), "mean_return": ev["mean_return"],
+            "mode_shares": ev.get("mode_shares", {})}
+
+
 def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int, seed: int, episodes: int,
-                run_dir: Path, sets: list[str], takes_seed: bool, flags: list[str] = (), batch_size: int = 256) -> dict:
+                run_dir: Path, sets: list[str], takes_seed: bool, flags: list[str] = (), batch_size: int = 256,
+                deterministic: bool = False) -> dict:
     if method == "bc":
         cmd = IMITATE + ["train", "--data", data, "--head", head, "--out", str(run_dir), "--steps", str(steps),
                          "--seed", str(seed), "--eval-episodes", "0", "--quiet"] + list(flags)
@@ -136,10 +156,16 @@ def run_imitate(method: str, data: str, head: str, algo: str | None, steps: int,
             cmd += ["--set", s]
         cmd += list(flags)
     train_out, train_s = _run(cmd, f"{method} {algo or ''} {head}")
-    ev, eval_s = _run(IMITATE + ["eval", str(run_dir), "--episodes", str(episodes), "--quiet"], "imitate eval")
+    ev, eval_s = evaluate_run(run_dir, episodes, deterministic)
     return {"train_s": train_s, "wall_s": train_s + eval_s, "loop_s": loop_seconds(run_dir / "metrics.jsonl"),
-            "success_rate": ev.get("success_rate"), "mean_return": ev["mean_return"],
-            "mode_shares": ev.get("mode_shares", {}), "train": train_out}
+            **eval_record(ev), "train": train_out}
+
+
+def reevaluate(trained: dict, run_dir: Path, episodes: int, deterministic: bool) -> dict:
+    """A finished run's record with its evaluation made again (the other way): training times kept."""
+    ev, eval_s = evaluate_run(run_dir, episodes, deterministic)
+    return {"train_s": trained.get("train_s"), "loop_s": trained.get("loop_s"),
+            "wall_s": (trained.get("train_s") or 0.0) + eval_s, **eval_record(ev)}
 
 
 def loop_seconds(metrics: Path) -> float | None:
@@ -175,7 +201,7 @@ def pair_ratios(records: list[dict]) -> list[dict]:
     """Each imitate offline run next to the d3rlpy run of the same file, algorithm, seed, steps and settings
     (gaussian actor): their times and the ratios d3rlpy / imitate (above 1: imitate is faster)."""
     by_key = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: eval_of(r) == "deterministic"):   # deterministic last: it wins
         if r["method"] in ("offline", "d3rlpy") and r["head"] == "gaussian":
             by_key[(r["method"], Path(r["data"]).name, r["algo"], r["seed"], r["steps"], r.get("variant", ""))] = r
     pairs = []
@@ -183,7 +209,7 @@ def pair_ratios(records: list[dict]) -> list[dict]:
         ref = by_key.get(("d3rlpy", data, algo, seed, steps, variant)) if method == "offline" else None
         if ref is None:
             continue
-        row = {"data": data, "algo": algo, "seed": seed, "steps": steps, "variant": variant,
+        row = {"data": data, "algo": algo, "seed": seed, "steps": steps, "variant": variant, "eval": eval_of(mine),
                "imitate_norm": mine.get("normalized_return"), "d3rlpy_norm": ref.get("normalized_return"),
                "imitate_success": mine.get("success_rate"), "d3rlpy_success": ref.get("success_rate")}
         for what in ("loop_s", "wall_s"):
@@ -200,13 +226,13 @@ def pairs_table(records: list[dict]) -> str:
     if not pairs:
         return ""
     num = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
-    lines = ["| file | algo | settings | steps | seed | normalized return imitate / d3rlpy | success imitate / d3rlpy | "
-             "training loop s imitate / d3rlpy | ratio | whole run s imitate / d3rlpy | ratio |",
-             "|---|---|---|---:|---:|---|---|---|---:|---|---:|"]
+    lines = ["| file | algo | settings | steps | seed | imitate's evaluation | normalized return imitate / d3rlpy | "
+             "success imitate / d3rlpy | training loop s imitate / d3rlpy | ratio | whole run s imitate / d3rlpy | ratio |",
+             "|---|---|---|---:|---:|---|---|---|---|---:|---|---:|"]
     groups: dict[tuple, list[dict]] = {}
     for p in pairs:
         groups.setdefault((p["data"], p["algo"], p["variant"], p["steps"]), []).append(p)
-        lines.append(f"| {p['data']} | {p['algo']} | {p['variant'] or '-'} | {p['steps']} | {p['seed']} | "
+        lines.append(f"| {p['data']} | {p['algo']} | {p['variant'] or '-'} | {p['steps']} | {p['seed']} | {p['eval']} | "
                      f"{num(p['imitate_norm'])} / {num(p['d3rlpy_norm'])} | "
                      f"{num(p['imitate_success'])} / {num(p['d3rlpy_success'])} | "
                      f"{num(p['imitate_loop_s'], '{:.0f}')} / {num(p['d3rlpy_loop_s'], '{:.0f}')} | "
@@ -241,9 +267,16 @@ def plan(args) -> list[dict]:
     return runs
 
 
-def run_key(run: dict, steps: int, episodes: int, variant: str = "") -> str:
+def run_key(run: dict, steps: int, episodes: int, variant: str = "", deterministic: bool = False) -> str:
+    """The run's identity in results.jsonl; ``|det`` at the end for an imitate run evaluated deterministically."""
     key = f"{Path(run['data']).name}|{run['method']}|{run['algo']}|{run['head']}|s{run['seed']}|n{steps}|e{episodes}"
-    return key + (f"|{variant}" if variant else "")
+    key += f"|{variant}" if variant else ""
+    return key + ("|det" if deterministic and run["method"] != "d3rlpy" else "")
+
+
+def eval_of(record: dict) -> str:
+    """How a record's policy acted in evaluation: d3rlpy's ``predict`` is always the deterministic action."""
+    return "deterministic" if record["method"] == "d3rlpy" else record.get("eval", "sampled")
 
 
 def variant_of(sets: list[str], flags: list[str]) -> str:
@@ -286,18 +319,18 @@ def table(records: list[dict]) -> str:
     """The markdown table: one row per (file, method, algorithm, head)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((Path(r["data"]).name, r["method"], r["algo"], r["head"], r["steps"], r.get("variant", "")),
-                          []).append(r)
-    lines = ["| file | method | algo | head | settings | steps | seeds | success | normalized return | mean return | "
-             "train s | wall s | mode shares |",
-             "|---|---|---|---|---|---:|---:|---|---|---|---|---|---|"]
-    for (data, method, algo, head, steps, variant), rs in sorted(groups.items()):
+        groups.setdefault((Path(r["data"]).name, r["method"], r["algo"], r["head"], r["steps"], r.get("variant", ""),
+                           eval_of(r)), []).append(r)
+    lines = ["| file | method | algo | head | settings | steps | evaluation | seeds | success | normalized return | "
+             "mean return | train s | wall s | mode shares |",
+             "|---|---|---|---|---|---:|---|---:|---|---|---|---|---|---|"]
+    for (data, method, algo, head, steps, variant, how), rs in sorted(groups.items()):
         modes: dict[str, float] = {}
         for r in rs:
             for m, share in (r.get("mode_shares") or {}).items():
                 modes[m] = modes.get(m, 0.0) + share / len(rs)
         mode_text = ", ".join(f"{m} {v:.2f}" for m, v in sorted(modes.items())) or "-"
-        lines.append(f"| {data} | {method} | {algo} | {head} | {variant or '-'} | {steps} | {len(rs)} | "
+        lines.append(f"| {data} | {method} | {algo} | {head} | {variant or '-'} | {steps} | {how} | {len(rs)} | "
                      f"{_fmt([r.get('success_rate') for r in rs])} | {_fmt([r.get('normalized_return') for r in rs])} | "
                      f"{_fmt([r.get('mean_return') for r in rs])} | {_fmt([r.get('train_s') for r in rs])} | "
                      f"{_fmt([r.get('wall_s') for r in rs])} | {mode_text} |")
@@ -329,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flags", default="", help='further flags of imitate offline, e.g. "--obs-horizon 2 --n-act 8"')
     p.add_argument("--start-before", default="", metavar="HH:MM",
                    help="start no run at or after this UTC time of day (the runs not started are listed)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="evaluate imitate's runs with the head's most likely action (as d3rlpy's predict does)")
     p.add_argument("--quick", action="store_true", help="a tiny version: " + json.dumps(QUICK))
     p.add_argument("--table", action="store_true", help="only rewrite OUT/table.md from OUT/results.jsonl")
     args = p.parse_args(argv)
@@ -364,14 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise BenchmarkError(f"{missing} (or leave d3rlpy out of --methods)")
     out.mkdir(parents=True, exist_ok=True)
-    done = {r["key"] for r in read_results(out)}
+    records = {r["key"]: r for r in read_results(out)}
+    done = set(records)
     refs = {data: references(data) for data in args.data}
     for i, run in enumerate(runs):
-        key = run_key(run, args.steps, args.episodes, variants[run["method"]])
+        key = run_key(run, args.steps, args.episodes, variants[run["method"]], args.deterministic)
+        trained_key = run_key(run, args.steps, args.episodes, variants[run["method"]])
+        other_key = trained_key if args.deterministic else trained_key + "|det"
         if key in done:
             continue
         if args.start_before and time.strftime("%H:%M", time.gmtime()) >= args.start_before:
-            left = [run_key(r, args.steps, args.episodes, variants[r["method"]]) for r in runs[i:]]
+            left = [run_key(r, args.steps, args.episodes, variants[r["method"]], args.deterministic) for r in runs[i:]]
             print(f"--start-before {args.start_before} UTC: not started: {[k for k in left if k not in done]}",
                   flush=True)
             break
@@ -381,17 +419,22 @@ def main(argv: list[str] | None = None) -> int:
             res = run_d3rlpy_process(run["data"], run["algo"], args.steps, run["seed"], args.episodes, args.batch_size,
                                      shift, fields)
         else:
-            run_dir = out / "runs" / key.replace("|", "_")
-            if run_dir.exists():
-                import shutil
+            run_dir = out / "runs" / trained_key.replace("|", "_")
+            if other_key in records and (run_dir / "model.safetensors").exists():
+                res = reevaluate(records[other_key], run_dir, args.episodes, args.deterministic)
+            else:
+                if run_dir.exists():
+                    import shutil
 
-                shutil.rmtree(run_dir)
-            res = run_imitate(run["method"], run["data"], run["head"], run["algo"] if run["method"] == "offline" else None,
-                              args.steps, run["seed"], args.episodes, run_dir, args.set, takes_seed,
-                              bc_flags if run["method"] == "bc" else flags, args.batch_size)
-            res.pop("train", None)
+                    shutil.rmtree(run_dir)
+                res = run_imitate(run["method"], run["data"], run["head"],
+                                  run["algo"] if run["method"] == "offline" else None, args.steps, run["seed"],
+                                  args.episodes, run_dir, args.set, takes_seed,
+                                  bc_flags if run["method"] == "bc" else flags, args.batch_size, args.deterministic)
+                res.pop("train", None)
         record = {"key": key, **run, "steps": args.steps, "episodes": args.episodes,
-                  "variant": variants[run["method"]], **res,
+                  "variant": variants[run["method"]],
+                  "eval": "deterministic" if args.deterministic or run["method"] == "d3rlpy" else "sampled", **res,
                   "normalized_return": normalized(res["mean_return"], refs[run["data"]])}
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -60,3 +60,42 @@ def test_steps_to_target_is_the_first_evaluation_at_or_above_it(tmp_path):
     assert [round(c["normalized"], 2) for c in curve] == [0.5, 0.91, 0.95]
     assert offline_to_online.steps_to(curve, 0.9) == 10
     assert offline_to_online.steps_to(curve, 0.96) is None
+
+
+def test_deterministic_evaluation_is_kept_apart_and_preferred_in_the_pairs():
+    def rec(method, how=None, norm=0.5):
+        r = {"method": method, "data": "d/p.hdf5", "algo": "iql", "head": "gaussian", "seed": 0, "steps": 100,
+             "variant": "", "loop_s": 10, "wall_s": 20, "normalized_return": norm, "success_rate": None}
+        return {**r, "eval": how} if how else r
+    run = {"data": "d/p.hdf5", "method": "offline", "algo": "iql", "head": "gaussian", "seed": 0}
+    assert offline_rl.run_key(run, 100, 20, deterministic=True).endswith("|e20|det")
+    assert not offline_rl.run_key({**run, "method": "d3rlpy"}, 100, 20, deterministic=True).endswith("|det")
+    records = [rec("offline", norm=0.5), rec("offline", "deterministic", norm=0.9), rec("d3rlpy", norm=0.6)]
+    assert [p["imitate_norm"] for p in offline_rl.pair_ratios(records)] == [0.9]
+    rows = [line for line in offline_rl.table(records).splitlines() if line.startswith("| p.hdf5")]
+    assert [(row.split(" | ")[1], row.split(" | ")[6], row.split(" | ")[9]) for row in rows] == [
+        ("d3rlpy", "deterministic", "0.60"), ("offline", "deterministic", "0.90"), ("offline", "sampled", "0.50")]
+
+
+def test_a_trained_run_is_evaluated_again_not_trained_again(tmp_path, monkeypatch):
+    data = tmp_path / "p.hdf5"
+    data.write_bytes(b"")
+    out = tmp_path / "out"
+    key = "p.hdf5|offline|iql|gaussian|s0|n100|e5"
+    run_dir = out / "runs" / key.replace("|", "_")
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.safetensors").write_bytes(b"")
+    (out / "results.jsonl").write_text(json.dumps({"key": key, "method": "offline", "data": str(data), "algo": "iql",
+                                                   "head": "gaussian", "seed": 0, "steps": 100, "train_s": 7.0,
+                                                   "loop_s": 6.0, "wall_s": 8.0, "mean_return": -900.0}) + "\n")
+    calls = []
+    monkeypatch.setattr(offline_rl, "offline_command_help", lambda: ("--seed", ""))
+    monkeypatch.setattr(offline_rl, "references", lambda path: {})
+    monkeypatch.setattr(offline_rl, "run_imitate", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(offline_rl, "_run", lambda cmd, what: calls.append(cmd) or ({"mean_return": -150.0}, 2.0))
+    offline_rl.main(["--data", str(data), "--out", str(out), "--methods", "offline", "--algos", "iql", "--heads",
+                     "gaussian", "--seeds", "0", "--steps", "100", "--episodes", "5", "--deterministic"])
+    assert calls and calls[0][-1] == "--deterministic" and str(run_dir) in calls[0]
+    new = offline_rl.read_results(out)[-1]
+    assert (new["key"], new["eval"], new["mean_return"], new["train_s"], new["wall_s"]) == (
+        key + "|det", "deterministic", -150.0, 7.0, 9.0)
