@@ -196,21 +196,30 @@ def image_encoder_for(on_cpu: bool, sizing: str, given: dict[str, Any]) -> tuple
                                                 f"encoder.image_encoder=conv|resnet18 to choose")
 
 
-def _task(cfg: TrainConfig, store) -> tuple[str | None, dict | None]:
-    """The environment for rollouts, when asked for (``eval_episodes``) and the file names one; checked
-    to build before anything is written."""
+def rollout_task(data: str, store, online: bool = False) -> tuple[str | None, dict | None]:
+    """(env id, kwargs) of the environment the file names, checked to build before anything is written;
+    (None, None) when it names none. A ConfigError naming the file when it cannot be built, or, with
+    ``online`` (training that steps the environment, not only evaluates in it), when it names none."""
     from imitate.envs import make_env, task_of
 
-    if not cfg.eval_episodes:
-        return None, None
     try:
         env_id, env_kwargs = task_of(store.env_args)
         if env_id:
             make_env(env_id, env_kwargs).close()
     except ImitateError as e:
-        raise ConfigError(f"{cfg.data}: its environment cannot be built for rollouts ({e}); pass --eval-episodes 0 "
+        if online:
+            raise ConfigError(f"{data}: --online-steps needs the environment the file names, and it cannot be "
+                              f"built ({e})") from None
+        raise ConfigError(f"{data}: its environment cannot be built for rollouts ({e}); pass --eval-episodes 0 "
                           f"to train without them") from None
+    if online and not env_id:
+        raise ConfigError(f"{data}: --online-steps needs an environment, and the file names none (env_args)")
     return env_id, env_kwargs
+
+
+def _task(cfg: TrainConfig, store) -> tuple[str | None, dict | None]:
+    """The environment for rollouts when asked for (``eval_episodes``): `rollout_task`."""
+    return rollout_task(cfg.data, store) if cfg.eval_episodes else (None, None)
 
 
 def _open_new(ctx: distributed.Context, cfg: TrainConfig, head_config: dict[str, Any], encoder_config: dict[str, Any],

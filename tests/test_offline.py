@@ -227,6 +227,28 @@ def test_file_with_all_zero_rewards_is_refused(tmp_path):
         train_offline(_cfg(data, tmp_path / "r", "awac", "gaussian"), progress=False)
 
 
+def test_online_steps_need_the_environment_the_file_names(tmp_path):
+    data = _pendulum_like(tmp_path / "noenv.hdf5")
+    with h5py.File(data, "a") as f:
+        del f["data"].attrs["env_args"]
+    with pytest.raises(ImitateError, match=r"noenv\.hdf5: --online-steps needs an environment, and the file names none"):
+        train_offline(_cfg(data, tmp_path / "r", "awac", "gaussian", online_steps=10), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_environment_that_cannot_be_built_is_named_before_anything_is_written(tmp_path):
+    data = _pendulum_like(tmp_path / "badenv.hdf5")
+    with h5py.File(data, "a") as f:
+        f["data"].attrs["env_args"] = json.dumps(make_env_args("NoSuchTask-v9"))
+    with pytest.raises(ImitateError, match=r"badenv\.hdf5: --online-steps needs the environment the file names, and "
+                                           r"it cannot be built .*NoSuchTask-v9"):
+        train_offline(_cfg(data, tmp_path / "r", "iql", "gaussian", online_steps=10), progress=False)
+    with pytest.raises(ImitateError, match=r"badenv\.hdf5: its environment cannot be built for rollouts .*"
+                                           r"--eval-episodes 0"):
+        train_offline(_cfg(data, tmp_path / "r", "iql", "gaussian", eval_episodes=2), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("head", ["gmm", "diffusion"])
 def test_cql_names_the_head_and_the_missing_reparameterized_sample(tmp_path, head):
     data = _pendulum_like(tmp_path / "d.hdf5")

@@ -189,23 +189,12 @@ def _load_data(cfg: OfflineConfig):
 
 
 def _task(cfg: OfflineConfig, store) -> tuple[str | None, dict | None]:
-    from imitate.envs import make_env, task_of
+    """The environment for evaluations and the online phase, when either is asked for (`rollout_task`)."""
+    from imitate.train import rollout_task
 
     if not (cfg.eval_episodes or cfg.online_steps):
         return None, None
-    try:
-        env_id, env_kwargs = task_of(store.env_args)
-        if env_id:
-            make_env(env_id, env_kwargs).close()
-    except ImitateError as e:
-        if cfg.online_steps:
-            raise ConfigError(f"{cfg.data}: --online-steps needs the environment the file names, and it cannot be "
-                              f"built ({e})") from None
-        raise ConfigError(f"{cfg.data}: its environment cannot be built for rollouts ({e}); pass --eval-episodes 0") \
-            from None
-    if cfg.online_steps and not env_id:
-        raise ConfigError(f"{cfg.data}: --online-steps needs an environment, and the file names none (env_args)")
-    return env_id, env_kwargs
+    return rollout_task(cfg.data, store, online=bool(cfg.online_steps))
 
 
 # -- the run -------------------------------------------------------------------------------------------
