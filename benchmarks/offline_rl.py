@@ -297,6 +297,22 @@ def d3rlpy_settings(algo: str, sets: list[str]) -> tuple[float, dict]:
     return shift, fields
 
 
+def next_time_of_day(hhmm: str, now: float | None = None) -> float:
+    """The epoch seconds of the next time the UTC clock reads ``hhmm`` (today, or tomorrow when it has passed)."""
+    import calendar
+
+    try:
+        hour, minute = (int(v) for v in hhmm.split(":"))
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError
+    except ValueError:
+        raise BenchmarkError(f"--start-before {hhmm!r}: expected a UTC time of day HH:MM") from None
+    now = time.time() if now is None else now
+    day = time.gmtime(now)
+    at = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, hour, minute, 0))
+    return at if at > now else at + 86400
+
+
 def read_results(out: Path) -> list[dict]:
     path = out / "results.jsonl"
     if not path.exists():
@@ -361,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bc-flags", default="", help='further flags of imitate train (BC), e.g. "--action-horizon 8 --n-act 4"')
     p.add_argument("--flags", default="", help='further flags of imitate offline, e.g. "--obs-horizon 2 --n-act 8"')
     p.add_argument("--start-before", default="", metavar="HH:MM",
-                   help="start no run at or after this UTC time of day (the runs not started are listed)")
+                   help="start no run at or after the next time this UTC time of day comes round (past midnight "
+                        "when it is earlier than now); the runs not started are listed")
     p.add_argument("--deterministic", action="store_true",
                    help="evaluate imitate's runs with the head's most likely action (as d3rlpy's predict does)")
     p.add_argument("--quick", action="store_true", help="a tiny version: " + json.dumps(QUICK))
@@ -399,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise BenchmarkError(f"{missing} (or leave d3rlpy out of --methods)")
     out.mkdir(parents=True, exist_ok=True)
+    deadline = next_time_of_day(args.start_before) if args.start_before else None
     records = {r["key"]: r for r in read_results(out)}
     done = set(records)
     refs = {data: references(data) for data in args.data}
@@ -408,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         other_key = trained_key if args.deterministic else trained_key + "|det"
         if key in done:
             continue
-        if args.start_before and time.strftime("%H:%M", time.gmtime()) >= args.start_before:
+        if deadline is not None and time.time() >= deadline:
             left = [run_key(r, args.steps, args.episodes, variants[r["method"]], args.deterministic) for r in runs[i:]]
             print(f"--start-before {args.start_before} UTC: not started: {[k for k in left if k not in done]}",
                   flush=True)

@@ -99,3 +99,14 @@ def test_a_trained_run_is_evaluated_again_not_trained_again(tmp_path, monkeypatc
     new = offline_rl.read_results(out)[-1]
     assert (new["key"], new["eval"], new["mean_return"], new["train_s"], new["wall_s"]) == (
         key + "|det", "deterministic", -150.0, 7.0, 9.0)
+
+
+def test_start_before_is_the_next_time_the_clock_reads_it_past_midnight_too():
+    import calendar
+
+    evening = calendar.timegm((2026, 12, 2, 23, 29, 0))
+    assert offline_rl.next_time_of_day("23:45", evening) == evening + 16 * 60
+    assert offline_rl.next_time_of_day("01:00", evening) == evening + 91 * 60           # tomorrow
+    assert offline_rl.next_time_of_day("23:29", evening) == evening + 86400
+    with pytest.raises(SystemExit):
+        offline_rl.next_time_of_day("25:00", evening)
